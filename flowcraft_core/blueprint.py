@@ -1,0 +1,311 @@
+"""Blueprints: the JSON form shared with Flowcraft (TypeScript), as Python dataclasses.
+
+JSON uses camelCase (``maxRetries``, ``retryDelay`` in milliseconds, ``joinStrategy``); the Python
+API uses snake_case. ``Blueprint.from_dict(bp.to_dict()) == bp`` for every blueprint.
+Structural checks (unknown nodes, cycles, ...) live in :mod:`flowcraft_core.validation`; this
+module only rejects what cannot be read at all, naming the place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from flowcraft_core.errors import BlueprintError, Problem
+
+JoinStrategy = Literal["all", "any"]
+JOIN_STRATEGIES: tuple[str, ...] = ("all", "any")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Per-node execution settings. Times are in milliseconds, as in Flowcraft."""
+
+    max_retries: int = 1
+    retry_delay: float = 0
+    timeout: float | None = None
+    fallback: str | None = None
+    join_strategy: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.max_retries != 1:
+            out["maxRetries"] = self.max_retries
+        if self.retry_delay:
+            out["retryDelay"] = self.retry_delay
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        if self.fallback is not None:
+            out["fallback"] = self.fallback
+        if self.join_strategy is not None:
+            out["joinStrategy"] = self.join_strategy
+        return out
+
+
+@dataclass(frozen=True)
+class NodeDef:
+    """A node: ``uses`` names its implementation in the registry.
+
+    ``inputs`` overrides where the input comes from: a string names a context key (or
+    ``"_outputs.<node>"``), a mapping builds a dict of such keys.
+    """
+
+    id: str
+    uses: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: str | dict[str, str] | None = None
+    config: NodeConfig = field(default_factory=NodeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "uses": self.uses}
+        if self.params:
+            out["params"] = self.params
+        if self.inputs is not None:
+            out["inputs"] = self.inputs
+        cfg = self.config.to_dict()
+        if cfg:
+            out["config"] = cfg
+        return out
+
+
+@dataclass(frozen=True)
+class EdgeDef:
+    """An edge. Taken when the source returned ``action`` (or none, for an edge without one)
+    and ``condition`` holds; ``transform`` reshapes the source's output on the way."""
+
+    source: str
+    target: str
+    action: str | None = None
+    condition: str | None = None
+    transform: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "target": self.target}
+        if self.action is not None:
+            out["action"] = self.action
+        if self.condition is not None:
+            out["condition"] = self.condition
+        if self.transform is not None:
+            out["transform"] = self.transform
+        return out
+
+    def describe(self) -> str:
+        label = f" [{self.action}]" if self.action is not None else ""
+        return f"edge {self.source} -> {self.target}{label}"
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """A workflow graph in Flowcraft's JSON form."""
+
+    id: str
+    nodes: tuple[NodeDef, ...] = ()
+    edges: tuple[EdgeDef, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def node(self, node_id: str) -> NodeDef:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "edges": [e.to_dict() for e in self.edges],
+        }
+        if self.metadata:
+            out["metadata"] = self.metadata
+        return out
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def digest(self) -> str:
+        """Content digest: the identity of this exact blueprint version, pinned per run."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Blueprint:
+        """Read a blueprint from its JSON form; every unreadable part is reported at once."""
+        reader = _Reader()
+        bp = reader.blueprint(data)
+        if reader.problems or bp is None:
+            bid = data.get("id") if isinstance(data, dict) else None
+            raise BlueprintError(reader.problems, bid if isinstance(bid, str) else None)
+        return bp
+
+    @classmethod
+    def from_json(cls, text: str) -> Blueprint:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BlueprintError([Problem("", f"not valid JSON: {exc}")]) from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Blueprint:
+        """Load a ``.json``, ``.yaml`` or ``.yml`` file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BlueprintError([Problem(str(p), f"cannot read file: {exc.strerror}")]) from None
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise BlueprintError([Problem(str(p), f"not valid YAML: {exc}")]) from None
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise BlueprintError([Problem(str(p), f"not valid JSON: {exc}")]) from None
+        return cls.from_dict(data)
+
+
+_NODE_KEYS = {"id", "uses", "params", "inputs", "config"}
+_EDGE_KEYS = {"source", "target", "action", "condition", "transform"}
+_CONFIG_KEYS = {"maxRetries", "retryDelay", "timeout", "fallback", "joinStrategy"}
+
+
+class _Reader:
+    """Turns JSON data into dataclasses, collecting every problem instead of stopping."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def bad(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+    def blueprint(self, data: Any) -> Blueprint | None:
+        if not isinstance(data, dict):
+            self.bad("", f"a blueprint must be an object, got {type(data).__name__}")
+            return None
+        bid = data.get("id")
+        if not isinstance(bid, str) or not bid:
+            self.bad("blueprint", "'id' must be a non-empty string")
+            bid = "?"
+        unknown = set(data) - {"id", "nodes", "edges", "metadata"}
+        if unknown:
+            self.bad("blueprint", f"unknown field(s): {', '.join(sorted(unknown))}")
+        raw_nodes = data.get("nodes", [])
+        raw_edges = data.get("edges", [])
+        metadata = data.get("metadata", {}) or {}
+        if not isinstance(raw_nodes, list):
+            self.bad("blueprint", "'nodes' must be a list")
+            raw_nodes = []
+        if not isinstance(raw_edges, list):
+            self.bad("blueprint", "'edges' must be a list")
+            raw_edges = []
+        if not isinstance(metadata, dict):
+            self.bad("blueprint", "'metadata' must be an object")
+            metadata = {}
+        nodes = [n for i, raw in enumerate(raw_nodes) if (n := self.node(i, raw)) is not None]
+        edges = [e for i, raw in enumerate(raw_edges) if (e := self.edge(i, raw)) is not None]
+        return Blueprint(id=bid, nodes=tuple(nodes), edges=tuple(edges), metadata=metadata)
+
+    def node(self, index: int, raw: Any) -> NodeDef | None:
+        where = f"nodes[{index}]"
+        if not isinstance(raw, dict):
+            self.bad(where, "a node must be an object")
+            return None
+        nid = raw.get("id")
+        if isinstance(nid, str) and nid:
+            where = f"node {nid!r}"
+        else:
+            self.bad(where, "'id' must be a non-empty string")
+            nid = f"?{index}"
+        unknown = set(raw) - _NODE_KEYS
+        if unknown:
+            self.bad(where, f"unknown field(s): {', '.join(sorted(unknown))}")
+        uses = raw.get("uses")
+        if not isinstance(uses, str) or not uses:
+            self.bad(where, "'uses' must be a non-empty string")
+            uses = "?"
+        params = raw.get("params", {}) or {}
+        if not isinstance(params, dict):
+            self.bad(where, "'params' must be an object")
+            params = {}
+        inputs = raw.get("inputs")
+        if inputs is not None and not (
+            isinstance(inputs, str)
+            or (isinstance(inputs, dict) and all(isinstance(v, str) for v in inputs.values()))
+        ):
+            self.bad(where, "'inputs' must be a string or an object of strings")
+            inputs = None
+        config = self.config(where, raw.get("config", {}) or {})
+        return NodeDef(id=nid, uses=uses, params=params, inputs=inputs, config=config)
+
+    def config(self, where: str, raw: Any) -> NodeConfig:
+        if not isinstance(raw, dict):
+            self.bad(where, "'config' must be an object")
+            return NodeConfig()
+        unknown = set(raw) - _CONFIG_KEYS
+        if unknown:
+            self.bad(where, f"unknown config field(s): {', '.join(sorted(unknown))}")
+        max_retries = raw.get("maxRetries", 1)
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
+            self.bad(where, f"config.maxRetries must be an integer >= 1, got {max_retries!r}")
+            max_retries = 1
+        retry_delay = raw.get("retryDelay", 0)
+        if not _is_number(retry_delay) or retry_delay < 0:
+            self.bad(where, f"config.retryDelay must be a number of ms >= 0, got {retry_delay!r}")
+            retry_delay = 0
+        timeout = raw.get("timeout")
+        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+            self.bad(where, f"config.timeout must be a number of ms > 0, got {timeout!r}")
+            timeout = None
+        fallback = raw.get("fallback")
+        if fallback is not None and not isinstance(fallback, str):
+            self.bad(where, "config.fallback must be a node id")
+            fallback = None
+        join = raw.get("joinStrategy")
+        if join is not None and join not in JOIN_STRATEGIES:
+            self.bad(where, f"config.joinStrategy must be 'all' or 'any', got {join!r}")
+            join = None
+        return NodeConfig(
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            fallback=fallback,
+            join_strategy=join,
+        )
+
+    def edge(self, index: int, raw: Any) -> EdgeDef | None:
+        where = f"edges[{index}]"
+        if not isinstance(raw, dict):
+            self.bad(where, "an edge must be an object")
+            return None
+        unknown = set(raw) - _EDGE_KEYS
+        if unknown:
+            self.bad(where, f"unknown field(s): {', '.join(sorted(unknown))}")
+        ok = True
+        for key in ("source", "target"):
+            if not isinstance(raw.get(key), str) or not raw.get(key):
+                self.bad(where, f"'{key}' must be a non-empty string")
+                ok = False
+        for key in ("action", "condition", "transform"):
+            if raw.get(key) is not None and not isinstance(raw.get(key), str):
+                self.bad(where, f"'{key}' must be a string")
+                ok = False
+        if not ok:
+            return None
+        return EdgeDef(
+            source=raw["source"],
+            target=raw["target"],
+            action=raw.get("action"),
+            condition=raw.get("condition"),
+            transform=raw.get("transform"),
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,134 @@
+"""What the commands share: exit codes, argument parsing, result printing, error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.client import RunResult
+from flowcraft_core.drivers import Backends, open_backends
+from flowcraft_core.errors import BlueprintError, DriverError, FlowcraftError, RegistryError
+from flowcraft_core.protocols import Op
+
+EXIT_OK = 0
+EXIT_RUN_NOT_COMPLETED = 1
+EXIT_USAGE = 2
+
+T = TypeVar("T")
+
+backend_option = click.option(
+    "--backend",
+    envvar="FLOWCRAFT_BACKEND",
+    default=None,
+    metavar="URL",
+    help="Backend URL for all components (env FLOWCRAFT_BACKEND), e.g. redis://localhost:6379/0.",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout."
+)
+
+
+def fail_usage(message: str) -> None:
+    """Print ``message`` on stderr and exit 2 (usage error / invalid blueprint)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn flowcraft's errors into one clear message and the contract's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (BlueprintError, RegistryError, DriverError) as exc:
+            fail_usage(str(exc))
+        except FlowcraftError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_RUN_NOT_COMPLETED)
+
+    return wrapper
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def load_blueprint(path: str) -> Blueprint:
+    return Blueprint.load(path)
+
+
+def parse_json(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        fail_usage(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}: {value!r}")
+    return None
+
+
+async def connect(backend: str | None) -> Backends:
+    """Open backends and prove they answer, with a one-line error naming the URL if not."""
+    backends = open_backends(backend)
+    try:
+        await backends.coordination.batch([Op.get("ping")])
+        await backends.context.has("ping", "ping")
+    except Exception as exc:
+        await _close_quietly(backends)
+        urls = ", ".join(sorted(set(backends.urls.values())))
+        raise DriverError(
+            f"cannot reach backend {mask(urls)}: {type(exc).__name__}: {exc}"
+        ) from None
+    return backends
+
+
+async def _close_quietly(backends: Backends) -> None:
+    try:
+        await backends.close()
+    except Exception:
+        pass
+
+
+def mask(url: str) -> str:
+    """Hide a password in a URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def exit_code(result: RunResult) -> int:
+    return EXIT_OK if result.status == "completed" else EXIT_RUN_NOT_COMPLETED
+
+
+def print_result(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+        return
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    console = Console()
+    style = {"completed": "green", "awaiting": "yellow"}.get(result.status, "red")
+    console.print(f"run [bold]{result.run_id}[/] [bold {style}]{result.status}[/]")
+    if result.outputs:
+        console.print(Pretty(result.outputs))
+    if result.error:
+        err = result.error
+        console.print(
+            f"[red]node {err.get('node')!r} failed: {err.get('type')}: {err.get('message')}[/]"
+        )
+    if result.status == "awaiting":
+        console.print("resume it with: flowcraft resume RUN_ID --action ACTION --output JSON")

@@ -1,0 +1,302 @@
+"""The client: start runs, wait for their results, inspect, cancel and resume them.
+
+:class:`Client` is async; :class:`SyncClient` offers the same calls to synchronous code by
+running a private event loop in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pluggy
+
+from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.drivers import Backends, open_backends
+from flowcraft_core.engine import keys
+from flowcraft_core.engine.compiled import CompiledFlow
+from flowcraft_core.engine.settings import EngineSettings
+from flowcraft_core.engine.state import ComposedRunState
+from flowcraft_core.errors import FlowcraftError, RunNotFound
+from flowcraft_core.plugins import default_manager
+from flowcraft_core.protocols import Job, Op
+from flowcraft_core.validation import check
+
+T = TypeVar("T")
+
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class RunResult:
+    """What a run came to: ``status`` is completed, failed, cancelled, awaiting (or running,
+    from :meth:`Client.snapshot`); ``outputs`` maps node id to the output of every node that
+    completed; ``error`` is set when the run failed."""
+
+    run_id: str
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "outputs": self.outputs,
+            "error": self.error,
+        }
+
+
+class Client:
+    """Starts and follows runs on a set of backends. Workers may be anywhere."""
+
+    def __init__(
+        self,
+        backends: Backends | str | None = None,
+        *,
+        blueprints: Iterable[Blueprint] | Mapping[str, Blueprint] = (),
+        known_uses: Iterable[str] | None = None,
+        settings: EngineSettings | None = None,
+        pm: pluggy.PluginManager | None = None,
+    ) -> None:
+        self.backends = (
+            backends if isinstance(backends, Backends) else open_backends(backends, pm=pm)
+        )
+        self.settings = settings or EngineSettings()
+        self.hook = (pm or default_manager()).hook
+        values = blueprints.values() if isinstance(blueprints, Mapping) else blueprints
+        self.blueprints: dict[str, Blueprint] = {bp.id: bp for bp in values}
+        self.known_uses = set(known_uses) if known_uses is not None else None
+        self._state = ComposedRunState(
+            self.backends.context, self.backends.coordination, ttl=self.settings.run_ttl
+        )
+        self._compiled: dict[str, CompiledFlow] = {}
+
+    @property
+    def coordination(self) -> Any:
+        return self.backends.coordination
+
+    def compile(self, flow: Blueprint | str) -> CompiledFlow:
+        if isinstance(flow, str):
+            try:
+                flow = self.blueprints[flow]
+            except KeyError:
+                known = ", ".join(sorted(self.blueprints)) or "none"
+                raise FlowcraftError(
+                    f"no blueprint with id {flow!r} is known to this client (known: {known})"
+                ) from None
+        digest = flow.digest()
+        compiled = self._compiled.get(digest)
+        if compiled is None:
+            if self.known_uses is not None:
+                check(flow, known_uses=self.known_uses)
+            compiled = CompiledFlow(flow)
+            self._compiled[digest] = compiled
+        return compiled
+
+    async def start(
+        self, flow: Blueprint | str, input: Any = None, *, run_id: str | None = None
+    ) -> str:
+        """Store the run with its pinned blueprint and enqueue its start nodes."""
+        compiled = self.compile(flow)
+        run_id = run_id or uuid.uuid4().hex
+        ttl = self.settings.run_ttl
+        coordination = self.backends.coordination
+        bp_key = keys.blueprint_key(compiled.digest)
+        await coordination.batch(
+            [Op.set_if_absent(bp_key, compiled.blueprint.to_json(), ttl), Op.extend(bp_key, ttl)]
+        )
+        meta = {"flow": compiled.id, "digest": compiled.digest, "started": time.time()}
+        try:
+            await self.backends.context.patch(run_id, {keys.INPUT: input, keys.RUN: meta})
+        except (TypeError, ValueError) as exc:
+            raise FlowcraftError(f"the run input is not JSON-serialisable: {exc}") from None
+        rk = keys.RunKeys(run_id)
+        jobs = [Job(run_id, node_id, compiled.digest) for node_id in compiled.start_ids]
+        await coordination.batch(
+            [Op.add_member(rk.activated, job.key, ttl) for job in jobs]
+            + [Op.add_member(keys.ACTIVE_RUNS, run_id), Op.set(rk.progress, repr(time.time()))]
+        )
+        await self.backends.queue.enqueue_many(jobs)
+        for job in jobs:
+            self.hook.flowcraft_job_enqueued(job=job, delay=0.0)
+        self.hook.flowcraft_run_started(run_id=run_id, flow_id=compiled.id, input=input)
+        return run_id
+
+    async def _census(self, run_id: str) -> tuple[dict[str, Any] | None, bool, int]:
+        """(final record, awaiting?, resume generation)."""
+        rk = keys.RunKeys(run_id)
+        final, activated, finished, waiting, resumed = await self.coordination.batch(
+            [
+                Op.get(rk.final),
+                Op.count(rk.activated),
+                Op.count(rk.finished),
+                Op.count(rk.waiting),
+                Op.count(rk.resumed),
+            ]
+        )
+        if final is not None:
+            return json.loads(final), False, resumed
+        parked = waiting - resumed
+        awaiting = parked > 0 and activated - finished == parked
+        if activated == 0 and not await self.backends.context.has(run_id, keys.RUN):
+            raise RunNotFound(f"no run {run_id!r} (never started, or expired after retention)")
+        return None, awaiting, resumed
+
+    async def status(self, run_id: str) -> str:
+        """completed, failed, cancelled, awaiting or running."""
+        final, awaiting, _ = await self._census(run_id)
+        if final is not None:
+            return str(final["status"])
+        return "awaiting" if awaiting else "running"
+
+    async def snapshot(self, run_id: str) -> RunResult:
+        """The run as it is now, without waiting."""
+        final, awaiting, _ = await self._census(run_id)
+        status = str(final["status"]) if final else ("awaiting" if awaiting else "running")
+        return await self._result(run_id, status, final.get("error") if final else None)
+
+    async def result(self, run_id: str, timeout: float | None = None) -> RunResult:
+        """Wait until the run is finished or awaiting a resume; woken by a push from the
+        backend, never by polling. Raises TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        rk = keys.RunKeys(run_id)
+        while True:
+            final, awaiting, generation = await self._census(run_id)
+            if final is not None:
+                return await self._result(run_id, final["status"], final.get("error"))
+            if awaiting:
+                return await self._result(run_id, "awaiting", None)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout} s")
+            await self.coordination.wait_any(
+                [rk.signal_done, rk.signal_idle(generation)], remaining
+            )
+
+    async def _result(self, run_id: str, status: str, error: Any) -> RunResult:
+        everything = await self.backends.context.get_all(run_id)
+        prefix = keys.OUTPUT_PREFIX
+        outputs = {
+            k[len(prefix) :]: v
+            for k, v in everything.items()
+            if k.startswith(prefix) and "#" not in k
+        }
+        return RunResult(run_id=run_id, status=status, outputs=outputs, error=error)
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run: no new node starts. False if it had already finished."""
+        await self._census(run_id)  # raises RunNotFound
+        won = await self._state.finalize(
+            run_id, "cancelled", None, retention=self.settings.retention
+        )
+        if won:
+            self.hook.flowcraft_run_finished(run_id=run_id, status="cancelled", error=None)
+        return won
+
+    async def resume(
+        self,
+        run_id: str,
+        action: str | None = None,
+        output: Any = None,
+        *,
+        node_id: str | None = None,
+    ) -> str:
+        """Resume a run parked on a ``wait`` node: that node completes with ``output`` and
+        ``action``. With several nodes waiting, ``node_id`` says which. Returns the node id."""
+        final, _, _ = await self._census(run_id)
+        if final is not None:
+            raise FlowcraftError(f"run {run_id} is {final['status']}; it cannot be resumed")
+        rk = keys.RunKeys(run_id)
+        waiting, resumed = await self.coordination.batch(
+            [Op.members(rk.waiting), Op.members(rk.resumed)]
+        )
+        parked = sorted(key.rpartition("#")[0] for key in waiting - resumed)
+        if node_id is None:
+            if len(parked) != 1:
+                raise FlowcraftError(
+                    f"run {run_id} has {len(parked)} nodes waiting ({', '.join(parked) or 'none'})"
+                    "; name one with node_id"
+                )
+            node_id = parked[0]
+        elif node_id not in parked:
+            raise FlowcraftError(
+                f"node {node_id!r} of run {run_id} is not waiting "
+                f"(waiting: {', '.join(parked) or 'none'})"
+            )
+        meta = await self.backends.context.get(run_id, keys.RUN)
+        if not isinstance(meta, dict):
+            raise RunNotFound(f"run {run_id} has no metadata")
+        commit: dict[str, Any] = {keys.output_key(node_id): output}
+        if action is not None:
+            commit[keys.action_key(node_id)] = action
+        try:
+            await self.backends.context.commit(run_id, keys.output_key(node_id), commit)
+        except (TypeError, ValueError) as exc:
+            raise FlowcraftError(f"the resume output is not JSON-serialisable: {exc}") from None
+        job = Job(run_id, node_id, str(meta["digest"]))
+        # Marked resumed before the job runs, so the run never looks idle in between.
+        await self.coordination.add_member(rk.resumed, job.key, ttl=self.settings.run_ttl)
+        await self.backends.queue.enqueue(job)
+        self.hook.flowcraft_job_enqueued(job=job, delay=0.0)
+        return node_id
+
+    async def close(self) -> None:
+        await self.backends.close()
+
+
+class SyncClient:
+    """:class:`Client` for synchronous code: every call runs on a private event loop thread."""
+
+    def __init__(self, backends: Backends | str | None = None, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._client = self._run(_make_client(backends, kwargs))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def start(self, flow: Blueprint | str, input: Any = None, *, run_id: str | None = None) -> str:
+        return self._run(self._client.start(flow, input, run_id=run_id))
+
+    def status(self, run_id: str) -> str:
+        return self._run(self._client.status(run_id))
+
+    def result(self, run_id: str, timeout: float | None = None) -> RunResult:
+        return self._run(self._client.result(run_id, timeout))
+
+    def cancel(self, run_id: str) -> bool:
+        return self._run(self._client.cancel(run_id))
+
+    def resume(
+        self,
+        run_id: str,
+        action: str | None = None,
+        output: Any = None,
+        *,
+        node_id: str | None = None,
+    ) -> str:
+        return self._run(self._client.resume(run_id, action, output, node_id=node_id))
+
+    def close(self) -> None:
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _make_client(backends: Backends | str | None, kwargs: dict[str, Any]) -> Client:
+    return Client(backends, **kwargs)

@@ -1,0 +1,124 @@
+"""Choosing backends by URL: one URL for all three components, or one per component."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pluggy
+
+from flowcraft_core.errors import DriverError
+from flowcraft_core.hookspecs import DriverInfo
+from flowcraft_core.plugins import broken_drivers, default_manager
+from flowcraft_core.protocols import ContextStore, CoordinationStore, Queue
+
+DEFAULT_BACKEND = "memory://"
+ENV_BACKEND = "FLOWCRAFT_BACKEND"
+ENV_COMPONENTS = {
+    "queue": "FLOWCRAFT_QUEUE",
+    "context": "FLOWCRAFT_CONTEXT",
+    "coordination": "FLOWCRAFT_COORDINATION",
+}
+
+
+@dataclass
+class Backends:
+    """The three components an engine or client works with, and the URLs they came from."""
+
+    queue: Queue
+    context: ContextStore
+    coordination: CoordinationStore
+    urls: dict[str, str]
+
+    async def close(self) -> None:
+        closed: set[int] = set()
+        for part in (self.queue, self.context, self.coordination):
+            if id(part) not in closed:
+                closed.add(id(part))
+                await part.close()
+
+
+def installed_drivers(pm: pluggy.PluginManager | None = None) -> list[DriverInfo]:
+    pm = pm or default_manager()
+    infos: list[DriverInfo] = pm.hook.flowcraft_driver_info()
+    return sorted(infos, key=lambda i: i.name)
+
+
+def scheme_of(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise DriverError(f"backend URL {url!r} has no scheme (expected e.g. memory:// or redis://)")
+    return scheme.lower()
+
+
+def driver_for(url: str, pm: pluggy.PluginManager | None = None) -> DriverInfo:
+    """The driver that owns ``url``'s scheme, or a :class:`DriverError` that lists the installed
+    drivers and suggests the closest scheme."""
+    scheme = scheme_of(url)
+    infos = installed_drivers(pm)
+    for info in infos:
+        if scheme in info.schemes:
+            return info
+    known = sorted({s for info in infos for s in info.schemes})
+    broken = broken_drivers()
+    hint = ""
+    close = difflib.get_close_matches(scheme, known + list(broken), n=1)
+    if close:
+        hint = f" Did you mean {close[0]}://?"
+    listing = ", ".join(f"{i.name} ({', '.join(s + '://' for s in i.schemes)})" for i in infos)
+    msg = f"no installed driver handles {scheme}:// (from {url!r}).{hint} Installed: {listing}."
+    if scheme in broken:
+        msg += f" The driver {scheme!r} is installed but failed to import: {broken[scheme]}"
+    raise DriverError(msg)
+
+
+def _build(url: str, component: str, pm: pluggy.PluginManager) -> Any:
+    info = driver_for(url, pm)
+    if component not in info.provides:
+        raise DriverError(
+            f"driver {info.name!r} does not provide a {component} (it provides "
+            f"{', '.join(info.provides)}); choose another URL for FLOWCRAFT_{component.upper()}"
+        )
+    hook = getattr(pm.hook, f"flowcraft_make_{component}")
+    built = hook(url=url)
+    if built is None:
+        raise DriverError(f"driver {info.name!r} returned no {component} for {url!r}")
+    return built
+
+
+def resolve_urls(
+    backend: str | None = None,
+    *,
+    queue: str | None = None,
+    context: str | None = None,
+    coordination: str | None = None,
+) -> dict[str, str]:
+    """Per-component URLs: explicit arguments first, then FLOWCRAFT_QUEUE / _CONTEXT /
+    _COORDINATION, then ``backend`` or FLOWCRAFT_BACKEND, then ``memory://``."""
+    base = backend or os.environ.get(ENV_BACKEND) or DEFAULT_BACKEND
+    given = {"queue": queue, "context": context, "coordination": coordination}
+    return {
+        name: given[name] or os.environ.get(env) or base for name, env in ENV_COMPONENTS.items()
+    }
+
+
+def open_backends(
+    backend: str | None = None,
+    *,
+    queue: str | None = None,
+    context: str | None = None,
+    coordination: str | None = None,
+    pm: pluggy.PluginManager | None = None,
+) -> Backends:
+    """Build the three components from URLs (see :func:`resolve_urls`)."""
+    pm = pm or default_manager()
+    urls = resolve_urls(backend, queue=queue, context=context, coordination=coordination)
+    return Backends(
+        queue=_build(urls["queue"], "queue", pm),
+        context=_build(urls["context"], "context", pm),
+        coordination=_build(urls["coordination"], "coordination", pm),
+        urls=urls,
+    )

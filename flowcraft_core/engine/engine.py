@@ -1,0 +1,481 @@
+"""The job handler: executes one job at a time on top of the three protocols.
+
+A job is handled in steps, each idempotent and keyed by the job's identity, so any number of
+deliveries and a crash at any line converge on the same result (DESIGN § The engine):
+
+1. load the pinned blueprint (cached by digest) and, in one call, the run's final status, the
+   node's committed result, its inputs and its lease;
+2. stop if the run is finished; route again if the node is committed; skip it if every
+   incoming edge is dead; stop if another delivery holds the lease;
+3. execute the node (retries, timeout, fallback), then commit its result with its context
+   writes, record its edges at their targets, activate ready targets and finish the job;
+4. continue inline with one ready successor, enqueue the others.
+
+The handler returns normally — and the queue acknowledges — only after all of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from flowcraft_core.builtins import SLEEP, WAIT
+from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.engine import keys
+from flowcraft_core.engine.compiled import CompiledFlow, Node
+from flowcraft_core.engine.errors import describe, problem
+from flowcraft_core.engine.settings import EngineSettings
+from flowcraft_core.engine.state import Arrival, ComposedRunState, Completion, RunState
+from flowcraft_core.errors import ExpressionError, NodeTimeout
+from flowcraft_core.node import NodeContext, Result, RunContext
+from flowcraft_core.plugins import default_manager
+from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op, Queue
+from flowcraft_core.registry import Registry
+
+log = logging.getLogger(__name__)
+
+Checkpoint = Callable[[str, Job], None]
+"""Called at each step of handling a job (``loaded``, ``executed``, ``completed``,
+``enqueued``). Tests raise from it to simulate a crash at that point."""
+
+_NODE_FAILED = object()
+
+
+class Engine:
+    """Handles jobs for any run whose blueprint it can load and whose nodes its registry has."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        queue: Queue,
+        context: ContextStore,
+        coordination: CoordinationStore,
+        *,
+        settings: EngineSettings | None = None,
+        pm: pluggy.PluginManager | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self.registry = registry
+        self.queue = queue
+        self.context = context
+        self.coordination = coordination
+        self.settings = settings or EngineSettings()
+        self.pm = pm or default_manager()
+        self.hook = self.pm.hook
+        self.checkpoint = checkpoint
+        fused = self.hook.flowcraft_make_run_state(context=context, coordination=coordination)
+        self.state: RunState = fused or ComposedRunState(
+            context, coordination, ttl=self.settings.run_ttl
+        )
+        self._flows: dict[str, CompiledFlow] = {}
+
+    # -- blueprints ---------------------------------------------------------------------------
+
+    async def flow(self, digest: str) -> CompiledFlow | None:
+        """The pinned blueprint ``digest``, compiled once per process."""
+        compiled = self._flows.get(digest)
+        if compiled is None:
+            raw = await self.coordination.get(keys.blueprint_key(digest))
+            if raw is None:
+                return None
+            compiled = CompiledFlow(Blueprint.from_json(raw))
+            self._flows[digest] = compiled
+        return compiled
+
+    def remember(self, compiled: CompiledFlow) -> None:
+        """Prime the cache (the client of an in-process run already compiled the blueprint)."""
+        self._flows.setdefault(compiled.digest, compiled)
+
+    # -- the handler --------------------------------------------------------------------------
+
+    async def handle(self, job: Job) -> None:
+        """Handle one delivery of ``job``; the queue acknowledges when this returns."""
+        stack = [job]
+        steps = 0
+        deadline = time.monotonic() + self.settings.continue_seconds
+        while stack:
+            ready = await self._step(stack.pop())
+            live: list[Job] = []
+            for target, is_live in ready:
+                # Skipping a dead node is bookkeeping only, so it is always done inline.
+                (live if is_live else stack).append(target)
+            if not live:
+                continue
+            steps += 1
+            if steps < self.settings.continue_steps and time.monotonic() < deadline:
+                stack.append(live.pop(0))
+            if live:
+                await self._enqueue(live)
+            self._at("enqueued", job)
+
+    def _at(self, step: str, job: Job) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint(step, job)
+
+    async def _enqueue(self, jobs: list[Job], delay: float = 0.0) -> None:
+        if len(jobs) == 1:
+            await self.queue.enqueue(jobs[0], delay=delay)
+        else:
+            await self.queue.enqueue_many(jobs, delay=delay)
+        for job in jobs:
+            self.hook.flowcraft_job_enqueued(job=job, delay=delay)
+
+    async def _step(self, job: Job) -> list[tuple[Job, bool]]:
+        flow = await self.flow(job.flow)
+        if flow is None:
+            await self._fail(
+                job,
+                problem(job.node_id, "BlueprintNotFound", f"blueprint {job.flow} is not stored"),
+            )
+            return []
+        node = flow.nodes.get(job.node_id)
+        if node is None:
+            await self._fail(
+                job,
+                problem(
+                    job.node_id,
+                    "UnknownNode",
+                    f"blueprint {flow.id!r} has no node {job.node_id!r}",
+                ),
+            )
+            return []
+        token = uuid.uuid4().hex
+        loaded = await self.state.load(
+            job,
+            node.read_keys,
+            join=node.needs_join,
+            lease_ttl=self._lease_ttl(node),
+            token=token,
+        )
+        self._at("loaded", job)
+        if loaded.final is not None:
+            return []
+        values = loaded.values
+        if node.output_key in values:
+            # Committed by an earlier delivery: never run again, just route again.
+            return await self._route(
+                job, flow, node, values[node.output_key], values.get(node.action_key), None
+            )
+        if node.incoming:
+            expected = len(node.incoming)
+            if not loaded.live:
+                if loaded.arrived >= expected:
+                    return await self._skip(job, flow, node)
+                return []  # not ready: a stray delivery; the last arrival will enqueue it
+            if node.join == "all" and loaded.arrived < expected:
+                return []
+        if not loaded.lease:
+            return []  # another delivery is executing it; its crash means its redelivery
+        try:
+            node_input = flow.input_for(node, values, loaded.live, loaded.first)
+        except ExpressionError as exc:
+            await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
+            return []
+        builtin = node.builtin
+        if builtin == WAIT:
+            await self._park(job)
+            return []
+        if builtin == SLEEP:
+            if await self._still_asleep(job, node):
+                return []
+            return await self._route(job, flow, node, node_input, None, {})
+        outcome = await self._execute(job, node, node_input)
+        if outcome is _NODE_FAILED or outcome is None:
+            return []
+        result, writes = outcome
+        self._at("executed", job)
+        return await self._route(job, flow, node, result.output, result.action, writes)
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def _lease_ttl(self, node: Node) -> float:
+        timeout = node.definition.config.timeout
+        ttl = self.settings.lease_ttl
+        return max(ttl, timeout / 1000 * 2) if timeout else ttl
+
+    async def _execute(self, job: Job, node: Node, node_input: Any) -> Any:
+        """Run one attempt (and the fallback after the last). Returns (Result, writes), or
+        ``_NODE_FAILED`` / None when the run failed or a retry was scheduled."""
+        definition = node.definition
+        impl = self.registry.get(definition.uses)
+        if impl is None:
+            await self._missing(job, node)
+            return None
+        cfg = definition.config
+        run_context = RunContext(self.context, job.run_id)
+        ctx = NodeContext(
+            input=node_input,
+            params=definition.params,
+            run_id=job.run_id,
+            node_id=node.id,
+            attempt=job.attempt,
+            context=run_context,
+            instance=job.instance,
+        )
+        self.hook.flowcraft_node_started(job=job)
+        try:
+            value = await self._call(impl.call, ctx, cfg.timeout, node, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = describe(exc, node_id=node.id, attempt=job.attempt)
+            if job.attempt < cfg.max_retries:
+                delay = cfg.retry_delay / 1000 * (2 ** (job.attempt - 1))
+                await self.state.release(job)
+                retry = Job(job.run_id, job.node_id, job.flow, job.instance, job.attempt + 1)
+                await self._enqueue([retry], delay)
+                self.hook.flowcraft_node_retried(job=job, error=error, delay=delay)
+                return None
+            if node.fallback is not None:
+                fallback = self.registry.get(node.fallback.uses)
+                if fallback is not None:
+                    fb_ctx = NodeContext(
+                        input=node_input,
+                        params=node.fallback.params,
+                        run_id=job.run_id,
+                        node_id=node.id,
+                        attempt=job.attempt,
+                        context=RunContext(self.context, job.run_id),
+                        instance=job.instance,
+                    )
+                    try:
+                        value = await self._call(
+                            fallback.call, fb_ctx, node.fallback.config.timeout, node, job
+                        )
+                    except Exception as fb_exc:
+                        error["fallback"] = describe(fb_exc, node_id=node.fallback.id)
+                    else:
+                        return self._as_result(value), fb_ctx.context.pending
+                else:
+                    error["fallback"] = problem(
+                        node.fallback.id,
+                        "MissingImplementation",
+                        f"no implementation for uses={node.fallback.uses!r}",
+                    )
+            await self._fail(job, error)
+            return _NODE_FAILED
+        return self._as_result(value), run_context.pending
+
+    @staticmethod
+    def _as_result(value: Any) -> Result:
+        return value if isinstance(value, Result) else Result(output=value)
+
+    async def _call(
+        self, call: Any, ctx: NodeContext, timeout_ms: float | None, node: Node, job: Job
+    ) -> Any:
+        renewal = _LeaseRenewal(self.coordination, job, self._lease_ttl(node))
+        try:
+            if timeout_ms is None:
+                return await call(ctx)
+            try:
+                return await asyncio.wait_for(call(ctx), timeout_ms / 1000)
+            except TimeoutError:
+                raise NodeTimeout(
+                    f"node {node.id!r} attempt {job.attempt} exceeded its timeout of "
+                    f"{timeout_ms:g} ms"
+                ) from None
+        finally:
+            renewal.cancel()
+
+    async def _missing(self, job: Job, node: Node) -> None:
+        uses = node.definition.uses
+        rk = keys.RunKeys(job.run_id)
+        tries = await self.coordination.incr(rk.missing(job.key), ttl=self.settings.run_ttl)
+        if tries > self.settings.missing_retries:
+            known = ", ".join(sorted(self.registry)) or "none"
+            await self._fail(
+                job,
+                problem(
+                    node.id,
+                    "MissingImplementation",
+                    f"no implementation registered for uses={uses!r} (node {node.id!r}) on "
+                    f"the workers that took this job, after {tries - 1} retries; "
+                    f"registered: {known}",
+                ),
+            )
+            return
+        s = self.settings
+        delay = min(s.missing_delay_max, s.missing_delay * 2 ** (tries - 1))
+        log.warning(
+            "no implementation for uses=%r (node %r of run %s); retrying in %.1fs",
+            uses,
+            node.id,
+            job.run_id,
+            delay,
+        )
+        await self.state.release(job)
+        await self._enqueue([job], delay)
+
+    # -- built-ins ----------------------------------------------------------------------------
+
+    async def _park(self, job: Job) -> None:
+        completion = await self.state.park(job)
+        await self._announce(job, completion)
+
+    async def _still_asleep(self, job: Job, node: Node) -> bool:
+        duration = float(node.definition.params.get("duration", 0)) / 1000
+        key = keys.RunKeys(job.run_id).sleep(job.key)
+        wake = repr(time.time() + duration)
+        _, stored = await self.coordination.batch(
+            [Op.set_if_absent(key, wake, self.settings.run_ttl), Op.get(key)]
+        )
+        remaining = float(stored or wake) - time.time()
+        if remaining <= 0.001:
+            return False
+        await self.state.release(job)
+        await self._enqueue([job], remaining)
+        return True
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def _arrivals(self, flow: CompiledFlow, node: Node, output: Any, action: Any) -> list[Arrival]:
+        outgoing = node.outgoing
+        if not outgoing:
+            return []
+        chosen = [e for e in outgoing if e.action == action] if action is not None else []
+        if not chosen:
+            chosen = [e for e in outgoing if e.action is None]
+        scope = {"result": {"output": output, "action": action}}
+        arrivals = []
+        for edge in outgoing:
+            live = edge in chosen and (
+                edge.condition is None or bool(edge.condition.evaluate(scope))
+            )
+            target = flow.nodes[edge.target]
+            arrivals.append(
+                Arrival(
+                    target=f"{edge.target}#0",
+                    edge=edge.member,
+                    live=live,
+                    join=target.join,
+                    expected=len(target.incoming),
+                )
+            )
+        return arrivals
+
+    async def _route(
+        self,
+        job: Job,
+        flow: CompiledFlow,
+        node: Node,
+        output: Any,
+        action: Any,
+        writes: Any,
+    ) -> list[tuple[Job, bool]]:
+        """Commit (when ``writes`` is not None) and route. Returns the ready targets."""
+        try:
+            arrivals = self._arrivals(flow, node, output, action)
+        except ExpressionError as exc:
+            await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
+            return []
+        commit: dict[str, Any] | None = None
+        if writes is not None:
+            commit = {**writes, node.output_key: output}
+            if action is not None:
+                commit[node.action_key] = action
+        try:
+            completion = await self.state.complete(
+                job, guard=node.output_key, commit=commit, arrivals=arrivals
+            )
+        except (TypeError, ValueError) as exc:
+            if commit is None:
+                raise
+            await self._fail(
+                job,
+                problem(
+                    node.id,
+                    "OutputNotSerializable",
+                    f"node {node.id!r} returned an output (or context write) that is not "
+                    f"JSON-serialisable: {exc}",
+                ),
+            )
+            return []
+        if completion.committed is False:
+            # Another delivery committed first: route with its result, not ours.
+            stored = await self.context.get_many(job.run_id, [node.output_key, node.action_key])
+            return await self._route(
+                job, flow, node, stored.get(node.output_key), stored.get(node.action_key), None
+            )
+        self._at("completed", job)
+        if completion.committed:
+            self.hook.flowcraft_node_finished(job=job, output=output, action=action)
+        await self._announce(job, completion)
+        return [(self._job_for(job, target), live) for target, live in completion.ready]
+
+    async def _skip(self, job: Job, flow: CompiledFlow, node: Node) -> list[tuple[Job, bool]]:
+        arrivals = [
+            Arrival(
+                target=f"{e.target}#0",
+                edge=e.member,
+                live=False,
+                join=flow.nodes[e.target].join,
+                expected=len(flow.nodes[e.target].incoming),
+            )
+            for e in node.outgoing
+        ]
+        completion = await self.state.complete(
+            job, guard=node.output_key, commit=None, arrivals=arrivals
+        )
+        await self._announce(job, completion)
+        return [(self._job_for(job, target), live) for target, live in completion.ready]
+
+    @staticmethod
+    def _job_for(job: Job, target: str) -> Job:
+        node_id, _, instance = target.rpartition("#")
+        return Job(job.run_id, node_id, job.flow, int(instance or 0))
+
+    async def _announce(self, job: Job, completion: Completion) -> None:
+        if completion.done:
+            won = await self.state.finalize(
+                job.run_id, "completed", None, retention=self.settings.retention
+            )
+            if won:
+                self.hook.flowcraft_run_finished(run_id=job.run_id, status="completed", error=None)
+        elif completion.awaiting:
+            rk = keys.RunKeys(job.run_id)
+            await self.coordination.signal(
+                rk.signal_idle(completion.generation), ttl=self.settings.run_ttl
+            )
+
+    async def _fail(self, job: Job, error: dict[str, Any]) -> None:
+        won = await self.state.finalize(
+            job.run_id, "failed", error, retention=self.settings.retention
+        )
+        if won:
+            self.hook.flowcraft_node_failed(job=job, error=error)
+            self.hook.flowcraft_run_finished(run_id=job.run_id, status="failed", error=error)
+
+
+class _LeaseRenewal:
+    """Keeps a job's lease alive while a long node runs, so no duplicate starts meanwhile."""
+
+    __slots__ = ("_coordination", "_handle", "_key", "_loop", "_tasks", "_ttl")
+
+    def __init__(self, coordination: CoordinationStore, job: Job, ttl: float) -> None:
+        self._coordination = coordination
+        self._key = keys.RunKeys(job.run_id).lease(job.key)
+        self._ttl = ttl
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handle = self._loop.call_later(ttl / 3, self._fire)
+
+    def _fire(self) -> None:
+        task = self._loop.create_task(self._renew())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._handle = self._loop.call_later(self._ttl / 3, self._fire)
+
+    async def _renew(self) -> None:
+        try:
+            await self._coordination.extend(self._key, self._ttl)
+        except Exception:  # best effort: the commit stays first-wins whatever happens here
+            log.warning("could not renew lease %s", self._key, exc_info=True)
+
+    def cancel(self) -> None:
+        self._handle.cancel()

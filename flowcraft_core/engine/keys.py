@@ -1,0 +1,76 @@
+"""Names of the per-run state, shared by the engine and any driver that fuses its steps.
+
+Context keys (the run's JSON map) hold what users may read: the run input, node outputs and
+actions. Coordination keys hold the engine's bookkeeping. A job key is ``node#instance``.
+"""
+
+from __future__ import annotations
+
+INPUT = "_input"
+RUN = "_run"
+OUTPUT_PREFIX = "_outputs."
+ACTION_PREFIX = "_actions."
+
+ACTIVE_RUNS = "runs:active"
+BLUEPRINT = "bp:{digest}"
+
+
+def output_key(node_id: str, instance: int = 0) -> str:
+    return f"{OUTPUT_PREFIX}{node_id}" if instance == 0 else f"{OUTPUT_PREFIX}{node_id}#{instance}"
+
+
+def action_key(node_id: str, instance: int = 0) -> str:
+    return f"{ACTION_PREFIX}{node_id}" if instance == 0 else f"{ACTION_PREFIX}{node_id}#{instance}"
+
+
+def blueprint_key(digest: str) -> str:
+    return BLUEPRINT.format(digest=digest)
+
+
+class RunKeys:
+    """Coordination keys of one run."""
+
+    __slots__ = (
+        "activated",
+        "final",
+        "finished",
+        "progress",
+        "resumed",
+        "resumes",
+        "run_id",
+        "signal_done",
+        "waiting",
+    )
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        base = f"run:{run_id}:"
+        self.final = base + "final"  # JSON {status, error}; written once (set-if-absent)
+        self.activated = base + "act"  # job keys activated (token counting)
+        self.finished = base + "fin"  # job keys finished
+        self.waiting = base + "wait"  # wait nodes parked
+        self.resumed = base + "resumed"  # wait nodes resumed
+        self.resumes = base + "resumes"  # counter: generations of the awaiting signal
+        self.progress = base + "progress"  # last progress time (reconcile)
+        self.signal_done = base + "sig:done"
+
+    def signal_idle(self, generation: int) -> str:
+        return f"run:{self.run_id}:sig:idle:{generation}"
+
+    def lease(self, job_key: str) -> str:
+        return f"run:{self.run_id}:lease:{job_key}"
+
+    def arrived(self, job_key: str) -> str:
+        return f"run:{self.run_id}:in:{job_key}"
+
+    def live(self, job_key: str) -> str:
+        return f"run:{self.run_id}:live:{job_key}"
+
+    def first(self, job_key: str) -> str:
+        return f"run:{self.run_id}:first:{job_key}"
+
+    def sleep(self, job_key: str) -> str:
+        return f"run:{self.run_id}:sleep:{job_key}"
+
+    def missing(self, job_key: str) -> str:
+        return f"run:{self.run_id}:missing:{job_key}"

@@ -1,0 +1,108 @@
+"""Every pluggy hook of flowcraft, in one place.
+
+Two families:
+
+* **Driver hooks** (entry-point group ``flowcraft.drivers``): build backends from URLs. They are
+  ``firstresult``: a driver returns None for a URL whose scheme it does not own.
+* **Lifecycle hooks** (entry-point group ``flowcraft.plugins``, or registered in code): observe a
+  run. They return nothing, must be quick and must not raise; they are called in the worker that
+  does the work, so on a distributed backend each worker sees only its own events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Queue
+
+PROJECT = "flowcraft"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    """What a driver says about itself: its name, the URL schemes it owns, what it provides
+    (``queue``, ``context``, ``coordination``) and its capabilities (see
+    :mod:`flowcraft_conformance.capabilities` for the names the conformance suite knows)."""
+
+    name: str
+    schemes: tuple[str, ...]
+    provides: tuple[str, ...] = ("queue", "context", "coordination")
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+# -- driver hooks ---------------------------------------------------------------------------
+
+
+@hookspec
+def flowcraft_driver_info() -> DriverInfo:  # type: ignore[empty-body]
+    """Called when drivers are listed or a URL is resolved. Return this driver's
+    :class:`DriverInfo`."""
+
+
+@hookspec(firstresult=True)
+def flowcraft_make_queue(url: str) -> Queue | None:
+    """Called to build the queue for ``url``. Return a :class:`Queue` if this driver owns the
+    URL's scheme, else None."""
+
+
+@hookspec(firstresult=True)
+def flowcraft_make_context(url: str) -> ContextStore | None:
+    """Called to build the context store for ``url``; None if the scheme is not this driver's."""
+
+
+@hookspec(firstresult=True)
+def flowcraft_make_coordination(url: str) -> CoordinationStore | None:
+    """Called to build the coordination store for ``url``; None if not this driver's."""
+
+
+@hookspec(firstresult=True)
+def flowcraft_make_run_state(context: ContextStore, coordination: CoordinationStore) -> Any:
+    """Optional optimisation. Called once per engine with its two stores: a driver that owns
+    both may return a :class:`flowcraft_core.engine.state.RunState` that does each of the
+    engine's steps in one round trip. Return None to let the engine compose the steps from the
+    two protocols (always correct, just more round trips)."""
+
+
+# -- lifecycle hooks ------------------------------------------------------------------------
+
+
+@hookspec
+def flowcraft_run_started(run_id: str, flow_id: str, input: Any) -> None:
+    """Called by the client after a run has been stored and its start jobs enqueued."""
+
+
+@hookspec
+def flowcraft_run_finished(run_id: str, status: str, error: dict[str, Any] | None) -> None:
+    """Called once, by the worker that wrote the run's final status."""
+
+
+@hookspec
+def flowcraft_node_started(job: Job) -> None:
+    """Called before a node attempt executes (not when a committed node is skipped)."""
+
+
+@hookspec
+def flowcraft_node_finished(job: Job, output: Any, action: str | None) -> None:
+    """Called after a node's result was committed by this worker."""
+
+
+@hookspec
+def flowcraft_node_failed(job: Job, error: dict[str, Any]) -> None:
+    """Called when a node failed its last attempt (and any fallback) and fails the run."""
+
+
+@hookspec
+def flowcraft_node_retried(job: Job, error: dict[str, Any], delay: float) -> None:
+    """Called when a failed attempt is scheduled again after ``delay`` seconds."""
+
+
+@hookspec
+def flowcraft_job_enqueued(job: Job, delay: float) -> None:
+    """Called for every job the engine or client enqueues."""

@@ -1,0 +1,46 @@
+"""Run a whole workflow in this process: client and worker on the same backends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pluggy
+
+from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.client import Client, RunResult
+from flowcraft_core.drivers import Backends, open_backends
+from flowcraft_core.engine import EngineSettings
+from flowcraft_core.registry import Registry
+from flowcraft_core.validation import check
+from flowcraft_core.worker import Worker
+
+
+async def run_workflow(
+    blueprint: Blueprint,
+    registry: Registry | dict[str, Any],
+    input: Any = None,
+    *,
+    backend: str | Backends | None = "memory://",
+    concurrency: int = 8,
+    timeout: float | None = None,
+    settings: EngineSettings | None = None,
+    pm: pluggy.PluginManager | None = None,
+) -> RunResult:
+    """Start ``blueprint`` and work on it here until it is finished or awaiting a resume."""
+    registry = Registry.of(registry)
+    check(blueprint, known_uses=registry)
+    backends = backend if isinstance(backend, Backends) else open_backends(backend, pm=pm)
+    client = Client(backends, settings=settings, pm=pm)
+    worker = Worker(registry, backends, concurrency=concurrency, settings=settings, pm=pm)
+    worker.engine.remember(client.compile(blueprint))
+    async with worker:
+        run_id = await client.start(blueprint, input)
+        return await client.result(run_id, timeout)
+
+
+def run_workflow_sync(
+    blueprint: Blueprint, registry: Registry | dict[str, Any], input: Any = None, **kwargs: Any
+) -> RunResult:
+    """:func:`run_workflow` for synchronous code."""
+    return asyncio.run(run_workflow(blueprint, registry, input, **kwargs))

@@ -1,0 +1,82 @@
+"""What node code sees (:class:`NodeContext`) and may return (:class:`Result`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowcraft_core.protocols.context import MISSING, ContextStore, Missing
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A node's output with an optional ``action`` that picks the outgoing edges."""
+
+    output: Any = None
+    action: str | None = None
+
+
+class RunContext:
+    """The run's context store as node code sees it.
+
+    Reads see the node's own pending writes first. Writes (:meth:`set`) are buffered and
+    committed atomically with the node's output, so a retried or redelivered node never leaves half its writes
+    behind, and a node whose result is already committed writes nothing again.
+    """
+
+    __slots__ = ("_run_id", "_store", "_writes")
+
+    def __init__(self, store: ContextStore, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._writes: dict[str, Any] = {}
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        if key in self._writes:
+            return self._writes[key]
+        value = await self._store.get(self._run_id, key)
+        return default if value is MISSING else value
+
+    async def get_many(self, keys: list[str]) -> dict[str, Any]:
+        missing = [k for k in keys if k not in self._writes]
+        found = await self._store.get_many(self._run_id, missing) if missing else {}
+        found.update({k: self._writes[k] for k in keys if k in self._writes})
+        return found
+
+    async def has(self, key: str) -> bool:
+        if key in self._writes:
+            return True
+        return await self._store.has(self._run_id, key)
+
+    def set(self, key: str, value: Any) -> None:
+        if key.startswith("_"):
+            raise ValueError(f"context keys starting with '_' are reserved for flowcraft: {key!r}")
+        self._writes[key] = value
+
+    @property
+    def pending(self) -> Mapping[str, Any]:
+        """Writes not yet committed."""
+        return self._writes
+
+
+@dataclass
+class NodeContext:
+    """The single argument of every node callable."""
+
+    input: Any
+    params: dict[str, Any]
+    run_id: str
+    node_id: str
+    attempt: int
+    context: RunContext
+    instance: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """Shortcut for ``await ctx.context.get(key)``."""
+        return await self.context.get(key, default)
+
+
+def is_missing(value: Any) -> bool:
+    return isinstance(value, Missing)

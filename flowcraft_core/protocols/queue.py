@@ -1,0 +1,93 @@
+"""The queue protocol: delivers jobs to workers, at least once, with delays.
+
+Contract every implementation keeps:
+
+* **At least once.** Every enqueued job is delivered to a handler at least once, as long as some
+  consumer runs. A delivery is *acknowledged* only when the handler returns normally; if the
+  handler raises, or the process dies before the handler returns, the job is delivered again
+  (after a driver-specific redelivery delay, declared as a capability).
+* **Nothing invented.** A handler only ever receives jobs that were enqueued (duplicates allowed).
+* **Delays.** A job enqueued with ``delay`` seconds is not delivered before that delay has passed.
+* **Concurrency.** A consumer never runs more than ``concurrency`` handlers at once.
+* **JSON only.** Jobs travel as JSON; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One unit of work: execute (or route) one node of one run.
+
+    ``(run_id, node_id, instance)`` is the job's identity, the key of every idempotent step.
+    ``instance`` is the loop iteration or dynamic item (``0`` until loops exist). ``attempt`` is
+    1-based and ``flow`` is the digest of the run's pinned blueprint, so a worker never re-reads it.
+    """
+
+    run_id: str
+    node_id: str
+    flow: str
+    instance: int = 0
+    attempt: int = 1
+
+    @property
+    def key(self) -> str:
+        """The identity as one string, used in coordination keys."""
+        return f"{self.node_id}#{self.instance}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "r": self.run_id,
+            "n": self.node_id,
+            "f": self.flow,
+            "i": self.instance,
+            "a": self.attempt,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        return cls(
+            run_id=str(data["r"]),
+            node_id=str(data["n"]),
+            flow=str(data["f"]),
+            instance=int(data.get("i", 0)),
+            attempt=int(data.get("a", 1)),
+        )
+
+
+Handler = Callable[[Job], Awaitable[None]]
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    """A running consumption of a queue, returned by :meth:`Queue.consume`."""
+
+    async def stop(self, *, drain: bool = True) -> None:
+        """Stop taking jobs. With ``drain``, wait for in-flight handlers; prefetched but unstarted
+        jobs are handed back to the queue, never lost."""
+        ...
+
+
+@runtime_checkable
+class Queue(Protocol):
+    """Delivers jobs to handlers, at least once, with delays (see the module docstring)."""
+
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
+        """Enqueue one job, delivered no earlier than ``delay`` seconds from now."""
+        ...
+
+    async def enqueue_many(self, jobs: Sequence[Job], *, delay: float = 0.0) -> None:
+        """Enqueue several jobs, in as few round trips as the backend allows."""
+        ...
+
+    async def consume(self, handler: Handler, *, concurrency: int = 1) -> Consumer:
+        """Start delivering jobs to ``handler`` in this process; at most ``concurrency`` at once."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. Consumers must have been stopped first."""
+        ...

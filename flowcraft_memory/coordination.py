@@ -1,0 +1,167 @@
+"""In-memory coordination store: dicts with TTLs on a monotonic (or injected) clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flowcraft_core.protocols.coordination import Op
+
+
+class MemoryCoordinationStore:
+    """Shared state of one process. No method awaits between reading and writing, so every
+    operation — and every :meth:`batch` — is atomic on the event loop. ``clock`` returns seconds
+    and may be injected (the conformance suite drives TTLs with a fake clock)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._values: dict[str, str | set[str]] = {}
+        self._expiry: dict[str, float] = {}
+        self._signals: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[str]]] = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _live(self, key: str) -> str | set[str] | None:
+        deadline = self._expiry.get(key)
+        if deadline is not None and self._clock() >= deadline:
+            self._values.pop(key, None)
+            self._expiry.pop(key, None)
+            self._signals.discard(key)
+            return None
+        return self._values.get(key)
+
+    def _put(self, key: str, value: str | set[str], ttl: float | None, *, keep_ttl: bool) -> None:
+        self._values[key] = value
+        if ttl is not None:
+            self._expiry[key] = self._clock() + ttl
+        elif not keep_ttl:
+            self._expiry.pop(key, None)
+
+    def _apply(self, op: Op) -> Any:
+        name = op.name
+        current = self._live(op.key)
+        if name == "get":
+            return current if isinstance(current, str) else None
+        if name == "set":
+            assert op.value is not None
+            self._put(op.key, op.value, op.ttl, keep_ttl=False)
+            return None
+        if name == "set_if_absent":
+            if current is not None:
+                return False
+            assert op.value is not None
+            self._put(op.key, op.value, op.ttl, keep_ttl=False)
+            return True
+        if name == "incr":
+            if isinstance(current, set):
+                raise TypeError(f"incr on a set key: {op.key}")
+            value = int(current or 0) + op.amount
+            self._put(op.key, str(value), op.ttl if current is None else None, keep_ttl=True)
+            return value
+        if name == "delete":
+            self._expiry.pop(op.key, None)
+            self._signals.discard(op.key)
+            return self._values.pop(op.key, None) is not None
+        if name == "add_member":
+            assert op.value is not None
+            if current is None:
+                members: set[str] = set()
+                self._put(op.key, members, op.ttl, keep_ttl=False)
+            elif isinstance(current, set):
+                members = current
+            else:
+                raise TypeError(f"add_member on a string key: {op.key}")
+            added = op.value not in members
+            members.add(op.value)
+            return (added, len(members))
+        if name == "remove_member":
+            if isinstance(current, set) and op.value in current:
+                current.discard(op.value)
+                return True
+            return False
+        if name == "count":
+            return len(current) if isinstance(current, set) else 0
+        if name == "members":
+            return set(current) if isinstance(current, set) else set()
+        if name == "extend":
+            if current is None:
+                return False
+            assert op.ttl is not None
+            self._expiry[op.key] = self._clock() + op.ttl
+            return True
+        raise ValueError(f"unknown coordination op {name!r}")
+
+    # -- protocol -----------------------------------------------------------------------------
+
+    async def get(self, key: str) -> str | None:
+        result: str | None = self._apply(Op.get(key))
+        return result
+
+    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
+        self._apply(Op.set(key, value, ttl))
+
+    async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool:
+        return bool(self._apply(Op.set_if_absent(key, value, ttl)))
+
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        return int(self._apply(Op.incr(key, amount, ttl)))
+
+    async def delete(self, key: str) -> bool:
+        return bool(self._apply(Op.delete(key)))
+
+    async def extend(self, key: str, ttl: float) -> bool:
+        return bool(self._apply(Op.extend(key, ttl)))
+
+    async def add_member(
+        self, key: str, member: str, *, ttl: float | None = None
+    ) -> tuple[bool, int]:
+        added, size = self._apply(Op.add_member(key, member, ttl))
+        return bool(added), int(size)
+
+    async def remove_member(self, key: str, member: str) -> bool:
+        return bool(self._apply(Op.remove_member(key, member)))
+
+    async def members(self, key: str) -> set[str]:
+        result: set[str] = self._apply(Op.members(key))
+        return result
+
+    async def batch(self, ops: Sequence[Op]) -> list[Any]:
+        return [self._apply(op) for op in ops]
+
+    async def signal(self, key: str, *, ttl: float | None = None) -> None:
+        self._signals.add(key)
+        if ttl is not None:
+            self._values.setdefault(key, "1")
+            self._expiry[key] = self._clock() + ttl
+        for fut in self._waiters.pop(key, []):
+            if not fut.done():
+                fut.get_loop().call_soon_threadsafe(_resolve, fut, key)
+
+    async def wait_any(self, keys: Sequence[str], timeout: float | None) -> str | None:
+        for key in keys:
+            self._live(key)
+            if key in self._signals:
+                return key
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._waiters.setdefault(key, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            for key in keys:
+                waiting = self._waiters.get(key)
+                if waiting and fut in waiting:
+                    waiting.remove(fut)
+
+    async def close(self) -> None:
+        return None
+
+
+def _resolve(fut: asyncio.Future[str], key: str) -> None:
+    if not fut.done():
+        fut.set_result(key)

@@ -1,0 +1,69 @@
+"""The in-memory driver's plugin: ``memory://`` and ``memory://NAME``.
+
+Backends are shared per name within a process, so a client and the workers of the same process
+(``flowcraft run``, tests) see one queue and one state. Registered through the
+``flowcraft.drivers`` entry point, exactly as a third-party driver would be.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flowcraft_core.hookspecs import DriverInfo, hookimpl
+from flowcraft_memory.context import MemoryContextStore
+from flowcraft_memory.coordination import MemoryCoordinationStore
+from flowcraft_memory.queue import MemoryQueue
+
+SCHEME = "memory"
+
+_queues: dict[str, MemoryQueue] = {}
+_contexts: dict[str, MemoryContextStore] = {}
+_coordinations: dict[str, MemoryCoordinationStore] = {}
+
+
+def _name(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() != SCHEME:
+        return None
+    return (parts.netloc + parts.path).strip("/") or "default"
+
+
+def reset() -> None:
+    """Forget every named backend (tests)."""
+    _queues.clear()
+    _contexts.clear()
+    _coordinations.clear()
+
+
+@hookimpl
+def flowcraft_driver_info() -> DriverInfo:
+    return DriverInfo(
+        name="memory",
+        schemes=(SCHEME,),
+        capabilities={
+            "delays": True,
+            "ttl": True,
+            "redelivery_after_crash_s": 0.0,
+            "multi_process": False,
+            "fault_injection": True,
+        },
+        description="In-process asyncio queue and dicts: development, tests, flowcraft run.",
+    )
+
+
+@hookimpl
+def flowcraft_make_queue(url: str) -> MemoryQueue | None:
+    name = _name(url)
+    return None if name is None else _queues.setdefault(name, MemoryQueue())
+
+
+@hookimpl
+def flowcraft_make_context(url: str) -> MemoryContextStore | None:
+    name = _name(url)
+    return None if name is None else _contexts.setdefault(name, MemoryContextStore())
+
+
+@hookimpl
+def flowcraft_make_coordination(url: str) -> MemoryCoordinationStore | None:
+    name = _name(url)
+    return None if name is None else _coordinations.setdefault(name, MemoryCoordinationStore())

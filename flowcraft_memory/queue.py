@@ -1,0 +1,127 @@
+"""In-memory queue: asyncio, delays via the event loop's timers, at-least-once redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from flowcraft_core.protocols.queue import Handler, Job
+from flowcraft_memory.faults import Faults
+
+log = logging.getLogger(__name__)
+
+
+class MemoryConsumer:
+    def __init__(self, queue: MemoryQueue, handler: Handler, concurrency: int) -> None:
+        self._queue = queue
+        self._handler = handler
+        self._tasks = [asyncio.create_task(self._loop()) for _ in range(max(1, concurrency))]
+        self._stopping = False
+
+    async def _loop(self) -> None:
+        ready = self._queue._ready_queue()
+        while True:
+            job, delivery = await ready.get()
+            try:
+                await self._handler(job)
+            except asyncio.CancelledError:
+                self._queue._put(job, delivery + 1)  # handed back, never lost
+                raise
+            except Exception:
+                # The handler raised: not acknowledged, so the job comes back, as it would
+                # from a real broker after a worker failure.
+                log.debug("handler raised for %s; redelivering", job, exc_info=True)
+                self._queue._redeliver(job, delivery)
+            else:
+                faults = self._queue.faults
+                if faults.crash_before_ack(job, delivery):
+                    faults.crashed += 1
+                    self._queue._redeliver(job, delivery)
+            finally:
+                ready.task_done()
+                self._queue._unfinished -= 1
+                if self._queue._unfinished == 0:
+                    self._queue._idle.set()
+
+    async def stop(self, *, drain: bool = True) -> None:
+        if drain:
+            # In-flight handlers finish; what is still queued stays in the queue.
+            pass
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class MemoryQueue:
+    """Jobs for this process only. Delivery is at least once: a handler that raises, or a
+    simulated crash, gets the job again after ``redelivery_delay`` seconds."""
+
+    def __init__(self, faults: Faults | None = None, redelivery_delay: float = 0.0) -> None:
+        self.faults = faults or Faults()
+        self.redelivery_delay = redelivery_delay
+        self.enqueued = 0
+        self._ready: asyncio.Queue[tuple[Job, int]] | None = None
+        self._unfinished = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def _ready_queue(self) -> asyncio.Queue[tuple[Job, int]]:
+        if self._ready is None:
+            self._ready = asyncio.Queue()
+        return self._ready
+
+    def _put(self, job: Job, delivery: int) -> None:
+        self._unfinished += 1
+        self._idle.clear()
+        self._ready_queue().put_nowait((job, delivery))
+
+    def _later(self, delay: float, job: Job, delivery: int) -> None:
+        if delay <= 0:
+            self._put(job, delivery)
+            return
+        self._unfinished += 1  # a pending timer is unfinished work too
+        self._idle.clear()
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self._unfinished -= 1
+            self._put(job, delivery)
+
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def _redeliver(self, job: Job, delivery: int) -> None:
+        self._later(self.redelivery_delay, job, delivery + 1)
+
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
+        self.enqueued += 1
+        self._later(delay, job, 1)
+        if self.faults.duplicate(job, 1):
+            self.faults.duplicated += 1
+            self._later(delay, job, 2)
+
+    async def enqueue_many(self, jobs: Sequence[Job], *, delay: float = 0.0) -> None:
+        for job in jobs:
+            await self.enqueue(job, delay=delay)
+
+    async def consume(self, handler: Handler, *, concurrency: int = 1) -> MemoryConsumer:
+        return MemoryConsumer(self, handler, concurrency)
+
+    async def join(self) -> None:
+        """Wait until nothing is queued, delayed or in flight (tests and ``flowcraft run``)."""
+        await self._idle.wait()
+
+    def stats(self) -> dict[str, Any]:
+        return {"enqueued": self.enqueued, "pending": self._unfinished}
+
+    async def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
