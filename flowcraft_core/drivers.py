@@ -50,7 +50,9 @@ def installed_drivers(pm: pluggy.PluginManager | None = None) -> list[DriverInfo
 def scheme_of(url: str) -> str:
     scheme = urlsplit(url).scheme
     if not scheme:
-        raise DriverError(f"backend URL {url!r} has no scheme (expected e.g. memory:// or redis://)")
+        raise DriverError(
+            f"backend URL {url!r} has no scheme (expected e.g. memory:// or redis://)"
+        )
     return scheme.lower()
 
 

@@ -21,8 +21,8 @@ class RunContext:
     """The run's context store as node code sees it.
 
     Reads see the node's own pending writes first. Writes (:meth:`set`) are buffered and
-    committed atomically with the node's output, so a retried or redelivered node never leaves half its writes
-    behind, and a node whose result is already committed writes nothing again.
+    committed atomically with the node's output, so a retried or redelivered node never
+    leaves half its writes behind, and a committed node writes nothing again.
     """
 
     __slots__ = ("_run_id", "_store", "_writes")

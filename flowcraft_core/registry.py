@@ -38,8 +38,8 @@ class Implementation:
             cls = target
 
             async def run_class(ctx: NodeContext) -> Any:
-                instance = cls()
-                method = getattr(instance, "run", None) or instance
+                instance: Any = cls()
+                method: Any = getattr(instance, "run", None) or instance
                 result = method(ctx)
                 if inspect.isawaitable(result):
                     return await result

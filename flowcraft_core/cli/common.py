@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import sys
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -92,10 +92,8 @@ async def connect(backend: str | None) -> Backends:
 
 
 async def _close_quietly(backends: Backends) -> None:
-    try:
+    with contextlib.suppress(Exception):
         await backends.close()
-    except Exception:
-        pass
 
 
 def mask(url: str) -> str:

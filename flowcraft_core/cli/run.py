@@ -29,13 +29,23 @@ from flowcraft_core.validation import validate
 
 @click.command()
 @click.argument("blueprint", metavar="BLUEPRINT")
-@click.option("--registry", "registry_spec", required=True, metavar="MODULE:ATTR",
-              help="A dict of callables or a Registry, e.g. examples.orders:registry.")
+@click.option(
+    "--registry",
+    "registry_spec",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="A dict of callables or a Registry, e.g. examples.orders:registry.",
+)
 @click.option("--input", "input_json", default=None, metavar="JSON", help="The run input.")
 @backend_option
 @click.option("--concurrency", default=8, show_default=True, help="Jobs at a time.")
-@click.option("--timeout", default=None, type=float, metavar="SECONDS",
-              help="Give up waiting after this long (exit 1).")
+@click.option(
+    "--timeout",
+    default=None,
+    type=float,
+    metavar="SECONDS",
+    help="Give up waiting after this long (exit 1).",
+)
 @json_option
 @guarded
 def run(
@@ -95,8 +105,13 @@ def run(
 
 @click.command(name="validate")
 @click.argument("file", metavar="FILE")
-@click.option("--registry", "registry_spec", default=None, metavar="MODULE:ATTR",
-              help="Also check that every `uses` is registered.")
+@click.option(
+    "--registry",
+    "registry_spec",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="Also check that every `uses` is registered.",
+)
 def validate_command(file: str, registry_spec: str | None) -> None:
     """Check a blueprint; list every problem (exit 2 if there is any)."""
     try:
@@ -109,8 +124,9 @@ def validate_command(file: str, registry_spec: str | None) -> None:
     if problems:
         click.echo(str(BlueprintError(problems, bp.id)), err=True)
         sys.exit(EXIT_USAGE)
-    click.echo(f"{file}: blueprint {bp.id!r} is valid ({len(bp.nodes)} nodes, "
-               f"{len(bp.edges)} edges)")
+    click.echo(
+        f"{file}: blueprint {bp.id!r} is valid ({len(bp.nodes)} nodes, {len(bp.edges)} edges)"
+    )
 
 
 @click.command()
@@ -129,11 +145,20 @@ def drivers(as_json: bool) -> None:
 
     infos = installed_drivers()
     if as_json:
-        click.echo(json.dumps([
-            {"name": i.name, "schemes": list(i.schemes), "provides": list(i.provides),
-             "capabilities": i.capabilities, "description": i.description}
-            for i in infos
-        ]))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": i.name,
+                        "schemes": list(i.schemes),
+                        "provides": list(i.provides),
+                        "capabilities": i.capabilities,
+                        "description": i.description,
+                    }
+                    for i in infos
+                ]
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table

@@ -110,7 +110,9 @@ class CompiledFlow:
             wanted.extend(dict.fromkeys(keys.output_key(e.source) for e in node.incoming))
         return wanted
 
-    def input_for(self, node: Node, values: dict[str, Any], live: set[str], first: str | None) -> Any:
+    def input_for(
+        self, node: Node, values: dict[str, Any], live: set[str], first: str | None
+    ) -> Any:
         """The node's input from what :meth:`RunState.load` read (see DESIGN § Node semantics)."""
         inputs = node.definition.inputs
         if isinstance(inputs, str):
@@ -124,9 +126,7 @@ class CompiledFlow:
             if node.join == "any" and first is not None:
                 chosen = next((e for e in node.incoming if e.member == first), chosen)
             return self._through(chosen, values)
-        return {
-            e.source: self._through(e, values) for e in node.incoming if e.member in live
-        }
+        return {e.source: self._through(e, values) for e in node.incoming if e.member in live}
 
     @staticmethod
     def _through(edge: Edge, values: dict[str, Any]) -> Any:

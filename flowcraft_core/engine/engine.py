@@ -20,18 +20,18 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pluggy
 
-from flowcraft_core.builtins import SLEEP, WAIT
 from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.builtins import SLEEP, WAIT
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Node
 from flowcraft_core.engine.errors import describe, problem
 from flowcraft_core.engine.settings import EngineSettings
-from flowcraft_core.engine.state import Arrival, ComposedRunState, Completion, RunState
+from flowcraft_core.engine.state import Arrival, Completion, ComposedRunState, Loaded, RunState
 from flowcraft_core.errors import ExpressionError, NodeTimeout
 from flowcraft_core.node import NodeContext, Result, RunContext
 from flowcraft_core.plugins import default_manager
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 Checkpoint = Callable[[str, Job], None]
 """Called at each step of handling a job (``loaded``, ``executed``, ``completed``,
 ``enqueued``). Tests raise from it to simulate a crash at that point."""
-
-_NODE_FAILED = object()
 
 
 class Engine:
@@ -145,33 +143,48 @@ class Engine:
                 ),
             )
             return []
-        token = uuid.uuid4().hex
         loaded = await self.state.load(
             job,
             node.read_keys,
             join=node.needs_join,
             lease_ttl=self._lease_ttl(node),
-            token=token,
+            token=uuid.uuid4().hex,
         )
-        self._at("loaded", job)
+        try:
+            self._at("loaded", job)
+            return await self._after_load(job, flow, node, loaded)
+        finally:
+            # Every path that keeps going releases the lease itself (in the same round trip
+            # as its last write); this covers early exits and crashes, so a redelivery of
+            # this very job is not locked out until the lease expires.
+            if loaded.lease:
+                await self._release_quietly(job)
+
+    async def _after_load(
+        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded
+    ) -> list[tuple[Job, bool]]:
         if loaded.final is not None:
             return []
         values = loaded.values
         if node.output_key in values:
             # Committed by an earlier delivery: never run again, just route again.
-            return await self._route(
-                job, flow, node, values[node.output_key], values.get(node.action_key), None
-            )
+            output, action = values[node.output_key], values.get(node.action_key)
+            return await self._route(job, flow, node, loaded, output, action, None)
         if node.incoming:
             expected = len(node.incoming)
             if not loaded.live:
                 if loaded.arrived >= expected:
-                    return await self._skip(job, flow, node)
+                    return await self._skip(job, flow, node, loaded)
                 return []  # not ready: a stray delivery; the last arrival will enqueue it
             if node.join == "all" and loaded.arrived < expected:
                 return []
+        if job.attempt <= loaded.failures:
+            return []  # a repeat of an attempt that failed and already scheduled its retry
         if not loaded.lease:
-            return []  # another delivery is executing it; its crash means its redelivery
+            # Another delivery is executing it — or held it and died. Look again once the
+            # lease may have lapsed; by then the node is committed or can run.
+            await self._enqueue([job], self.settings.lease_busy_delay)
+            return []
         try:
             node_input = flow.input_for(node, values, loaded.live, loaded.first)
         except ExpressionError as exc:
@@ -179,18 +192,24 @@ class Engine:
             return []
         builtin = node.builtin
         if builtin == WAIT:
-            await self._park(job)
+            await self._park(job, loaded)
             return []
         if builtin == SLEEP:
-            if await self._still_asleep(job, node):
+            if await self._still_asleep(job, node, loaded):
                 return []
-            return await self._route(job, flow, node, node_input, None, {})
-        outcome = await self._execute(job, node, node_input)
-        if outcome is _NODE_FAILED or outcome is None:
+            return await self._route(job, flow, node, loaded, node_input, None, {})
+        outcome = await self._execute(job, node, node_input, loaded)
+        if outcome is None:
             return []
         result, writes = outcome
         self._at("executed", job)
-        return await self._route(job, flow, node, result.output, result.action, writes)
+        return await self._route(job, flow, node, loaded, result.output, result.action, writes)
+
+    async def _release_quietly(self, job: Job) -> None:
+        try:
+            await self.state.release(job)
+        except Exception:  # the lease expires anyway; never mask the original outcome
+            log.warning("could not release the lease of %s", job, exc_info=True)
 
     # -- execution ----------------------------------------------------------------------------
 
@@ -199,13 +218,15 @@ class Engine:
         ttl = self.settings.lease_ttl
         return max(ttl, timeout / 1000 * 2) if timeout else ttl
 
-    async def _execute(self, job: Job, node: Node, node_input: Any) -> Any:
-        """Run one attempt (and the fallback after the last). Returns (Result, writes), or
-        ``_NODE_FAILED`` / None when the run failed or a retry was scheduled."""
+    async def _execute(
+        self, job: Job, node: Node, node_input: Any, loaded: Loaded
+    ) -> tuple[Result, Mapping[str, Any]] | None:
+        """Run one attempt (and the fallback after the last). Returns (result, context
+        writes), or None when the run failed or a retry was scheduled."""
         definition = node.definition
         impl = self.registry.get(definition.uses)
         if impl is None:
-            await self._missing(job, node)
+            await self._missing(job, node, loaded)
             return None
         cfg = definition.config
         run_context = RunContext(self.context, job.run_id)
@@ -227,10 +248,12 @@ class Engine:
             error = describe(exc, node_id=node.id, attempt=job.attempt)
             if job.attempt < cfg.max_retries:
                 delay = cfg.retry_delay / 1000 * (2 ** (job.attempt - 1))
-                await self.state.release(job)
-                retry = Job(job.run_id, job.node_id, job.flow, job.instance, job.attempt + 1)
-                await self._enqueue([retry], delay)
-                self.hook.flowcraft_node_retried(job=job, error=error, delay=delay)
+                first = await self.state.fail_attempt(job)
+                loaded.lease = False
+                if first:  # a duplicate delivery of this attempt must not schedule another
+                    retry = Job(job.run_id, job.node_id, job.flow, job.instance, job.attempt + 1)
+                    await self._enqueue([retry], delay)
+                    self.hook.flowcraft_node_retried(job=job, error=error, delay=delay)
                 return None
             if node.fallback is not None:
                 fallback = self.registry.get(node.fallback.uses)
@@ -259,7 +282,7 @@ class Engine:
                         f"no implementation for uses={node.fallback.uses!r}",
                     )
             await self._fail(job, error)
-            return _NODE_FAILED
+            return None
         return self._as_result(value), run_context.pending
 
     @staticmethod
@@ -283,7 +306,7 @@ class Engine:
         finally:
             renewal.cancel()
 
-    async def _missing(self, job: Job, node: Node) -> None:
+    async def _missing(self, job: Job, node: Node, loaded: Loaded) -> None:
         uses = node.definition.uses
         rk = keys.RunKeys(job.run_id)
         tries = await self.coordination.incr(rk.missing(job.key), ttl=self.settings.run_ttl)
@@ -310,15 +333,17 @@ class Engine:
             delay,
         )
         await self.state.release(job)
+        loaded.lease = False
         await self._enqueue([job], delay)
 
     # -- built-ins ----------------------------------------------------------------------------
 
-    async def _park(self, job: Job) -> None:
+    async def _park(self, job: Job, loaded: Loaded) -> None:
         completion = await self.state.park(job)
+        loaded.lease = False
         await self._announce(job, completion)
 
-    async def _still_asleep(self, job: Job, node: Node) -> bool:
+    async def _still_asleep(self, job: Job, node: Node, loaded: Loaded) -> bool:
         duration = float(node.definition.params.get("duration", 0)) / 1000
         key = keys.RunKeys(job.run_id).sleep(job.key)
         wake = repr(time.time() + duration)
@@ -329,6 +354,7 @@ class Engine:
         if remaining <= 0.001:
             return False
         await self.state.release(job)
+        loaded.lease = False
         await self._enqueue([job], remaining)
         return True
 
@@ -364,9 +390,10 @@ class Engine:
         job: Job,
         flow: CompiledFlow,
         node: Node,
+        loaded: Loaded,
         output: Any,
         action: Any,
-        writes: Any,
+        writes: Mapping[str, Any] | None,
     ) -> list[tuple[Job, bool]]:
         """Commit (when ``writes`` is not None) and route. Returns the ready targets."""
         try:
@@ -383,6 +410,7 @@ class Engine:
             completion = await self.state.complete(
                 job, guard=node.output_key, commit=commit, arrivals=arrivals
             )
+            loaded.lease = False
         except (TypeError, ValueError) as exc:
             if commit is None:
                 raise
@@ -399,16 +427,17 @@ class Engine:
         if completion.committed is False:
             # Another delivery committed first: route with its result, not ours.
             stored = await self.context.get_many(job.run_id, [node.output_key, node.action_key])
-            return await self._route(
-                job, flow, node, stored.get(node.output_key), stored.get(node.action_key), None
-            )
+            output, action = stored.get(node.output_key), stored.get(node.action_key)
+            return await self._route(job, flow, node, loaded, output, action, None)
         self._at("completed", job)
         if completion.committed:
             self.hook.flowcraft_node_finished(job=job, output=output, action=action)
         await self._announce(job, completion)
         return [(self._job_for(job, target), live) for target, live in completion.ready]
 
-    async def _skip(self, job: Job, flow: CompiledFlow, node: Node) -> list[tuple[Job, bool]]:
+    async def _skip(
+        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded
+    ) -> list[tuple[Job, bool]]:
         arrivals = [
             Arrival(
                 target=f"{e.target}#0",
@@ -422,6 +451,7 @@ class Engine:
         completion = await self.state.complete(
             job, guard=node.output_key, commit=None, arrivals=arrivals
         )
+        loaded.lease = False
         await self._announce(job, completion)
         return [(self._job_for(job, target), live) for target, live in completion.ready]
 

@@ -72,5 +72,8 @@ class RunKeys:
     def sleep(self, job_key: str) -> str:
         return f"run:{self.run_id}:sleep:{job_key}"
 
+    def failures(self, job_key: str) -> str:
+        return f"run:{self.run_id}:fails:{job_key}"
+
     def missing(self, job_key: str) -> str:
         return f"run:{self.run_id}:missing:{job_key}"

@@ -20,7 +20,8 @@ async def reconcile(backends: Backends, *, older_than: float = 300.0) -> list[st
     coordination = backends.coordination
     touched: list[str] = []
     now = time.time()
-    for run_id in sorted(await coordination.members(keys.ACTIVE_RUNS)):
+    active: set[str] = await coordination.members(keys.ACTIVE_RUNS)
+    for run_id in sorted(active):
         rk = keys.RunKeys(run_id)
         final, progress, activated, finished, waiting, resumed = await coordination.batch(
             [

@@ -9,8 +9,11 @@ DAY = 86400.0
 
 @dataclass(frozen=True)
 class EngineSettings:
-    lease_ttl: float = 60.0
-    """Seconds a job's lease lasts; renewed while a long node runs."""
+    lease_ttl: float = 15.0
+    """Seconds a job's lease lasts; renewed every third of it while a node runs. A worker
+    that dies holding a lease delays that node's re-execution by at most this long."""
+    lease_busy_delay: float = 1.0
+    """When a delivery finds its job's lease held, it looks again after this long."""
     run_ttl: float = 30 * DAY
     """Upper bound on how long an unfinished run's bookkeeping is kept."""
     retention: float = 7 * DAY

@@ -43,6 +43,7 @@ class Loaded:
     final: dict[str, Any] | None  # the run's final status, if it has one
     values: dict[str, Any]  # the context keys asked for that exist
     lease: bool  # whether this call took the job's lease
+    failures: int = 0  # attempts of this job that failed (each scheduled its retry once)
     arrived: int = 0  # incoming edges accounted for (taken or dead)
     live: set[str] = field(default_factory=set)  # incoming edges taken
     first: str | None = None  # first taken edge (``any`` joins)
@@ -76,6 +77,8 @@ class RunState(Protocol):
     async def park(self, job: Job) -> Completion: ...
 
     async def release(self, job: Job) -> None: ...
+
+    async def fail_attempt(self, job: Job) -> bool: ...
 
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
@@ -117,7 +120,11 @@ class ComposedRunState:
     ) -> Loaded:
         rk = RunKeys(job.run_id)
         jk = job.key
-        ops = [Op.get(rk.final), Op.set_if_absent(rk.lease(jk), token, lease_ttl)]
+        ops = [
+            Op.get(rk.final),
+            Op.set_if_absent(rk.lease(jk), token, lease_ttl),
+            Op.count(rk.failures(jk)),
+        ]
         if join:
             ops += [Op.count(rk.arrived(jk)), Op.members(rk.live(jk)), Op.get(rk.first(jk))]
         results = await self.coordination.batch(ops)
@@ -126,9 +133,10 @@ class ComposedRunState:
             final=json.loads(results[0]) if results[0] else None,
             values=values,
             lease=bool(results[1]),
+            failures=results[2],
         )
         if join:
-            loaded.arrived, loaded.live, loaded.first = results[2], results[3], results[4]
+            loaded.arrived, loaded.live, loaded.first = results[3], results[4], results[5]
         return loaded
 
     async def complete(
@@ -207,6 +215,18 @@ class ComposedRunState:
 
     async def release(self, job: Job) -> None:
         await self.coordination.delete(RunKeys(job.run_id).lease(job.key))
+
+    async def fail_attempt(self, job: Job) -> bool:
+        """Record that ``job.attempt`` failed and release the lease; True for the first
+        delivery to record it, which alone schedules the next attempt."""
+        rk = RunKeys(job.run_id)
+        (added, _), _ = await self.coordination.batch(
+            [
+                Op.add_member(rk.failures(job.key), str(job.attempt), self.ttl),
+                Op.delete(rk.lease(job.key)),
+            ]
+        )
+        return bool(added)
 
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float

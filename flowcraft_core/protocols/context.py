@@ -55,9 +55,7 @@ class ContextStore(Protocol):
 
     async def has(self, run_id: str, key: str) -> bool: ...
 
-    async def patch(
-        self, run_id: str, set: Mapping[str, Any], delete: Iterable[str] = ()
-    ) -> None:
+    async def patch(self, run_id: str, set: Mapping[str, Any], delete: Iterable[str] = ()) -> None:
         """Apply several writes and deletes atomically."""
         ...
 

@@ -16,6 +16,8 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -124,7 +126,7 @@ class CoordinationStore(Protocol):
         """Remove ``member`` from the set at ``key``; True if it was there."""
         ...
 
-    async def members(self, key: str) -> set[str]: ...
+    async def members(self, key: str) -> builtins.set[str]: ...
 
     async def batch(self, ops: Sequence[Op]) -> list[Any]:
         """Run ``ops`` atomically and in order; return their results in order."""

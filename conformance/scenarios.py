@@ -1,0 +1,546 @@
+"""End-to-end workflow scenarios, run on the driver under test.
+
+Each scenario is a blueprint with counting node implementations and the exact result it must
+give. :func:`run_scenario` runs one on any backends, optionally under a fault:
+
+* ``duplicate``: every job is enqueued twice (a queue wrapper, so any driver can be tested);
+* ``crash:<step>``: the handler "dies" once per job at that step of the engine (``loaded``,
+  ``executed``, ``completed``, ``enqueued``), before acknowledging, so the job is redelivered.
+
+Under every fault the outputs must be the same, joins must fire once, and no node whose
+result was committed may run again: a node's code runs exactly as often as without faults,
+plus once for a crash between its execution and its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.client import Client, RunResult
+from flowcraft_core.drivers import Backends
+from flowcraft_core.engine import EngineSettings
+from flowcraft_core.node import NodeContext, Result
+from flowcraft_core.protocols import Handler, Job, Queue
+from flowcraft_core.registry import Registry
+from flowcraft_core.worker import Worker
+
+FAULTS: tuple[str, ...] = (
+    "none",
+    "duplicate",
+    "crash:loaded",
+    "crash:executed",
+    "crash:completed",
+    "crash:enqueued",
+)
+
+
+class SimulatedCrash(Exception):
+    """Raised at an engine checkpoint: the worker 'dies' before acknowledging the job."""
+
+
+# -- counting implementations ---------------------------------------------------------------
+
+_calls: Counter[tuple[str, str]] = Counter()
+_calls_lock = threading.Lock()
+
+
+def _count(ctx: NodeContext, name: str) -> None:
+    with _calls_lock:
+        _calls[(ctx.run_id, f"{ctx.node_id}:{name}")] += 1
+
+
+def calls_of(run_id: str) -> dict[str, int]:
+    """How many times each ``node:implementation`` ran for ``run_id``."""
+    with _calls_lock:
+        return {key: n for (run, key), n in _calls.items() if run == run_id}
+
+
+async def _echo(ctx: NodeContext) -> Any:
+    _count(ctx, "echo")
+    return {"node": ctx.node_id, "input": ctx.input, "label": ctx.params.get("label")}
+
+
+async def _add(ctx: NodeContext) -> Any:
+    _count(ctx, "add")
+    return (ctx.input or 0) + ctx.params.get("n", 1)
+
+
+def _add_sync(ctx: NodeContext) -> Any:
+    _count(ctx, "add_sync")
+    return (ctx.input or 0) + ctx.params.get("n", 1)
+
+
+async def _total(ctx: NodeContext) -> Any:
+    _count(ctx, "total")
+    return sum(v for v in ctx.input.values() if isinstance(v, int | float))
+
+
+async def _decide(ctx: NodeContext) -> Any:
+    _count(ctx, "decide")
+    amount = ctx.input["amount"]
+    return Result(output=amount, action="approve" if amount < 100 else "reject")
+
+
+async def _flaky(ctx: NodeContext) -> Any:
+    _count(ctx, "flaky")
+    if ctx.attempt <= ctx.params.get("fail_times", 1):
+        raise RuntimeError(f"transient failure on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
+async def _boom(ctx: NodeContext) -> Any:
+    _count(ctx, "boom")
+    raise ValueError(f"boom in {ctx.node_id}")
+
+
+async def _slow(ctx: NodeContext) -> Any:
+    _count(ctx, "slow")
+    await asyncio.sleep(ctx.params.get("seconds", 5))
+    return "slow"
+
+
+async def _rescue(ctx: NodeContext) -> Any:
+    _count(ctx, "rescue")
+    return {"rescued": ctx.input}
+
+
+async def _remember(ctx: NodeContext) -> Any:
+    _count(ctx, "remember")
+    ctx.context.set("note", {"from": ctx.node_id})
+    return await ctx.context.get("note")
+
+
+async def _recall(ctx: NodeContext) -> Any:
+    _count(ctx, "recall")
+    return await ctx.context.get("note")
+
+
+def registry() -> Registry:
+    """The implementations every scenario uses."""
+    return Registry(
+        {
+            "echo": _echo,
+            "add": _add,
+            "add_sync": _add_sync,
+            "total": _total,
+            "decide": _decide,
+            "flaky": _flaky,
+            "boom": _boom,
+            "slow": _slow,
+            "rescue": _rescue,
+            "remember": _remember,
+            "recall": _recall,
+        }
+    )
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """A blueprint, its input and the exact result it must give."""
+
+    name: str
+    blueprint: dict[str, Any]
+    input: Any
+    status: str
+    outputs: dict[str, Any] | None = None
+    check: Callable[[RunResult], None] | None = None
+    calls: dict[str, int] = field(default_factory=dict)
+    resume: tuple[str | None, Any] | None = None  # (action, output) once awaiting
+    min_seconds: float = 0.0
+    error_node: str | None = None
+    error_type: str | None = None
+
+    @property
+    def flow(self) -> Blueprint:
+        return Blueprint.from_dict(self.blueprint)
+
+
+def _bp(name: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": name, "nodes": nodes, "edges": edges}
+
+
+def _any_join_check(result: RunResult) -> None:
+    assert result.outputs["j"] in ("fast", "slow-branch"), result.outputs
+    assert set(result.outputs) == {"a", "fast", "j"} | (
+        {"s"} if "s" in result.outputs else set()
+    ), result.outputs
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario(
+        "chain",
+        _bp(
+            "chain",
+            [
+                {"id": "a", "uses": "add", "params": {"n": 1}},
+                {"id": "b", "uses": "add_sync", "params": {"n": 10}},
+                {"id": "c", "uses": "add", "params": {"n": 100}},
+            ],
+            [
+                {"source": "a", "target": "b"},
+                {"source": "b", "target": "c", "transform": "input * 2"},
+            ],
+        ),
+        input=1,
+        status="completed",
+        outputs={"a": 2, "b": 12, "c": 124},
+        calls={"a:add": 1, "b:add_sync": 1, "c:add": 1},
+    ),
+    Scenario(
+        "fanout_fanin",
+        _bp(
+            "fan",
+            [{"id": "a", "uses": "add", "params": {"n": 0}}]
+            + [{"id": f"b{i}", "uses": "add", "params": {"n": i}} for i in range(5)]
+            + [{"id": "j", "uses": "total"}],
+            [{"source": "a", "target": f"b{i}"} for i in range(5)]
+            + [{"source": f"b{i}", "target": "j"} for i in range(5)],
+        ),
+        input=10,
+        status="completed",
+        outputs={"a": 10, **{f"b{i}": 10 + i for i in range(5)}, "j": 60},
+        calls={"a:add": 1, **{f"b{i}:add": 1 for i in range(5)}, "j:total": 1},
+    ),
+    Scenario(
+        "any_join",
+        _bp(
+            "anyjoin",
+            [
+                {"id": "a", "uses": "echo"},
+                {"id": "fast", "uses": "echo", "params": {"label": "fast"}},
+                {"id": "s", "uses": "slow", "params": {"seconds": 0.3}},
+                {"id": "j", "uses": "echo", "config": {"joinStrategy": "any"}},
+            ],
+            [
+                {"source": "a", "target": "fast"},
+                {"source": "a", "target": "s"},
+                {"source": "fast", "target": "j", "transform": "input.label"},
+                {"source": "s", "target": "j", "transform": "'slow-branch'"},
+            ],
+        ),
+        input=None,
+        status="completed",
+        check=lambda r: _check_any(r),
+        calls={"a:echo": 1, "fast:echo": 1, "s:slow": 1, "j:echo": 1},
+    ),
+    Scenario(
+        "conditions_dead_path_into_all_join",
+        _bp(
+            "cond",
+            [
+                {"id": "a", "uses": "add", "params": {"n": 0}},
+                {"id": "big", "uses": "add", "params": {"n": 1000}},
+                {"id": "big2", "uses": "add", "params": {"n": 1}},
+                {"id": "small", "uses": "add", "params": {"n": 1}},
+                {"id": "j", "uses": "echo"},
+            ],
+            [
+                {"source": "a", "target": "big", "condition": "result.output > 100"},
+                {"source": "big", "target": "big2"},
+                {"source": "a", "target": "small", "condition": "result.output <= 100"},
+                {"source": "big2", "target": "j"},
+                {"source": "small", "target": "j"},
+            ],
+        ),
+        input=5,
+        status="completed",
+        outputs={
+            "a": 5,
+            "small": 6,
+            "j": {"node": "j", "input": {"small": 6}, "label": None},
+        },
+        calls={"a:add": 1, "small:add": 1, "j:echo": 1},
+    ),
+    Scenario(
+        "actions",
+        _bp(
+            "actions",
+            [
+                {"id": "d", "uses": "decide"},
+                {"id": "ok", "uses": "echo", "params": {"label": "approved"}},
+                {"id": "no", "uses": "echo", "params": {"label": "rejected"}},
+                {"id": "after", "uses": "echo", "config": {"joinStrategy": "any"}},
+            ],
+            [
+                {"source": "d", "target": "ok", "action": "approve"},
+                {"source": "d", "target": "no", "action": "reject"},
+                {"source": "ok", "target": "after", "transform": "input.label"},
+                {"source": "no", "target": "after", "transform": "input.label"},
+            ],
+        ),
+        input={"amount": 42},
+        status="completed",
+        outputs={
+            "d": 42,
+            "ok": {"node": "ok", "input": 42, "label": "approved"},
+            "after": {"node": "after", "input": "approved", "label": None},
+        },
+        calls={"d:decide": 1, "ok:echo": 1, "after:echo": 1},
+    ),
+    Scenario(
+        "retry",
+        _bp(
+            "retry",
+            [
+                {
+                    "id": "f",
+                    "uses": "flaky",
+                    "params": {"fail_times": 2},
+                    "config": {"maxRetries": 3, "retryDelay": 10},
+                },
+                {"id": "g", "uses": "echo"},
+            ],
+            [{"source": "f", "target": "g", "transform": "input.attempt"}],
+        ),
+        input=None,
+        status="completed",
+        outputs={"f": {"attempt": 3}, "g": {"node": "g", "input": 3, "label": None}},
+        calls={"f:flaky": 3, "g:echo": 1},
+    ),
+    Scenario(
+        "timeout_then_fallback",
+        _bp(
+            "fallback",
+            [
+                {
+                    "id": "t",
+                    "uses": "slow",
+                    "params": {"seconds": 5},
+                    "config": {"timeout": 50, "maxRetries": 2, "fallback": "rescue"},
+                },
+                {"id": "rescue", "uses": "rescue"},
+                {"id": "after", "uses": "echo"},
+            ],
+            [{"source": "t", "target": "after"}],
+        ),
+        input="x",
+        status="completed",
+        outputs={
+            "t": {"rescued": "x"},
+            "after": {"node": "after", "input": {"rescued": "x"}, "label": None},
+        },
+        calls={"t:slow": 2, "t:rescue": 1, "after:echo": 1},
+    ),
+    Scenario(
+        "timeout_fails_run",
+        _bp(
+            "timeout",
+            [
+                {"id": "t", "uses": "slow", "params": {"seconds": 5}, "config": {"timeout": 50}},
+                {"id": "never", "uses": "echo"},
+            ],
+            [{"source": "t", "target": "never"}],
+        ),
+        input=None,
+        status="failed",
+        outputs={},
+        calls={"t:slow": 1},
+        error_node="t",
+        error_type="NodeTimeout",
+    ),
+    Scenario(
+        "failure",
+        _bp(
+            "failure",
+            [
+                {"id": "a", "uses": "add"},
+                {"id": "bad", "uses": "boom"},
+                {"id": "never", "uses": "echo"},
+            ],
+            [{"source": "a", "target": "bad"}, {"source": "bad", "target": "never"}],
+        ),
+        input=1,
+        status="failed",
+        outputs={"a": 2},
+        calls={"a:add": 1, "bad:boom": 1},
+        error_node="bad",
+        error_type="ValueError",
+    ),
+    Scenario(
+        "context_writes",
+        _bp(
+            "context",
+            [{"id": "w", "uses": "remember"}, {"id": "r", "uses": "recall"}],
+            [{"source": "w", "target": "r"}],
+        ),
+        input=None,
+        status="completed",
+        outputs={"w": {"from": "w"}, "r": {"from": "w"}},
+        calls={"w:remember": 1, "r:recall": 1},
+    ),
+    Scenario(
+        "wait_resume",
+        _bp(
+            "wait",
+            [
+                {"id": "a", "uses": "add"},
+                {"id": "approval", "uses": "wait"},
+                {"id": "yes", "uses": "echo"},
+                {"id": "no", "uses": "echo"},
+            ],
+            [
+                {"source": "a", "target": "approval"},
+                {"source": "approval", "target": "yes", "action": "approve"},
+                {"source": "approval", "target": "no", "action": "reject"},
+            ],
+        ),
+        input=1,
+        status="completed",
+        resume=("approve", {"by": "alice"}),
+        outputs={
+            "a": 2,
+            "approval": {"by": "alice"},
+            "yes": {"node": "yes", "input": {"by": "alice"}, "label": None},
+        },
+        calls={"a:add": 1, "yes:echo": 1},
+    ),
+    Scenario(
+        "sleep",
+        _bp(
+            "sleep",
+            [
+                {"id": "a", "uses": "add"},
+                {"id": "nap", "uses": "sleep", "params": {"duration": 200}},
+                {"id": "b", "uses": "add"},
+            ],
+            [{"source": "a", "target": "nap"}, {"source": "nap", "target": "b"}],
+        ),
+        input=1,
+        status="completed",
+        outputs={"a": 2, "nap": 2, "b": 3},
+        calls={"a:add": 1, "b:add": 1},
+        min_seconds=0.2,
+    ),
+]
+
+
+def _check_any(result: RunResult) -> None:
+    outputs = result.outputs
+    assert outputs["a"] == {"node": "a", "input": None, "label": None}, outputs
+    assert outputs["fast"] == {"node": "fast", "input": outputs["a"], "label": "fast"}, outputs
+    assert outputs["j"]["input"] in ("fast", "slow-branch"), outputs
+
+
+SCENARIOS_BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+class DuplicatingQueue:
+    """Wraps any queue so that every job is enqueued twice: duplicate delivery on demand."""
+
+    def __init__(self, inner: Queue) -> None:
+        self.inner = inner
+
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
+        await self.inner.enqueue_many([job, job], delay=delay)
+
+    async def enqueue_many(self, jobs: Sequence[Job], *, delay: float = 0.0) -> None:
+        await self.inner.enqueue_many([j for job in jobs for j in (job, job)], delay=delay)
+
+    async def consume(self, handler: Handler, *, concurrency: int = 1) -> Any:
+        return await self.inner.consume(handler, concurrency=concurrency)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class CrashOnce:
+    """An engine checkpoint that crashes each job once at ``step``, on its first attempt."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self.crashed: set[tuple[str, str, int]] = set()
+
+    def __call__(self, step: str, job: Job) -> None:
+        if step != self.step:
+            return
+        key = (job.run_id, job.node_id, job.attempt)
+        if key not in self.crashed:
+            self.crashed.add(key)
+            raise SimulatedCrash(f"simulated crash at {step} of {job.node_id}")
+
+
+def expected_calls(scenario: Scenario, fault: str) -> dict[str, int]:
+    """How often each node's code may run under ``fault``: as without faults, plus one run for
+    each crash between a node's execution and its commit."""
+    expected = dict(scenario.calls)
+    if fault == "crash:executed":
+        for key in scenario.calls:
+            node = key.split(":")[0]
+            if scenario.outputs is not None and node not in scenario.outputs:
+                continue  # never committed: it failed, so it never reached the checkpoint
+            expected[key] += 1
+        if scenario.name == "timeout_then_fallback":
+            # the re-delivered last attempt times out again before its fallback reruns
+            expected["t:slow"] = scenario.calls["t:slow"] + 1
+    return expected
+
+
+async def run_scenario(
+    scenario: Scenario,
+    backends: Backends,
+    *,
+    fault: str = "none",
+    timeout: float = 30.0,
+    concurrency: int = 4,
+    settings: EngineSettings | None = None,
+) -> tuple[RunResult, dict[str, int]]:
+    """Run ``scenario`` with an in-process worker on ``backends`` under ``fault``; returns the
+    final result and how often each node's code ran."""
+    queue: Queue = DuplicatingQueue(backends.queue) if fault == "duplicate" else backends.queue
+    parts = Backends(queue, backends.context, backends.coordination, backends.urls)
+    checkpoint = CrashOnce(fault.split(":", 1)[1]) if fault.startswith("crash:") else None
+    worker = Worker(
+        registry(),
+        parts,
+        concurrency=concurrency,
+        settings=settings,
+        checkpoint=checkpoint,
+    )
+    client = Client(parts, settings=settings)
+    started = time.monotonic()
+    async with worker:
+        run_id = await client.start(scenario.flow, scenario.input)
+        result = await client.result(run_id, timeout)
+        if scenario.resume is not None:
+            assert result.status == "awaiting", f"{scenario.name}: {result}"
+            action, output = scenario.resume
+            await client.resume(run_id, action, output)
+            result = await client.result(run_id, timeout)
+        # Let stray duplicate deliveries drain, so that a node run twice would be counted.
+        await asyncio.sleep(0.05)
+    elapsed = time.monotonic() - started
+    assert elapsed >= scenario.min_seconds, f"{scenario.name} finished too early: {elapsed:.3f}s"
+    return result, calls_of(run_id)
+
+
+def verify(scenario: Scenario, fault: str, result: RunResult, calls: dict[str, int]) -> None:
+    """Assert the exact result of ``scenario`` under ``fault``."""
+    assert result.status == scenario.status, (
+        f"{scenario.name} [{fault}]: status {result.status}, error {result.error}"
+    )
+    if scenario.outputs is not None:
+        assert result.outputs == scenario.outputs, f"{scenario.name} [{fault}]: {result.outputs}"
+    if scenario.check is not None:
+        scenario.check(result)
+    if scenario.error_node is not None:
+        assert result.error is not None
+        assert result.error["node"] == scenario.error_node, result.error
+        assert result.error["type"] == scenario.error_type, result.error
+        assert result.error["traceback"], result.error
+    assert calls == expected_calls(scenario, fault), (
+        f"{scenario.name} [{fault}]: node code ran {calls}, "
+        f"expected {expected_calls(scenario, fault)}"
+    )

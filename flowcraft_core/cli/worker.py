@@ -1,0 +1,164 @@
+"""``flowcraft worker`` and ``flowcraft reconcile``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+
+import click
+
+from flowcraft_core.cli.common import backend_option, connect, guarded, run_async
+from flowcraft_core.engine.reconcile import reconcile
+from flowcraft_core.registry import load_registry
+from flowcraft_core.worker import Worker
+
+log = logging.getLogger("flowcraft.worker")
+
+
+async def serve(
+    registry_spec: str,
+    backend: str | None,
+    concurrency: int,
+    reconcile_every: float | None,
+    stale_after: float,
+) -> None:
+    """One worker process: run until SIGTERM/SIGINT, then finish in-flight jobs and hand
+    back prefetched ones."""
+    registry = load_registry(registry_spec)
+    backends = await connect(backend)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = Worker(
+        registry,
+        backends,
+        concurrency=concurrency,
+        reconcile_every=reconcile_every,
+        stale_after=stale_after,
+    )
+    await worker.start()
+    log.info("worker %d ready (%d at a time) on %s", os.getpid(), concurrency, backends.urls)
+    click.echo(f"flowcraft worker {os.getpid()} ready", err=True)
+    try:
+        await stop.wait()
+    finally:
+        click.echo(f"flowcraft worker {os.getpid()} stopping: finishing in-flight jobs", err=True)
+        await worker.stop(drain=True)
+        await backends.close()
+
+
+def _child(
+    registry_spec: str,
+    backend: str | None,
+    concurrency: int,
+    reconcile_every: float | None,
+    stale_after: float,
+) -> None:
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    asyncio.run(serve(registry_spec, backend, concurrency, reconcile_every, stale_after))
+
+
+@click.command()
+@click.option(
+    "--registry",
+    "registry_spec",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="A dict of callables or a Registry.",
+)
+@backend_option
+@click.option("--processes", default=1, show_default=True, help="Worker processes.")
+@click.option("--concurrency", default=8, show_default=True, help="Jobs at a time per process.")
+@click.option(
+    "--reconcile-every",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Seconds between sweeps for stalled runs (0 disables).",
+)
+@click.option(
+    "--stale-after",
+    default=300.0,
+    show_default=True,
+    type=float,
+    help="A run with no progress for this long is reconciled.",
+)
+@guarded
+def worker(
+    registry_spec: str,
+    backend: str | None,
+    processes: int,
+    concurrency: int,
+    reconcile_every: float,
+    stale_after: float,
+) -> None:
+    """Execute jobs until SIGTERM/SIGINT; then finish in-flight jobs and hand back the rest."""
+    load_registry(registry_spec)  # fail fast, in the parent, on a bad --registry
+    run_async(_probe(backend))
+    every = reconcile_every or None
+    if processes <= 1:
+        run_async(serve(registry_spec, backend, concurrency, every, stale_after))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    children = [
+        ctx.Process(
+            target=_child,
+            args=(registry_spec, backend, concurrency, every, stale_after),
+            name=f"flowcraft-worker-{i}",
+        )
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
+    codes = [c.exitcode for c in children]
+    if any(code not in (0, None, -signal.SIGTERM) for code in codes):
+        sys.exit(1)
+
+
+async def _probe(backend: str | None) -> None:
+    backends = await connect(backend)
+    await backends.close()
+
+
+@click.command(name="reconcile")
+@backend_option
+@click.option(
+    "--older-than",
+    default=300.0,
+    show_default=True,
+    type=float,
+    metavar="S",
+    help="Only runs without progress for this many seconds.",
+)
+@guarded
+def reconcile_command(backend: str | None, older_than: float) -> None:
+    """Re-enqueue the ready frontier of runs without progress (always safe)."""
+
+    async def go() -> list[str]:
+        backends = await connect(backend)
+        try:
+            return await reconcile(backends, older_than=older_than)
+        finally:
+            await backends.close()
+
+    touched = run_async(go())
+    for run_id in touched:
+        click.echo(run_id)
+    click.echo(f"reconciled {len(touched)} run(s)", err=True)

@@ -1,0 +1,230 @@
+"""Structural checks of a blueprint, reporting every problem at once.
+
+:func:`validate` returns the problems, each naming the node (``node 'x'``) or edge
+(:meth:`EdgeDef.describe`) it concerns; :func:`check` raises :class:`BlueprintError` with all of
+them. A blueprint that passes has unique node ids, edges between existing nodes, known ``uses``
+(when the caller says which are known), existing fallbacks, compilable expressions, no cycles,
+and every node reachable from a start node.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Container, Iterable
+from typing import Any, TypeGuard
+
+from flowcraft_core.blueprint import JOIN_STRATEGIES, Blueprint
+from flowcraft_core.builtins import BUILTIN_USES, SLEEP
+from flowcraft_core.errors import BlueprintError, ExpressionError, Problem
+from flowcraft_core.expressions import CONDITION_NAMES, TRANSFORM_NAMES, compile_expression
+
+__all__ = ["check", "fallback_nodes", "start_nodes", "validate"]
+
+
+def fallback_nodes(bp: Blueprint) -> set[str]:
+    """Ids named as some node's ``config.fallback`` (whether or not such a node exists)."""
+    return {n.config.fallback for n in bp.nodes if n.config.fallback is not None}
+
+
+def start_nodes(bp: Blueprint) -> list[str]:
+    """Nodes with no incoming edge that are not fallbacks, in declaration order, without repeats.
+
+    These receive the run input and are enqueued when a run starts.
+    """
+    targets = {e.target for e in bp.edges}
+    fallbacks = fallback_nodes(bp)
+    out: list[str] = []
+    for n in bp.nodes:
+        if n.id not in targets and n.id not in fallbacks and n.id not in out:
+            out.append(n.id)
+    return out
+
+
+def check(bp: Blueprint, *, known_uses: Container[str] | None = None) -> None:
+    """Raise :class:`BlueprintError` listing every problem, or return if there are none."""
+    problems = validate(bp, known_uses=known_uses)
+    if problems:
+        raise BlueprintError(problems, bp.id)
+
+
+def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list[Problem]:
+    """Every problem of ``bp``, in a stable order (nodes, edges, then graph shape).
+
+    ``known_uses`` are the registry's keys; when it is ``None`` implementations are not checked
+    (a blueprint may be validated where the node code is not importable).
+    """
+    problems: list[Problem] = []
+    add = problems.append
+    if not bp.nodes:
+        add(Problem("blueprint", "has no nodes"))
+
+    ids: dict[str, int] = {}
+    for n in bp.nodes:
+        ids[n.id] = ids.get(n.id, 0) + 1
+    for nid, count in ids.items():
+        if count > 1:
+            add(Problem(_node(nid), f"duplicate node id (declared {count} times)"))
+
+    for n in bp.nodes:
+        where = _node(n.id)
+        if known_uses is not None and n.uses not in BUILTIN_USES and n.uses not in known_uses:
+            add(Problem(where, f"unknown uses {n.uses!r}{_suggest(n.uses, _names(known_uses))}"))
+        fallback = n.config.fallback
+        if fallback is not None:
+            if fallback == n.id:
+                add(Problem(where, "config.fallback names the node itself"))
+            elif fallback not in ids:
+                hint = _suggest(fallback, ids)
+                add(Problem(where, f"config.fallback {fallback!r} is not a node{hint}"))
+        join = n.config.join_strategy
+        if join is not None and join not in JOIN_STRATEGIES:
+            add(Problem(where, f"config.joinStrategy must be 'all' or 'any', got {join!r}"))
+        if n.uses == SLEEP:
+            duration = n.params.get("duration")
+            if not _is_number(duration) or duration < 0:
+                message = f"sleep needs params.duration in ms (a number >= 0), got {duration!r}"
+                add(Problem(where, message))
+
+    for e in bp.edges:
+        where = e.describe()
+        for role, nid in (("source", e.source), ("target", e.target)):
+            if nid not in ids:
+                add(Problem(where, f"{role} {nid!r} is not a node{_suggest(nid, ids)}"))
+        for kind, text, names in (
+            ("condition", e.condition, CONDITION_NAMES),
+            ("transform", e.transform, TRANSFORM_NAMES),
+        ):
+            if text is not None:
+                try:
+                    compile_expression(text, names=names, where=kind)
+                except ExpressionError as exc:
+                    add(Problem(where, str(exc)))
+
+    problems.extend(_cycles(bp, ids))
+    problems.extend(_unreachable(bp, ids))
+    return problems
+
+
+def _node(nid: str) -> str:
+    return f"node {nid!r}"
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _names(known: Container[str]) -> list[str]:
+    # A Container need not be iterable (e.g. a registry with only __contains__): then no hints.
+    names = set(BUILTIN_USES)
+    if isinstance(known, Iterable):
+        names.update(k for k in known if isinstance(k, str))
+    return sorted(names)
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _successors(bp: Blueprint, ids: Container[str]) -> dict[str, list[str]]:
+    succ: dict[str, list[str]] = {}
+    for e in bp.edges:
+        # Edges naming unknown nodes are reported above; leaving them out here avoids echoes.
+        if e.source in ids and e.target in ids:
+            succ.setdefault(e.source, []).append(e.target)
+    return succ
+
+
+def _cycles(bp: Blueprint, ids: dict[str, int]) -> list[Problem]:
+    """One problem per cycle-bearing strongly connected component (Tarjan, iterative)."""
+    succ = _successors(bp, ids)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    counter = 0
+    for root in ids:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on_stack.add(v)
+            children = succ.get(v, [])
+            if i < len(children):
+                work.append((v, i + 1))
+                w = children[i]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                component: list[str] = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    component.append(w)
+                    if w == v:
+                        break
+                components.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+
+    order = {nid: i for i, nid in enumerate(ids)}
+    found: list[tuple[int, Problem]] = []
+    for component in components:
+        members = set(component)
+        first = min(component, key=order.__getitem__)
+        if len(component) == 1 and first not in succ.get(first, []):
+            continue
+        path = " -> ".join(_cycle_path(first, members, succ))
+        message = f"is on a cycle: {path} (loops are not supported yet)"
+        found.append((order[first], Problem(_node(first), message)))
+    return [p for _, p in sorted(found, key=lambda item: item[0])]
+
+
+def _cycle_path(start: str, members: set[str], succ: dict[str, list[str]]) -> list[str]:
+    """A concrete cycle from ``start`` back to itself inside one component (breadth-first)."""
+    parent: dict[str, str] = {}
+    queue = [start]
+    for v in queue:
+        for w in succ.get(v, []):
+            if w == start:
+                path = [start]
+                while v != start:
+                    path.append(v)
+                    v = parent[v]
+                return [start, *reversed(path[1:]), start]
+            if w in members and w not in parent:
+                parent[w] = v
+                queue.append(w)
+    return [start, start]  # pragma: no cover - a component with a cycle always has a path
+
+
+def _unreachable(bp: Blueprint, ids: dict[str, int]) -> list[Problem]:
+    starts = start_nodes(bp)
+    fallbacks = fallback_nodes(bp)
+    if bp.nodes and not starts:
+        return [Problem("blueprint", "has no start node (every node has an incoming edge)")]
+    succ = _successors(bp, ids)
+    # Fallback nodes are entered by failure, not by edges, so they count as entry points too.
+    seen = set(starts) | (fallbacks & ids.keys())
+    queue = list(seen)
+    for v in queue:
+        for w in succ.get(v, []):
+            if w not in seen:
+                seen.add(w)
+                queue.append(w)
+    listed = ", ".join(starts)
+    return [
+        Problem(_node(nid), f"is not reachable from a start node (start nodes: {listed})")
+        for nid in ids
+        if nid not in seen
+    ]
