@@ -129,4 +129,7 @@ def print_result(result: RunResult, as_json: bool) -> None:
             f"[red]node {err.get('node')!r} failed: {err.get('type')}: {err.get('message')}[/]"
         )
     if result.status == "awaiting":
-        console.print("resume it with: flowcraft resume RUN_ID --action ACTION --output JSON")
+        console.print(
+            f"resume it with: flowcraft resume {result.run_id} --action ACTION --output JSON "
+            "(on a shared backend; an in-process memory:// run ends with this process)"
+        )
