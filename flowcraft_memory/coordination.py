@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -124,8 +125,8 @@ class MemoryCoordinationStore:
     async def remove_member(self, key: str, member: str) -> bool:
         return bool(self._apply(Op.remove_member(key, member)))
 
-    async def members(self, key: str) -> set[str]:
-        result: set[str] = self._apply(Op.members(key))
+    async def members(self, key: str) -> builtins.set[str]:
+        result: builtins.set[str] = self._apply(Op.members(key))
         return result
 
     async def batch(self, ops: Sequence[Op]) -> list[Any]:
