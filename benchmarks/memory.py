@@ -9,8 +9,8 @@ from benchmarks.measure import peak_rss_mb, run_many
 from benchmarks.shapes import SHAPES, registry
 from flowcraft_core.client import Client
 from flowcraft_core.drivers import Backends
-from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, MemoryQueue
 from flowcraft_core.worker import Worker
+from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, MemoryQueue
 
 
 async def bench(shape: str, size: int, runs: int, concurrency: int = 64) -> dict[str, Any]:
@@ -31,9 +31,7 @@ async def bench(shape: str, size: int, runs: int, concurrency: int = 64) -> dict
         m.extra.update(
             messages_per_node=round((queue.enqueued - enqueued) / nodes, 3),
             # The client's own calls (start, result) are included: they are per run.
-            round_trips_per_node=round(
-                (context.calls + coordination.calls - calls) / nodes, 3
-            ),
+            round_trips_per_node=round((context.calls + coordination.calls - calls) / nodes, 3),
             peak_rss_mb=peak_rss_mb(),
         )
     return {"driver": "memory", "shape": shape, "size": size, "runs": runs, **m.summary()}

@@ -27,7 +27,9 @@ class MemoryCoordinationStore:
 
     def _live(self, key: str) -> str | set[str] | None:
         deadline = self._expiry.get(key)
-        if deadline is not None and self._clock() >= deadline:
+        if deadline is None:
+            return self._values.get(key)
+        if self._clock() >= deadline:
             self._values.pop(key, None)
             self._expiry.pop(key, None)
             self._signals.discard(key)

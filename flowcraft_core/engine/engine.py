@@ -17,6 +17,7 @@ The handler returns normally — and the queue acknowledges — only after all o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -72,6 +73,9 @@ class Engine:
             context, coordination, ttl=self.settings.run_ttl
         )
         self._flows: dict[str, CompiledFlow] = {}
+        self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
+        self._tokens = itertools.count()
+        self._leases = LeaseKeeper(coordination)
 
     # -- blueprints ---------------------------------------------------------------------------
 
@@ -148,7 +152,7 @@ class Engine:
             node.read_keys,
             join=node.needs_join,
             lease_ttl=self._lease_ttl(node),
-            token=uuid.uuid4().hex,
+            token=f"{self._token_prefix}{next(self._tokens)}",
         )
         try:
             self._at("loaded", job)
@@ -292,7 +296,7 @@ class Engine:
     async def _call(
         self, call: Any, ctx: NodeContext, timeout_ms: float | None, node: Node, job: Job
     ) -> Any:
-        renewal = _LeaseRenewal(self.coordination, job, self._lease_ttl(node))
+        lease = self._leases.hold(job, self._lease_ttl(node))
         try:
             if timeout_ms is None:
                 return await call(ctx)
@@ -304,7 +308,7 @@ class Engine:
                     f"{timeout_ms:g} ms"
                 ) from None
         finally:
-            renewal.cancel()
+            self._leases.drop(lease)
 
     async def _missing(self, job: Job, node: Node, loaded: Loaded) -> None:
         uses = node.definition.uses
@@ -364,13 +368,13 @@ class Engine:
         outgoing = node.outgoing
         if not outgoing:
             return []
-        chosen = [e for e in outgoing if e.action == action] if action is not None else []
+        chosen = {e.index for e in outgoing if e.action == action} if action is not None else None
         if not chosen:
-            chosen = [e for e in outgoing if e.action is None]
+            chosen = {e.index for e in outgoing if e.action is None}
         scope = {"result": {"output": output, "action": action}}
         arrivals = []
         for edge in outgoing:
-            live = edge in chosen and (
+            live = edge.index in chosen and (
                 edge.condition is None or bool(edge.condition.evaluate(scope))
             )
             target = flow.nodes[edge.target]
@@ -482,30 +486,38 @@ class Engine:
             self.hook.flowcraft_run_finished(run_id=job.run_id, status="failed", error=error)
 
 
-class _LeaseRenewal:
-    """Keeps a job's lease alive while a long node runs, so no duplicate starts meanwhile."""
+class LeaseKeeper:
+    """Keeps the leases of executing nodes alive, so no duplicate starts a long node.
 
-    __slots__ = ("_coordination", "_handle", "_key", "_loop", "_tasks", "_ttl")
+    One timer per engine renews every lease held longer than a third of its TTL; holding and
+    dropping a lease is a dict write, so short nodes cost nothing extra."""
 
-    def __init__(self, coordination: CoordinationStore, job: Job, ttl: float) -> None:
+    def __init__(self, coordination: CoordinationStore) -> None:
         self._coordination = coordination
-        self._key = keys.RunKeys(job.run_id).lease(job.key)
-        self._ttl = ttl
-        self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._handle = self._loop.call_later(ttl / 3, self._fire)
+        self._held: dict[int, tuple[str, float, float]] = {}  # id -> (key, ttl, renew at)
+        self._ids = itertools.count()
+        self._task: asyncio.Task[None] | None = None
 
-    def _fire(self) -> None:
-        task = self._loop.create_task(self._renew())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        self._handle = self._loop.call_later(self._ttl / 3, self._fire)
+    def hold(self, job: Job, ttl: float) -> int:
+        lease_id = next(self._ids)
+        key = keys.RunKeys(job.run_id).lease(job.key)
+        self._held[lease_id] = (key, ttl, time.monotonic() + ttl / 3)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._renew_forever())
+        return lease_id
 
-    async def _renew(self) -> None:
-        try:
-            await self._coordination.extend(self._key, self._ttl)
-        except Exception:  # best effort: the commit stays first-wins whatever happens here
-            log.warning("could not renew lease %s", self._key, exc_info=True)
+    def drop(self, lease_id: int) -> None:
+        self._held.pop(lease_id, None)
 
-    def cancel(self) -> None:
-        self._handle.cancel()
+    async def _renew_forever(self) -> None:
+        while self._held:
+            now = time.monotonic()
+            due = [(i, k, ttl) for i, (k, ttl, at) in list(self._held.items()) if at <= now]
+            for lease_id, key, ttl in due:
+                try:
+                    await self._coordination.extend(key, ttl)
+                except Exception:  # best effort: the commit stays first-wins regardless
+                    log.warning("could not renew lease %s", key, exc_info=True)
+                if lease_id in self._held:
+                    self._held[lease_id] = (key, ttl, time.monotonic() + ttl / 3)
+            await asyncio.sleep(0.5)
