@@ -198,7 +198,7 @@ class _Reader:
             self.bad("blueprint", f"unknown field(s): {', '.join(sorted(unknown))}")
         raw_nodes = data.get("nodes", [])
         raw_edges = data.get("edges", [])
-        metadata = data.get("metadata", {}) or {}
+        metadata = _absent_as_empty(data.get("metadata"))
         if not isinstance(raw_nodes, list):
             self.bad("blueprint", "'nodes' must be a list")
             raw_nodes = []
@@ -230,7 +230,7 @@ class _Reader:
         if not isinstance(uses, str) or not uses:
             self.bad(where, "'uses' must be a non-empty string")
             uses = "?"
-        params = raw.get("params", {}) or {}
+        params = _absent_as_empty(raw.get("params"))
         if not isinstance(params, dict):
             self.bad(where, "'params' must be an object")
             params = {}
@@ -241,7 +241,7 @@ class _Reader:
         ):
             self.bad(where, "'inputs' must be a string or an object of strings")
             inputs = None
-        config = self.config(where, raw.get("config", {}) or {})
+        config = self.config(where, _absent_as_empty(raw.get("config")))
         return NodeDef(id=nid, uses=uses, params=params, inputs=inputs, config=config)
 
     def config(self, where: str, raw: Any) -> NodeConfig:
@@ -305,6 +305,12 @@ class _Reader:
             condition=raw.get("condition"),
             transform=raw.get("transform"),
         )
+
+
+def _absent_as_empty(value: Any) -> Any:
+    """``None`` (a missing key, or an empty YAML value) reads as ``{}``; anything else is kept
+    for the type check, so a wrong but falsy value such as ``[]`` is still reported."""
+    return {} if value is None else value
 
 
 def _is_number(value: Any) -> bool:

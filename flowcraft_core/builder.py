@@ -33,7 +33,7 @@ class Flow:
 
     def __init__(self, id: str, *, metadata: Mapping[str, Any] | None = None) -> None:
         self.id = id
-        self._metadata: dict[str, Any] = dict(metadata or {})
+        self._metadata: dict[str, Any] = copy.deepcopy(dict(metadata or {}))
         self._nodes: list[NodeDef] = []
         self._edges: list[EdgeDef] = []
         self._registry: dict[str, Callable[..., Any]] = {}

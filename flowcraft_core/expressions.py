@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import difflib
 import operator
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeAlias
@@ -50,7 +51,7 @@ MAX_NODES: Final = 200
 MAX_INT_BITS: Final = 8192
 #: Largest result of a repetition (``"ab" * n``, ``[x] * n``), counted by :func:`_weigh`.
 MAX_REPEAT_WEIGHT: Final = 100_000
-#: Most elements a deep check of one value may visit (also stops on cyclic data).
+#: Most elements a deep check of one value may visit.
 MAX_WALK: Final = 10_000_000
 #: Longest string ``int()`` converts; parsing decimal strings is quadratic in CPython.
 MAX_INT_STR: Final = 5000
@@ -66,6 +67,7 @@ _SEQUENCES: Final = (list, tuple, str)
 Scope: TypeAlias = Mapping[str, Any]
 Fn: TypeAlias = Callable[[Scope], Any]
 _MISSING: Final = object()
+_EXIT: Final = object()  # marks the end of a container's elements in _weigh's stack
 _dict_get = dict.get  # unbound: a dict subclass's own get/__getitem__/__missing__ is never run
 
 
@@ -104,30 +106,38 @@ def _plain(value: Any, what: str) -> Any:
 
 def _weigh(value: Any, limit: int, what: str) -> int:
     """Size of ``value``: one per element, a string's length for a string; stops once above
-    ``limit``.
+    ``limit``. Shared parts count each time they occur, as that is what comparing or printing
+    costs.
 
-    Fails on any non-JSON value inside, so a value that passes can be compared, sorted or
-    stringified without running foreign code.
+    Fails on any non-JSON value inside and on cyclic data, so a value that passes can be
+    compared, sorted or stringified without running foreign code.
     """
     total = 0
-    stack = [value]
+    stack: list[Any] = [value]
+    path: set[int] = set()  # ids of the containers being expanded: a repeat is a cycle
     while stack:
         v = stack.pop()
+        if v is _EXIT:
+            path.discard(stack.pop())
+            continue
         t = type(v)
-        if issubclass(t, str):
-            total += len(v) or 1
-        elif issubclass(t, dict):
-            total += 1
-            for k in v:
-                if not issubclass(type(k), _SCALARS):
-                    raise _Fail(f"{what} contains a non-JSON dict key")
-            stack.extend(dict.values(v))
-        elif issubclass(t, (list, tuple)):
-            total += 1
-            stack.extend(v)
-        elif issubclass(t, _SCALARS):
-            total += 1
-        else:
+        total += (len(v) or 1) if issubclass(t, str) else 1
+        if issubclass(t, _CONTAINERS):
+            ident = id(v)
+            if ident in path:
+                raise _Fail(f"{what} is cyclic")
+            path.add(ident)
+            stack.append(ident)
+            stack.append(_EXIT)
+            if issubclass(t, dict):
+                # dict.keys/values read the storage, bypassing a subclass's own __iter__.
+                for k in dict.keys(v):
+                    if not issubclass(type(k), _SCALARS):
+                        raise _Fail(f"{what} contains a non-JSON dict key")
+                stack.extend(dict.values(v))
+            else:
+                stack.extend(v)
+        elif not issubclass(t, _SCALARS):
             raise _Fail(f"{what} contains {_kind(v)} ({t.__name__}); only JSON values allowed")
         if total > limit:
             return total
@@ -139,7 +149,7 @@ def _deep(value: Any, what: str) -> Any:
     if issubclass(type(value), _SCALARS):
         return value
     if _weigh(value, MAX_WALK, what) > MAX_WALK:
-        raise _Fail(f"{what} is too large (or cyclic) to inspect")
+        raise _Fail(f"{what} is too large to inspect")
     return value
 
 
@@ -428,7 +438,14 @@ FUNCTIONS: Final[dict[str, tuple[Callable[..., Any], int, int | None]]] = {
 
 # --- compiler -----------------------------------------------------------------------------
 
-_JS_HINTS: Final = (("&&", "and"), ("||", "or"), ("===", "=="), ("!==", "!="), ("!", "not"))
+# JavaScript spellings people bring from Flowcraft's TypeScript blueprints: named in the error.
+_JS_HINTS: Final = (
+    (re.compile(r"&&"), "&&", "and"),
+    (re.compile(r"\|\|"), "||", "or"),
+    (re.compile(r"==="), "===", "=="),
+    (re.compile(r"!=="), "!==", "!="),
+    (re.compile(r"!(?!=)"), "!", "not"),
+)
 
 
 class Expression:
@@ -499,8 +516,11 @@ def compile_expression(
             warnings.simplefilter("ignore")
             tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        hint = next((f"; use '{py}' instead of '{js}'" for js, py in _JS_HINTS if js in text), "")
-        at = f" at column {exc.offset}" if exc.offset else ""
+        hint = next(
+            (f"; use '{py}' instead of '{js}'" for rx, js, py in _JS_HINTS if rx.search(text)), ""
+        )
+        indent = len(source) - len(source.lstrip())
+        at = f" at column {exc.offset + indent}" if exc.offset else ""
         raise fail(f"invalid syntax{at}: {exc.msg}{hint}") from None
     except (ValueError, MemoryError, RecursionError) as exc:
         raise fail(f"cannot parse: {exc}") from None

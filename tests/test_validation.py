@@ -1,0 +1,222 @@
+"""Structural validation: one test per rule, and all problems reported together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowcraft_core.blueprint import Blueprint, EdgeDef, NodeConfig, NodeDef
+from flowcraft_core.errors import BlueprintError, Problem
+from flowcraft_core.validation import check, fallback_nodes, start_nodes, validate
+
+
+def node(nid: str, uses: str = "task", **config: Any) -> NodeDef:
+    params = config.pop("params", {})
+    return NodeDef(nid, uses, params=params, config=NodeConfig(**config))
+
+
+def bp(*nodes: NodeDef, edges: tuple[tuple[str, str] | EdgeDef, ...] = ()) -> Blueprint:
+    return Blueprint(
+        "flow",
+        nodes=nodes,
+        edges=tuple(e if isinstance(e, EdgeDef) else EdgeDef(*e) for e in edges),
+    )
+
+
+def messages(problems: list[Problem]) -> list[str]:
+    return [str(p) for p in problems]
+
+
+def test_valid_blueprint_has_no_problems() -> None:
+    b = bp(
+        node("a"),
+        node("b", "fetch", fallback="c"),
+        node("c"),
+        node("d", join_strategy="all"),
+        node("s", "sleep", params={"duration": 0}),
+        node("w", "wait"),
+        edges=(
+            EdgeDef("a", "b", action="ok", condition="result.output.n > 1"),
+            EdgeDef("a", "d", transform="input.x"),
+            ("b", "d"),
+            ("d", "s"),
+            ("s", "w"),
+        ),
+    )
+    assert validate(b, known_uses={"task", "fetch"}) == []
+    check(b, known_uses={"task", "fetch"})
+
+
+def test_empty_blueprint() -> None:
+    assert messages(validate(bp())) == ["blueprint: has no nodes"]
+
+
+def test_duplicate_node_ids() -> None:
+    problems = validate(bp(node("a"), node("a"), node("b"), node("a")))
+    assert messages(problems) == ["node 'a': duplicate node id (declared 3 times)"]
+
+
+def test_edges_to_unknown_nodes() -> None:
+    problems = validate(bp(node("fetch"), node("b"), edges=(("fetch", "b"), ("fetc", "zz"))))
+    assert messages(problems) == [
+        "edge fetc -> zz: source 'fetc' is not a node (did you mean 'fetch'?)",
+        "edge fetc -> zz: target 'zz' is not a node",
+    ]
+
+
+def test_unknown_uses_only_when_known_uses_given() -> None:
+    b = bp(node("a", "fetch_ordr"), node("w", "wait"), node("s", "sleep", params={"duration": 5}))
+    assert validate(b) == []
+    assert messages(validate(b, known_uses={"fetch_order", "charge"})) == [
+        "node 'a': unknown uses 'fetch_ordr' (did you mean 'fetch_order'?)"
+    ]
+
+
+def test_known_uses_may_be_a_plain_container() -> None:
+    class Registry:
+        def __contains__(self, key: object) -> bool:
+            return key == "ok"
+
+    problems = validate(bp(node("a", "ok"), node("b", "nope")), known_uses=Registry())
+    assert messages(problems) == ["node 'b': unknown uses 'nope'"]
+
+
+def test_fallback_unknown_or_self() -> None:
+    problems = validate(bp(node("a", fallback="a"), node("b", fallback="recover"), node("recovr")))
+    assert messages(problems) == [
+        "node 'a': config.fallback names the node itself",
+        "node 'b': config.fallback 'recover' is not a node (did you mean 'recovr'?)",
+    ]
+
+
+def test_fallback_nodes_are_not_start_nodes_and_need_no_edges() -> None:
+    b = bp(node("a", fallback="f"), node("b"), node("f"), node("g"), edges=(("a", "b"), ("f", "g")))
+    assert fallback_nodes(b) == {"f"}
+    assert start_nodes(b) == ["a"]
+    assert validate(b) == []
+
+
+def test_bad_join_strategy() -> None:
+    problems = validate(bp(node("a", join_strategy="most")))
+    assert messages(problems) == [
+        "node 'a': config.joinStrategy must be 'all' or 'any', got 'most'"
+    ]
+
+
+def test_bad_expressions_name_the_edge_and_the_construct() -> None:
+    b = bp(
+        node("a"),
+        node("b"),
+        edges=(
+            EdgeDef("a", "b", action="ok", condition="result.output >"),
+            EdgeDef("a", "b", condition="open('x')"),
+            EdgeDef("a", "b", condition="input.x"),  # conditions see `result` only
+            EdgeDef("a", "b", transform="result.x"),  # transforms see `input` only
+            EdgeDef("a", "b", transform="input.__class__"),
+        ),
+    )
+    got = messages(validate(b))
+    assert len(got) == 5
+    assert got[0].startswith("edge a -> b [ok]: condition: invalid syntax")
+    assert got[1].startswith("edge a -> b: condition: calling `open` is not allowed")
+    assert got[2].startswith("edge a -> b: condition: unknown name 'input'")
+    assert got[3].startswith("edge a -> b: transform: unknown name 'result'")
+    assert got[4].startswith("edge a -> b: transform: attribute '__class__' is not allowed")
+
+
+def test_cycles_are_reported_with_their_path() -> None:
+    b = bp(
+        node("start"),
+        node("a"),
+        node("b"),
+        node("c"),
+        node("solo"),
+        edges=(
+            ("start", "a"),
+            ("a", "b"),
+            ("b", "c"),
+            ("c", "a"),
+            ("start", "solo"),
+            ("solo", "solo"),
+        ),
+    )
+    assert messages(validate(b)) == [
+        "node 'a': is on a cycle: a -> b -> c -> a (loops are not supported yet)",
+        "node 'solo': is on a cycle: solo -> solo (loops are not supported yet)",
+    ]
+
+
+def test_unreachable_nodes() -> None:
+    b = bp(node("a"), node("b"), node("x"), node("y"), edges=(("a", "b"), ("x", "y"), ("y", "x")))
+    got = messages(validate(b))
+    assert "node 'x': is not reachable from a start node (start nodes: a)" in got
+    assert "node 'y': is not reachable from a start node (start nodes: a)" in got
+    assert "node 'x': is on a cycle: x -> y -> x (loops are not supported yet)" in got
+
+
+def test_no_start_node() -> None:
+    b = bp(node("a"), node("b"), edges=(("a", "b"), ("b", "a")))
+    assert "blueprint: has no start node (every node has an incoming edge)" in messages(validate(b))
+
+
+def test_sleep_needs_a_duration() -> None:
+    b = bp(
+        node("s1", "sleep"),
+        node("s2", "sleep", params={"duration": -5}),
+        node("s3", "sleep", params={"duration": "1s"}),
+        node("s4", "sleep", params={"duration": True}),
+        node("ok", "sleep", params={"duration": 2.5}),
+    )
+    assert [p.where for p in validate(b)] == ["node 's1'", "node 's2'", "node 's3'", "node 's4'"]
+    assert "params.duration" in validate(b)[0].message
+
+
+def test_start_nodes_in_declaration_order() -> None:
+    b = bp(node("c"), node("a"), node("b"), edges=(("a", "b"),))
+    assert start_nodes(b) == ["c", "a"]
+
+
+def test_every_problem_is_reported_together() -> None:
+    b = Blueprint.from_dict(
+        {
+            "id": "messy",
+            "nodes": [
+                {"id": "a", "uses": "fetch"},
+                {"id": "a", "uses": "fetch"},
+                {"id": "b", "uses": "chrge", "config": {"fallback": "nowhere"}},
+                {"id": "c", "uses": "sleep"},
+                {"id": "d", "uses": "task"},
+                {"id": "e", "uses": "task"},
+                {"id": "island", "uses": "task"},
+            ],
+            "edges": [
+                {"source": "a", "target": "b", "condition": "result.output >>> 1"},
+                {"source": "b", "target": "ghost", "transform": "__import__('os')"},
+                {"source": "a", "target": "c"},
+                {"source": "d", "target": "e"},
+                {"source": "e", "target": "d"},
+            ],
+        }
+    )
+    with pytest.raises(BlueprintError) as info:
+        check(b, known_uses=["fetch", "charge", "task"])
+    err = info.value
+    assert err.blueprint_id == "messy"
+    wheres = [p.where for p in err.problems]
+    for where in ("node 'a'", "node 'b'", "node 'c'", "node 'd'", "node 'e'"):
+        assert where in wheres
+    text = str(err)
+    for fragment in (
+        "duplicate node id",
+        "unknown uses 'chrge' (did you mean 'charge'?)",
+        "config.fallback 'nowhere' is not a node",
+        "sleep needs params.duration",
+        "edge a -> b: condition: invalid syntax",
+        "edge b -> ghost: target 'ghost' is not a node",
+        "edge b -> ghost: transform: calling `__import__` is not allowed",
+        "is on a cycle: d -> e -> d",
+        "node 'd': is not reachable",
+    ):
+        assert fragment in text, fragment
+    assert len(err.problems) == 10
