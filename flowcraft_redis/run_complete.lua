@@ -1,0 +1,89 @@
+-- The engine's complete step in one round trip: first-wins commit of a node's result with its
+-- context writes, its edges' arrivals at their targets (once per edge), activation of the
+-- targets that became ready, the job's finish, and the run's census. Every write is keyed by
+-- the job's identity, so running this again for the same job changes nothing twice.
+--   KEYS   1 run hash, 2 activated, 3 finished, 4 waiting, 5 resumed, 6 lease, 7 progress,
+--          then per arrival: arrived set, live set, first
+--   ARGV   1 TTL (ms), 2 now, 3 job key, 4 '1' to commit, 5 guard, 6 number of field pairs,
+--          the pairs, then per arrival: target, edge, live '1'/'0', join, expected count
+-- Returns {0} when another commit won (nothing written), else
+--         {committed 1/-1, activated, finished, waiting, resumed, target, live, target, ...}
+local ttl = ARGV[1]
+local run = KEYS[1]
+local committed = -1
+local pairs_count = tonumber(ARGV[6])
+if ARGV[4] == '1' then
+    if redis.call('HEXISTS', run, ARGV[5]) == 1 then
+        return {0}
+    end
+    for i = 7, 6 + 2 * pairs_count, 2 do
+        redis.call('HSET', run, ARGV[i], ARGV[i + 1])
+    end
+    committed = 1
+end
+
+local function add(key, member)
+    local created = redis.call('EXISTS', key) == 0
+    local added = redis.call('SADD', key, member)
+    if created then
+        redis.call('PEXPIRE', key, ttl)
+    end
+    return added
+end
+
+local ready = {}
+local a = 7 + 2 * pairs_count
+local k = 8
+while a <= #ARGV do
+    local target, edge, is_live, join, expected =
+        ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', ARGV[a + 3], tonumber(ARGV[a + 4])
+    local arrived_key, live_key, first_key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    local added = add(arrived_key, edge) == 1
+    local total = redis.call('SCARD', arrived_key)
+    local first = false
+    if is_live then
+        add(live_key, edge)
+        if join == 'any' then
+            first = redis.call('SET', first_key, edge, 'NX', 'PX', ttl) and true or false
+        end
+    end
+    local live = redis.call('SCARD', live_key)
+    -- The same rule as flowcraft_core.engine.state.decide: a repeated arrival reports
+    -- readiness again, so a crash between recording and enqueueing is recovered.
+    local verdict = nil
+    if join == 'any' then
+        if is_live and (first or not added) then
+            verdict = '1'
+        elseif total >= expected and live == 0 then
+            verdict = '0'
+        end
+    elseif total >= expected then
+        verdict = live > 0 and '1' or '0'
+    end
+    if verdict then
+        ready[#ready + 1] = target
+        ready[#ready + 1] = verdict
+    end
+    a = a + 5
+    k = k + 3
+end
+
+-- Ready targets are activated before this job finishes, in this same atomic step, so the
+-- count of activated-but-unfinished jobs never reaches zero while work remains.
+for i = 1, #ready, 2 do
+    add(KEYS[2], ready[i])
+end
+add(KEYS[3], ARGV[3])
+redis.call('DEL', KEYS[6])
+redis.call('SET', KEYS[7], ARGV[2], 'PX', ttl)
+local out = {
+    committed,
+    redis.call('SCARD', KEYS[2]),
+    redis.call('SCARD', KEYS[3]),
+    redis.call('SCARD', KEYS[4]),
+    redis.call('SCARD', KEYS[5]),
+}
+for i = 1, #ready do
+    out[#out + 1] = ready[i]
+end
+return out

@@ -1,0 +1,108 @@
+"""The engine's state steps fused into one Lua script each (``run_load.lua``,
+``run_complete.lua``): with the context and coordination of one Redis, a node costs two round
+trips — load, then commit-and-route — however wide the run.
+
+Offered through the ``flowcraft_make_run_state`` hook when both stores are this driver's on the
+same database; otherwise the engine composes the steps from the two protocols. The rarer steps
+(park, release, a failed attempt, finalize) are the composed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flowcraft_core.engine.keys import RunKeys
+from flowcraft_core.engine.state import Arrival, Completion, ComposedRunState, Loaded
+from flowcraft_core.protocols import Job
+from flowcraft_redis.context import RedisContextStore, encode
+from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
+
+
+class RedisRunState(ComposedRunState):
+    """:class:`~flowcraft_core.engine.state.RunState` in one round trip per step."""
+
+    def __init__(
+        self, context: RedisContextStore, coordination: RedisCoordinationStore, *, ttl: float
+    ) -> None:
+        super().__init__(context, coordination, ttl=ttl)
+        self._ctx = context
+        self._co = coordination
+        self._connections = coordination.connections
+
+    async def load(
+        self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
+    ) -> Loaded:
+        rk = RunKeys(job.run_id)
+        jk = job.key
+        co = self._co.key
+        redis_keys = [
+            self._ctx.key(job.run_id),
+            co(rk.final),
+            co(rk.lease(jk)),
+            co(rk.failures(jk)),
+        ]
+        if join:
+            redis_keys += [co(rk.arrived(jk)), co(rk.live(jk)), co(rk.first(jk))]
+        fields = list(dict.fromkeys(keys))
+        args = [token, milliseconds(lease_ttl), "1" if join else "0", *fields]
+        final, lease, failures, arrived, live, first, raws = await self._connections.script(
+            "run_load.lua"
+        )(keys=redis_keys, args=args)
+        return Loaded(
+            final=json.loads(final) if final else None,
+            values={f: json.loads(r) for f, r in zip(fields, raws, strict=False) if r is not None},
+            lease=bool(lease),
+            failures=int(failures),
+            arrived=int(arrived),
+            live=set(live),
+            first=first or None,
+        )
+
+    async def complete(
+        self,
+        job: Job,
+        *,
+        guard: str,
+        commit: Mapping[str, Any] | None,
+        arrivals: Sequence[Arrival],
+    ) -> Completion:
+        rk = RunKeys(job.run_id)
+        co = self._co.key
+        redis_keys = [
+            self._ctx.key(job.run_id),
+            co(rk.activated),
+            co(rk.finished),
+            co(rk.waiting),
+            co(rk.resumed),
+            co(rk.lease(job.key)),
+            co(rk.progress),
+        ]
+        args: list[str | int] = [milliseconds(self.ttl), repr(time.time()), job.key]
+        if commit is None:
+            args += ["0", guard, 0]
+        else:
+            # Encoded before anything is sent: a value without a JSON form writes nothing.
+            pairs = [(field, encode(value)) for field, value in commit.items()]
+            args += ["1", guard, len(pairs)]
+            for field, value in pairs:
+                args += [field, value]
+        for a in arrivals:
+            redis_keys += [co(rk.arrived(a.target)), co(rk.live(a.target)), co(rk.first(a.target))]
+            args += [a.target, a.edge, "1" if a.live else "0", a.join, a.expected]
+        reply = await self._connections.script("run_complete.lua")(keys=redis_keys, args=args)
+        if reply[0] == 0:
+            return Completion(committed=False, ready=[])
+        committed, activated, finished, waiting, resumed = (int(x) for x in reply[:5])
+        rest = reply[5:]
+        ready = [(str(rest[i]), rest[i + 1] == "1") for i in range(0, len(rest), 2)]
+        unfinished, parked = activated - finished, waiting - resumed
+        return Completion(
+            committed=True if committed == 1 else None,
+            ready=ready,
+            done=unfinished <= 0,
+            awaiting=parked > 0 and unfinished == parked,
+            generation=resumed,
+        )
