@@ -1,0 +1,180 @@
+"""Redis clients for the driver, configured so that no command is ever sent twice by accident.
+
+redis-py 8 retries a command up to ten times when it times out or its connection drops. For a
+read that is harmless; for ``INCRBY``, ``RPUSH`` or a commit script it is not: the first attempt
+may well have been applied before the reply was lost, and the retry applies it again. Every
+client here therefore has ``Retry(NoBackoff(), 0)`` (which also covers connection set-up), so an
+ambiguous failure surfaces as an exception. The engine above already survives those: the job is
+not acknowledged and is delivered again, and every step it replays is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.retry import Retry
+
+from flowcraft_core.errors import DriverError
+from flowcraft_redis.url import RedisSettings, settings_of
+
+#: Seconds a command may take before the client gives up on the connection.
+SOCKET_TIMEOUT = 10.0
+#: Seconds to establish a connection, so an unreachable server fails fast.
+CONNECT_TIMEOUT = 5.0
+#: Connections per pool (``?max_connections=`` overrides). A caller that finds them all busy
+#: waits for one (up to POOL_TIMEOUT) rather than failing, as redis-py's default pool would.
+MAX_CONNECTIONS = 100
+POOL_TIMEOUT = 20.0
+
+
+def _kwargs(settings: RedisSettings) -> dict[str, Any]:
+    return {
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "max_connections": MAX_CONNECTIONS,
+        **settings.connection_kwargs(),
+    }
+
+
+def async_client(settings: RedisSettings) -> aredis.Redis:
+    """A pooled asyncio client returning ``str``."""
+    pool = aredis.BlockingConnectionPool.from_url(
+        settings.url,
+        timeout=POOL_TIMEOUT,
+        decode_responses=True,
+        retry=AsyncRetry(NoBackoff(), 0),
+        **_kwargs(settings),
+    )
+    return aredis.Redis.from_pool(pool)
+
+
+def blocking_client(settings: RedisSettings) -> aredis.Redis:
+    """An asyncio client for blocking commands (``BLMOVE``): no socket timeout, since the wait
+    itself may be long, and no pool limit, since every waiter holds a connection."""
+    kwargs = _kwargs(settings)
+    kwargs["socket_timeout"] = None
+    kwargs["max_connections"] = 2**31 - 1
+    pool = aredis.ConnectionPool.from_url(
+        settings.url, decode_responses=True, retry=AsyncRetry(NoBackoff(), 0), **kwargs
+    )
+    return aredis.Redis.from_pool(pool)
+
+
+def sync_client(settings: RedisSettings) -> redis.Redis:
+    """A thread-safe pooled client returning ``bytes``, as Dramatiq's broker expects."""
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.url,
+        timeout=POOL_TIMEOUT,
+        decode_responses=False,
+        retry=Retry(NoBackoff(), 0),
+        **_kwargs(settings),
+    )
+    return redis.Redis.from_pool(pool)
+
+
+def load_script(name: str) -> str:
+    """The text of the Lua script ``name`` shipped beside this module."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def unreachable(settings: RedisSettings, exc: BaseException) -> DriverError:
+    return DriverError(f"cannot reach Redis at {settings.masked}: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class _Clients:
+    client: aredis.Redis
+    blocking: aredis.Redis
+    scripts: dict[str, AsyncScript] = field(default_factory=dict)
+
+
+class Connections:
+    """The asyncio clients of one Redis database, shared by the stores built from one URL.
+
+    redis.asyncio connections belong to the event loop that opened them, so clients are made
+    lazily inside the running loop, one set per loop. Users :meth:`acquire` and
+    :meth:`release`; the running loop's clients are closed when the last user releases.
+    """
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        self._loops: dict[asyncio.AbstractEventLoop, _Clients] = {}
+        self._users = 0
+
+    def _clients(self) -> _Clients:
+        loop = asyncio.get_running_loop()
+        clients = self._loops.get(loop)
+        if clients is None:
+            # Clients of loops that have since closed hold only dead sockets: drop them.
+            for old in [other for other in self._loops if other.is_closed()]:
+                del self._loops[old]
+            clients = _Clients(async_client(self.settings), blocking_client(self.settings))
+            self._loops[loop] = clients
+        return clients
+
+    @property
+    def client(self) -> aredis.Redis:
+        """The pooled client of the running loop."""
+        return self._clients().client
+
+    @property
+    def blocking(self) -> aredis.Redis:
+        """The client for blocking commands of the running loop."""
+        return self._clients().blocking
+
+    def script(self, name: str) -> AsyncScript:
+        """The Lua script ``name`` registered on the running loop's client (run by EVALSHA,
+        loaded on first use)."""
+        clients = self._clients()
+        script = clients.scripts.get(name)
+        if script is None:
+            script = clients.scripts[name] = clients.client.register_script(load_script(name))
+        return script
+
+    def acquire(self) -> Connections:
+        self._users += 1
+        return self
+
+    async def release(self) -> None:
+        self._users = max(0, self._users - 1)
+        if self._users == 0:
+            await self.close()
+
+    async def ping(self) -> None:
+        """Raise :class:`DriverError` naming the URL if Redis does not answer."""
+        try:
+            await self.client.ping()
+        except (redis.RedisError, OSError) as exc:
+            raise unreachable(self.settings, exc) from None
+
+    async def close(self) -> None:
+        """Close the running loop's clients."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - close() is awaited, so a loop runs
+            return
+        clients = self._loops.pop(loop, None)
+        if clients is not None:
+            await clients.client.aclose()
+            await clients.blocking.aclose()
+
+
+async def check_connection(url: str | RedisSettings) -> None:
+    """Prove that Redis answers at ``url``, or raise :class:`DriverError` naming it (password
+    masked). For start-up checks: one connection, one PING."""
+    settings = settings_of(url)
+    client = async_client(settings)
+    try:
+        await client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise unreachable(settings, exc) from None
+    finally:
+        await client.aclose()
