@@ -136,8 +136,15 @@ class Blueprint:
         reader = _Reader()
         bp = reader.blueprint(data)
         if reader.problems or bp is None:
+            problems = list(reader.problems)
+            if bp is not None and isinstance(data.get("nodes"), list):
+                # What could be read is checked too, so every problem is reported at once.
+                from flowcraft_core.validation import validate
+
+                seen = {(p.where, p.message) for p in problems}
+                problems += [p for p in validate(bp) if (p.where, p.message) not in seen]
             bid = data.get("id") if isinstance(data, dict) else None
-            raise BlueprintError(reader.problems, bid if isinstance(bid, str) else None)
+            raise BlueprintError(problems, bid if isinstance(bid, str) else None)
         return bp
 
     @classmethod

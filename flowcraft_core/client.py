@@ -53,6 +53,14 @@ class RunResult:
         }
 
 
+class RunTimeout(TimeoutError, FlowcraftError):
+    """:meth:`Client.result` gave up waiting; ``snapshot`` is the run as it was then."""
+
+    def __init__(self, message: str, snapshot: RunResult) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+
+
 class Client:
     """Starts and follows runs on a set of backends. Workers may be anywhere."""
 
@@ -145,7 +153,7 @@ class Client:
             return json.loads(final), False, resumed
         parked = waiting - resumed
         awaiting = parked > 0 and activated - finished == parked
-        if activated == 0 and not await self.backends.context.has(run_id, keys.RUN):
+        if not await self.backends.context.has(run_id, keys.RUN):
             raise RunNotFound(f"no run {run_id!r} (never started, or expired after retention)")
         return None, awaiting, resumed
 
@@ -164,7 +172,8 @@ class Client:
 
     async def result(self, run_id: str, timeout: float | None = None) -> RunResult:
         """Wait until the run is finished or awaiting a resume; woken by a push from the
-        backend, never by polling. Raises TimeoutError after ``timeout`` seconds."""
+        backend, never by polling. Raises :class:`RunTimeout` (a TimeoutError) after
+        ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         rk = keys.RunKeys(run_id)
         while True:
@@ -175,7 +184,8 @@ class Client:
                 return await self._result(run_id, "awaiting", None)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"run {run_id} did not finish within {timeout} s")
+                snapshot = await self._result(run_id, "running", None)
+                raise RunTimeout(f"run {run_id} did not finish within {timeout} s", snapshot)
             await self.coordination.wait_any(
                 [rk.signal_done, rk.signal_idle(generation)], remaining
             )
@@ -237,14 +247,20 @@ class Client:
         if action is not None:
             commit[keys.action_key(node_id)] = action
         try:
-            await self.backends.context.commit(run_id, keys.output_key(node_id), commit)
+            won = await self.backends.context.commit(run_id, keys.output_key(node_id), commit)
         except (TypeError, ValueError) as exc:
             raise FlowcraftError(f"the resume output is not JSON-serialisable: {exc}") from None
         job = Job(run_id, node_id, str(meta["digest"]))
-        # Marked resumed before the job runs, so the run never looks idle in between.
+        # Marked resumed before the job runs, so the run never looks idle in between. Done
+        # even when another resume won the commit: that caller may have died right after it.
         await self.coordination.add_member(rk.resumed, job.key, ttl=self.settings.run_ttl)
         await self.backends.queue.enqueue(job)
         self.hook.flowcraft_job_enqueued(job=job, delay=0.0)
+        if not won:
+            raise FlowcraftError(
+                f"node {node_id!r} of run {run_id} was already resumed by another call; "
+                "this call's action and output were not used"
+            )
         return node_id
 
     async def close(self) -> None:

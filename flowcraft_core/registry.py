@@ -36,14 +36,16 @@ class Implementation:
         target = self.target
         if inspect.isclass(target):
             cls = target
+            inline = self.inline
 
             async def run_class(ctx: NodeContext) -> Any:
                 instance: Any = cls()
                 method: Any = getattr(instance, "run", None) or instance
-                result = method(ctx)
-                if inspect.isawaitable(result):
-                    return await result
-                return result
+                if inspect.iscoroutinefunction(method) or inline:
+                    result = method(ctx)
+                else:
+                    result = await asyncio.to_thread(method, ctx)
+                return await result if inspect.isawaitable(result) else result
 
             return run_class
         if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
@@ -120,8 +122,10 @@ def load_registry(spec: str) -> Registry:
         raise RegistryError(f"--registry must look like MODULE:ATTR, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RegistryError(f"cannot import registry module {module_name!r}: {exc}") from None
+    except Exception as exc:  # a syntax error or a failing import is the user's, not ours
+        raise RegistryError(
+            f"cannot import registry module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         value = functools.reduce(getattr, attr.split("."), module)
     except AttributeError:

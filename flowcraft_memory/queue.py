@@ -18,13 +18,17 @@ class MemoryConsumer:
     def __init__(self, queue: MemoryQueue, handler: Handler, concurrency: int) -> None:
         self._queue = queue
         self._handler = handler
-        self._tasks = [asyncio.create_task(self._loop()) for _ in range(max(1, concurrency))]
+        self._busy: set[asyncio.Task[None]] = set()  # loops running a handler right now
         self._stopping = False
+        self._tasks = [asyncio.create_task(self._loop()) for _ in range(max(1, concurrency))]
 
     async def _loop(self) -> None:
         ready = self._queue._ready_queue()
-        while True:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._stopping:
             job, delivery = await ready.get()
+            self._busy.add(me)
             try:
                 await self._handler(job)
             except asyncio.CancelledError:
@@ -41,15 +45,23 @@ class MemoryConsumer:
                     faults.crashed += 1
                     self._queue._redeliver(job, delivery)
             finally:
+                self._busy.discard(me)
                 ready.task_done()
                 self._queue._unfinished -= 1
                 if self._queue._unfinished == 0:
                     self._queue._idle.set()
 
     async def stop(self, *, drain: bool = True) -> None:
-        if drain:
-            # In-flight handlers finish; what is still queued stays in the queue.
-            pass
+        """Stop taking jobs. With ``drain``, handlers already running finish first; jobs not
+        yet started stay in the queue. Without, running handlers are cancelled and their jobs
+        handed back."""
+        self._stopping = True  # a busy loop ends right after its handler, taking nothing more
+        busy = [task for task in self._tasks if task in self._busy]
+        for task in self._tasks:
+            if task not in self._busy:
+                task.cancel()
+        if drain and busy:
+            await asyncio.wait(busy)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -18,7 +18,7 @@ from flowcraft_core.cli.common import (
     print_result,
     run_async,
 )
-from flowcraft_core.client import RunResult
+from flowcraft_core.client import RunResult, RunTimeout
 from flowcraft_core.drivers import installed_drivers
 from flowcraft_core.errors import BlueprintError
 from flowcraft_core.graph import to_mermaid
@@ -80,6 +80,11 @@ def run(
                 concurrency=concurrency,
                 timeout=timeout,
             )
+        except RunTimeout as exc:
+            click.echo(f"error: {exc}", err=True)
+            snapshot = exc.snapshot
+            snapshot.error = {"type": "Timeout", "message": str(exc)}
+            return snapshot
         finally:
             await backends.close()
 

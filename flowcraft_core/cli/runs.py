@@ -3,7 +3,6 @@ workers execute elsewhere."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from flowcraft_core.cli.common import (
     print_result,
     run_async,
 )
-from flowcraft_core.client import Client, RunResult
+from flowcraft_core.client import Client, RunResult, RunTimeout
 
 T = TypeVar("T")
 
@@ -66,27 +65,15 @@ def start(blueprint: str, input_json: str | None, run_id: str | None, backend: s
 def wait(run_id: str, backend: str | None, timeout: float | None, as_json: bool) -> None:
     """Wait until RUN_ID finishes or awaits a resume; print its result (exit codes as `run`)."""
 
-    async def action(client: Client) -> RunResult | None:
+    async def action(client: Client) -> RunResult:
         try:
             return await client.result(run_id, timeout)
-        except TimeoutError:
-            return None
+        except RunTimeout as exc:
+            click.echo(f"error: {exc}", err=True)
+            exc.snapshot.error = {"type": "Timeout", "message": str(exc)}
+            return exc.snapshot
 
     result = with_client(backend, action)
-    if result is None:
-        click.echo(f"error: run {run_id} did not finish within {timeout} s", err=True)
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "run_id": run_id,
-                        "status": "running",
-                        "outputs": {},
-                        "error": {"type": "Timeout", "message": f"still running after {timeout} s"},
-                    }
-                )
-            )
-        sys.exit(EXIT_RUN_NOT_COMPLETED)
     print_result(result, as_json)
     sys.exit(exit_code(result))
 

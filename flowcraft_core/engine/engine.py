@@ -183,7 +183,11 @@ class Engine:
             if node.join == "all" and loaded.arrived < expected:
                 return []
         if job.attempt <= loaded.failures:
-            return []  # a repeat of an attempt that failed and already scheduled its retry
+            # A repeat of an attempt that failed and scheduled its retry. The latest one
+            # enqueues that retry again, in case the worker died before it was sent.
+            if job.attempt == loaded.failures and job.attempt < node.definition.config.max_retries:
+                await self._enqueue([self._retry(job)], self._retry_delay(node, job))
+            return []
         if not loaded.lease:
             # Another delivery is executing it — or held it and died. Look again once the
             # lease may have lapsed; by then the node is committed or can run.
@@ -251,12 +255,11 @@ class Engine:
         except Exception as exc:
             error = describe(exc, node_id=node.id, attempt=job.attempt)
             if job.attempt < cfg.max_retries:
-                delay = cfg.retry_delay / 1000 * (2 ** (job.attempt - 1))
+                delay = self._retry_delay(node, job)
                 first = await self.state.fail_attempt(job)
                 loaded.lease = False
                 if first:  # a duplicate delivery of this attempt must not schedule another
-                    retry = Job(job.run_id, job.node_id, job.flow, job.instance, job.attempt + 1)
-                    await self._enqueue([retry], delay)
+                    await self._enqueue([self._retry(job)], delay)
                     self.hook.flowcraft_node_retried(job=job, error=error, delay=delay)
                 return None
             if node.fallback is not None:
@@ -288,6 +291,15 @@ class Engine:
             await self._fail(job, error)
             return None
         return self._as_result(value), run_context.pending
+
+    @staticmethod
+    def _retry(job: Job) -> Job:
+        return Job(job.run_id, job.node_id, job.flow, job.instance, job.attempt + 1)
+
+    @staticmethod
+    def _retry_delay(node: Node, job: Job) -> float:
+        """Backoff before the attempt after ``job.attempt``: ``retryDelay`` ms, doubling."""
+        return float(node.definition.config.retry_delay) / 1000 * 2.0 ** (job.attempt - 1)
 
     @staticmethod
     def _as_result(value: Any) -> Result:

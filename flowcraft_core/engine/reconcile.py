@@ -44,10 +44,15 @@ async def reconcile(backends: Backends, *, older_than: float = 300.0) -> list[st
         frontier = sorted(activated - finished - (waiting - resumed))
         if not frontier:
             continue
+        # Each job resumes at the attempt after its last failed one, never an attempt that
+        # already failed (that one would only re-announce its retry).
+        failures = await coordination.batch([Op.count(rk.failures(k)) for k in frontier])
         jobs = []
-        for job_key in frontier:
+        for job_key, failed in zip(frontier, failures, strict=True):
             node_id, _, instance = job_key.rpartition("#")
-            jobs.append(Job(run_id, node_id, str(meta["digest"]), int(instance or 0)))
+            jobs.append(
+                Job(run_id, node_id, str(meta["digest"]), int(instance or 0), int(failed) + 1)
+            )
         await backends.queue.enqueue_many(jobs)
         await coordination.set(rk.progress, repr(now))
         touched.append(run_id)

@@ -233,7 +233,17 @@ class ComposedRunState:
     ) -> bool:
         rk = RunKeys(run_id)
         record = json.dumps({"status": status, "error": error})
-        won = await self.coordination.set_if_absent(rk.final, record, ttl=retention)
+        results = await self.coordination.batch(
+            [
+                Op.set_if_absent(rk.final, record, retention),
+                # The run's bookkeeping goes with its context (per-node keys keep run_ttl).
+                *(
+                    Op.extend(key, retention)
+                    for key in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.progress)
+                ),
+            ]
+        )
+        won = bool(results[0])
         # Wake waiters and tidy even when another writer won: that writer may have crashed
         # between its write and its signal.
         await self.coordination.signal(rk.signal_done, ttl=retention)

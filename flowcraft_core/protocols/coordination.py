@@ -17,7 +17,6 @@ Contract every implementation keeps:
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable

@@ -334,12 +334,6 @@ def test_validate_good_and_bad(nodes_dir: Path) -> None:
     assert "no/such/file.json" in missing.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Blueprint.from_dict raises as soon as the reader finds a problem (here a bad "
-    "joinStrategy), so the structural problems (duplicate id, edge to an unknown node) are "
-    "not reported with it; DESIGN asks for every problem at once",
-)
 def test_validate_reports_reader_and_structural_problems_together(nodes_dir: Path) -> None:
     data = json.loads(json.dumps(INVALID))
     data["nodes"][2]["config"] = {"joinStrategy": "most"}
@@ -421,12 +415,6 @@ registry = {"slow": slow}
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `flowcraft run --timeout` lets Client.result's TimeoutError escape "
-    "(cli/run.py, run(): only FlowcraftError is handled by @guarded), so it dies with a Python "
-    "traceback and prints no JSON result line despite --json (`flowcraft wait` handles it)",
-)
 def test_run_timeout_reports_a_result_line(tmp_path: Path) -> None:
     (tmp_path / "fc_cli_slow.py").write_text(textwrap.dedent(SLOW_MODULE))
     blueprint = _write(

@@ -486,12 +486,6 @@ class SyncCall:
         return threading.get_ident()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a class whose run/__call__ is synchronous is called on the event loop "
-    "(registry.Implementation.call, run_class), so it blocks the loop; sync code must run in "
-    "a thread unless registered inline=True",
-)
 @pytest.mark.parametrize("cls", [SyncRun, SyncCall])
 async def test_class_with_sync_method_runs_in_a_thread(cls: type) -> None:
     async with harness({"k": cls}) as h:
@@ -808,16 +802,10 @@ async def test_finished_run_context_expires_after_retention() -> None:
         assert result.outputs == {"a": {"x": 1}}
         await asyncio.sleep(0.1)
         assert await h.backends.context.get_all(result.run_id) == {}
-        snapshot = await h.client.snapshot(result.run_id)
-    assert snapshot.outputs == {}
+        with pytest.raises(RunNotFound):
+            await h.client.snapshot(result.run_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after retention the final status and context expire but the run's bookkeeping "
-    "sets (activated/finished) live for run_ttl, so Client._census does not raise RunNotFound: "
-    "status() says 'running' and result() blocks until its timeout",
-)
 async def test_expired_run_is_not_found() -> None:
     settings = EngineSettings(retention=0.05)
     calls = Calls()
@@ -1042,12 +1030,6 @@ async def test_reconcile_with_no_worker_then_a_worker_completes_each_node_once()
 # -- worker shutdown ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MemoryConsumer.stop(drain=True) cancels in-flight handlers instead of waiting "
-    "for them (flowcraft_memory/queue.py, `if drain: pass`), breaking the Consumer.stop "
-    "contract and cutting node code off mid-way",
-)
 async def test_worker_stop_with_drain_lets_in_flight_nodes_finish() -> None:
     finished: list[str] = []
     entered = asyncio.Event()
@@ -1087,13 +1069,6 @@ class FailingRetryEnqueue(RecordingQueue):
         await super().enqueue(job, delay=delay)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._execute records the failed attempt (state.fail_attempt) before "
-    "enqueueing the retry; if the enqueue fails (or the worker dies in between) every "
-    "redelivery - and every reconcile, which enqueues attempt 1 - stops at "
-    "`job.attempt <= loaded.failures`, so the retry is lost and the run stays 'running' forever",
-)
 async def test_a_lost_retry_enqueue_is_recovered() -> None:
     attempts: list[int] = []
 
@@ -1139,12 +1114,6 @@ class Yielding:
         return call
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Client.resume ignores the result of context.commit (first commit wins), so of "
-    "two concurrent resumes of one wait node both report success although the second one's "
-    "action and output were discarded",
-)
 async def test_concurrent_resumes_of_one_wait_node_do_not_both_succeed() -> None:
     calls = Calls()
     shared = open_backends(unique_url())

@@ -94,12 +94,6 @@ def test_load_registry_rejects_what_is_not_a_dict_or_registry(
     assert f"{name}:numbers" in str(excinfo.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_registry catches only ImportError, so a registry module that fails to "
-    "import for another reason (SyntaxError, an exception at import time) escapes as a raw "
-    "traceback instead of a RegistryError naming the module (and the CLI exits 1, not 2)",
-)
 def test_load_registry_reports_a_module_that_fails_at_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
