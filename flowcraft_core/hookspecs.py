@@ -63,11 +63,14 @@ def flowcraft_make_coordination(url: str) -> CoordinationStore | None:
 
 
 @hookspec(firstresult=True)
-def flowcraft_make_run_state(context: ContextStore, coordination: CoordinationStore) -> Any:
-    """Optional optimisation. Called once per engine with its two stores: a driver that owns
-    both may return a :class:`flowcraft_core.engine.state.RunState` that does each of the
-    engine's steps in one round trip. Return None to let the engine compose the steps from the
-    two protocols (always correct, just more round trips)."""
+def flowcraft_make_run_state(
+    context: ContextStore, coordination: CoordinationStore, ttl: float
+) -> Any:
+    """Optional optimisation. Called once per engine with its two stores and the TTL of a
+    run's bookkeeping keys (seconds): a driver that owns both stores may return a
+    :class:`flowcraft_core.engine.state.RunState` that does each of the engine's steps in one
+    round trip. Return None to let the engine compose the steps from the two protocols (always
+    correct, just more round trips)."""
 
 
 # -- lifecycle hooks ------------------------------------------------------------------------

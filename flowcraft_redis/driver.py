@@ -15,6 +15,7 @@ from flowcraft_redis.connection import Connections
 from flowcraft_redis.context import RedisContextStore
 from flowcraft_redis.coordination import RedisCoordinationStore
 from flowcraft_redis.queue import RedisQueue
+from flowcraft_redis.run_state import RedisRunState
 from flowcraft_redis.url import SCHEMES, RedisSettings, parse_url
 
 _DEFAULTS = RedisSettings()
@@ -82,3 +83,15 @@ def flowcraft_make_coordination(url: str) -> RedisCoordinationStore | None:
     if settings is None:
         return None
     return RedisCoordinationStore(settings, connections=_shared(settings))
+
+
+@hookimpl
+def flowcraft_make_run_state(context: Any, coordination: Any, ttl: float) -> RedisRunState | None:
+    # Fusing needs both stores on one Redis database: the scripts touch keys of each.
+    if not (
+        isinstance(context, RedisContextStore)
+        and isinstance(coordination, RedisCoordinationStore)
+        and context.connections is coordination.connections
+    ):
+        return None
+    return RedisRunState(context, coordination, ttl=ttl)

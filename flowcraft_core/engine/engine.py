@@ -68,7 +68,9 @@ class Engine:
         self.pm = pm or default_manager()
         self.hook = self.pm.hook
         self.checkpoint = checkpoint
-        fused = self.hook.flowcraft_make_run_state(context=context, coordination=coordination)
+        fused = self.hook.flowcraft_make_run_state(
+            context=context, coordination=coordination, ttl=self.settings.run_ttl
+        )
         self.state: RunState = fused or ComposedRunState(
             context, coordination, ttl=self.settings.run_ttl
         )
