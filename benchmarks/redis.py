@@ -1,0 +1,136 @@
+"""The Redis benchmark: W worker processes, a client here, and bare Dramatiq in the same run.
+
+Both measurements use the same Redis, broker settings, processes and threads per process, so
+``ratio_to_bare`` (our nodes/s ÷ Dramatiq's messages/s) is comparable across machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from benchmarks.measure import run_many
+from benchmarks.redis_worker import count_messages
+from benchmarks.shapes import SHAPES
+from flowcraft_core.client import Client
+from flowcraft_core.drivers import open_backends
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_url() -> str:
+    return os.environ.get("FLOWCRAFT_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
+
+
+@contextmanager
+def processes(module: str, args: list[str], count: int) -> Iterator[list[subprocess.Popen[str]]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(count)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"{module} did not start: {line!r}")
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
+
+
+def bare_dramatiq(url: str, workers: int, threads: int, messages: int) -> float:
+    """Messages per second of a no-op Dramatiq actor, enqueued in batches like our fan-outs."""
+    from benchmarks.bare_worker import BARE_QUEUE, broker_and_actor
+
+    broker, actor = broker_and_actor(url)
+    with processes("benchmarks.bare_worker", [url, str(threads)], workers):
+        # Warm up (loads the dispatch script, wakes the consumers) outside the measurement.
+        broker.enqueue_batch([(actor.message(), None) for _ in range(100)])
+        broker.join(BARE_QUEUE, interval=5)
+        started = time.perf_counter()
+        sent = 0
+        while sent < messages:
+            chunk = [(actor.message(), None) for _ in range(min(100, messages - sent))]
+            broker.enqueue_batch(chunk)
+            sent += len(chunk)
+        broker.join(BARE_QUEUE, interval=5)
+        seconds = time.perf_counter() - started
+    broker.close()
+    return messages / seconds
+
+
+def bench(
+    shape: str, size: int, runs: int, workers: int, concurrency: int, url: str | None
+) -> dict[str, Any]:
+    base = url or default_url()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    full = f"{base}{'&' if '?' in base else '?'}prefix={prefix}"
+    stats_key = f"{prefix}:stats"
+    blueprint = SHAPES[shape](size)
+    count_messages()
+    from benchmarks.redis_worker import COUNTS
+
+    async def drive() -> tuple[Any, int]:
+        backends = open_backends(full)
+        client = Client(backends)
+        try:
+            await run_many(client, blueprint, min(runs, 4), 120)  # warm-up
+            before = COUNTS["messages"]
+            measured = await run_many(client, blueprint, runs, 600)
+            return measured, COUNTS["messages"] - before
+        finally:
+            await backends.close()
+
+    sync = redis.Redis.from_url(base)
+    with processes("benchmarks.redis_worker", [full, str(concurrency), stats_key], workers):
+        measured, client_messages = asyncio.run(drive())
+    stats = {k.decode(): v.decode() for k, v in sync.hgetall(stats_key).items()}
+    nodes = measured.nodes
+    warm = len(blueprint.nodes) * min(runs, 4)
+    # Worker counts include the warm-up runs: scale per node over all nodes they handled.
+    handled = nodes + warm
+    round_trips = int(stats.get("round_trips", 0)) / handled
+    messages = (int(stats.get("messages", 0)) * nodes / handled + client_messages) / nodes
+    rss = max((float(v) for k, v in stats.items() if k.startswith("rss:")), default=0.0)
+    summary = measured.summary()
+    bare = bare_dramatiq(full, workers, concurrency, max(2000, min(nodes, 20000)))
+    for key in sync.scan_iter(f"{prefix}:*", count=1000):
+        sync.delete(key)
+    sync.close()
+    return {
+        "driver": "redis",
+        "shape": shape,
+        "size": size,
+        "runs": runs,
+        "workers": workers,
+        "concurrency": concurrency,
+        **summary,
+        "peak_rss_mb": rss,
+        "messages_per_node": round(messages, 3),
+        "round_trips_per_node": round(round_trips, 3),
+        "bare_dramatiq_msgs_per_s": round(bare, 1),
+        "ratio_to_bare": round(summary["nodes_per_s"] / bare, 3),
+    }
