@@ -18,7 +18,7 @@ async def bench(shape: str, size: int, runs: int, concurrency: int = 64) -> dict
     queue = MemoryQueue()
     context = Counting(MemoryContextStore())
     coordination = Counting(MemoryCoordinationStore())
-    backends = Backends(queue, context, coordination, {})  # type: ignore[arg-type]
+    backends = Backends(queue, context, coordination, {})
     client = Client(backends)
     worker = Worker(registry, backends, concurrency=concurrency)
     worker.engine.remember(client.compile(blueprint))

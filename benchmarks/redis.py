@@ -107,7 +107,8 @@ def bench(
     sync = redis.Redis.from_url(base)
     with processes("benchmarks.redis_worker", [full, str(concurrency), stats_key], workers):
         measured, client_messages = asyncio.run(drive())
-    stats = {k.decode(): v.decode() for k, v in sync.hgetall(stats_key).items()}
+    raw: dict[bytes, bytes] = sync.hgetall(stats_key)  # type: ignore[assignment]
+    stats = {k.decode(): v.decode() for k, v in raw.items()}
     nodes = measured.nodes
     warm = len(blueprint.nodes) * min(runs, 4)
     # Worker counts include the warm-up runs: scale per node over all nodes they handled.

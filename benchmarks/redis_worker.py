@@ -26,8 +26,8 @@ COUNTS = {"round_trips": 0, "messages": 0}
 
 
 def _count_round_trips() -> None:
-    execute_command = aclient.Redis.execute_command
-    pipeline_execute = aclient.Pipeline.execute
+    execute_command: Any = aclient.Redis.execute_command
+    pipeline_execute: Any = aclient.Pipeline.execute
 
     async def counted_command(self: Any, *args: Any, **kwargs: Any) -> Any:
         COUNTS["round_trips"] += 1
