@@ -77,4 +77,15 @@ async def serve(url: str, concurrency: int, stats_key: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    import os
+
+    profile = os.environ.get("FLOWCRAFT_BENCH_PROFILE")
+    if profile:  # one profile per worker process, for finding what dominates
+        import cProfile
+
+        cProfile.run(
+            "asyncio.run(serve(sys.argv[1], int(sys.argv[2]), sys.argv[3]))",
+            f"{profile}.{os.getpid()}",
+        )
+    else:
+        asyncio.run(serve(sys.argv[1], int(sys.argv[2]), sys.argv[3]))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_core.engine.keys import RunKeys
+from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys
 from flowcraft_core.engine.state import Arrival, Completion, ComposedRunState, Loaded
 from flowcraft_core.protocols import Job
 from flowcraft_redis.context import RedisContextStore, encode
@@ -106,3 +106,21 @@ class RedisRunState(ComposedRunState):
             awaiting=parked > 0 and unfinished == parked,
             generation=resumed,
         )
+
+    async def finalize(
+        self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
+    ) -> bool:
+        rk = RunKeys(run_id)
+        co = self._co.key
+        redis_keys = [
+            co(rk.final),
+            self._co.signal_key(rk.signal_done),
+            co(ACTIVE_RUNS),
+            self._ctx.key(run_id),
+            *(co(k) for k in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.progress)),
+        ]
+        record = json.dumps({"status": status, "error": error})
+        won = await self._connections.script("run_finalize.lua")(
+            keys=redis_keys, args=[record, milliseconds(retention), run_id]
+        )
+        return bool(won)

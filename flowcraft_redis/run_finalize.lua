@@ -1,0 +1,16 @@
+-- The engine's finalize step in one round trip: the run's final status, written once; the
+-- latched "done" signal that wakes every waiting client; retention on the run's keys.
+--   KEYS   1 final, 2 done signal (a list), 3 active runs (a set), 4 run hash,
+--          5.. the run's bookkeeping keys
+--   ARGV   1 final record (JSON), 2 retention (ms), 3 run id
+-- Returns 1 if this call wrote the final status, 0 if another had.
+local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+-- Signalled even when another writer won: it may have died between its write and its signal.
+redis.call('DEL', KEYS[2])
+redis.call('RPUSH', KEYS[2], '1')
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SREM', KEYS[3], ARGV[3])
+for i = 4, #KEYS do
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+return won
