@@ -120,7 +120,13 @@ class Client:
         await coordination.batch(
             [Op.set_if_absent(bp_key, compiled.blueprint.to_json(), ttl), Op.extend(bp_key, ttl)]
         )
-        meta = {"flow": compiled.id, "digest": compiled.digest, "started": time.time()}
+        meta = {
+            "flow": compiled.id,
+            "digest": compiled.digest,
+            "started": time.time(),
+            # Whether the run can ever await a resume: if not, waiters need only "done".
+            "waits": any(n.builtin == "wait" for n in compiled.nodes.values()),
+        }
         try:
             await self.backends.context.patch(run_id, {keys.INPUT: input, keys.RUN: meta})
         except (TypeError, ValueError) as exc:
@@ -138,7 +144,8 @@ class Client:
         return run_id
 
     async def _census(self, run_id: str) -> tuple[dict[str, Any] | None, bool, int]:
-        """(final record, awaiting?, resume generation)."""
+        """(final record, awaiting?, resume generation); the generation is -1 for a run that
+        can never await."""
         rk = keys.RunKeys(run_id)
         final, activated, finished, waiting, resumed = await self.coordination.batch(
             [
@@ -153,9 +160,10 @@ class Client:
             return json.loads(final), False, resumed
         parked = waiting - resumed
         awaiting = parked > 0 and activated - finished == parked
-        if not await self.backends.context.has(run_id, keys.RUN):
+        meta = await self.backends.context.get(run_id, keys.RUN)
+        if not isinstance(meta, dict):
             raise RunNotFound(f"no run {run_id!r} (never started, or expired after retention)")
-        return None, awaiting, resumed
+        return None, awaiting, resumed if meta.get("waits", True) else -1
 
     async def status(self, run_id: str) -> str:
         """completed, failed, cancelled, awaiting or running."""
@@ -186,9 +194,10 @@ class Client:
             if remaining is not None and remaining <= 0:
                 snapshot = await self._result(run_id, "running", None)
                 raise RunTimeout(f"run {run_id} did not finish within {timeout} s", snapshot)
-            await self.coordination.wait_any(
-                [rk.signal_done, rk.signal_idle(generation)], remaining
-            )
+            signals = [rk.signal_done]
+            if generation >= 0:
+                signals.append(rk.signal_idle(generation))
+            await self.coordination.wait_any(signals, remaining)
 
     async def _result(self, run_id: str, status: str, error: Any) -> RunResult:
         everything = await self.backends.context.get_all(run_id)

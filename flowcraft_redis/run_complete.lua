@@ -3,11 +3,13 @@
 -- targets that became ready, the job's finish, and the run's census. Every write is keyed by
 -- the job's identity, so running this again for the same job changes nothing twice.
 --   KEYS   1 run hash, 2 activated, 3 finished, 4 waiting, 5 resumed, 6 lease, 7 progress,
---          then per arrival: arrived set, live set, first
+--          8 final, 9 done signal, 10 active runs, then per arrival: arrived, live, first
 --   ARGV   1 TTL (ms), 2 now, 3 job key, 4 '1' to commit, 5 guard, 6 number of field pairs,
---          the pairs, then per arrival: target, edge, live '1'/'0', join, expected count
--- Returns {0} when another commit won (nothing written), else
---         {committed 1/-1, activated, finished, waiting, resumed, target, live, target, ...}
+--          7 retention (ms), 8 final record, 9 run id, the pairs, then per arrival: target,
+--          edge, live '1'/'0', join, expected count
+-- Returns {0} when another commit won (nothing written), else {committed 1/-1, activated,
+--         finished, waiting, resumed, finalized 1/0/-1, target, live, target, live, ...}
+-- When this finish leaves nothing to do, the run is finalized here too (as finalize.lua).
 local ttl = ARGV[1]
 local run = KEYS[1]
 local committed = -1
@@ -16,7 +18,7 @@ if ARGV[4] == '1' then
     if redis.call('HEXISTS', run, ARGV[5]) == 1 then
         return {0}
     end
-    for i = 7, 6 + 2 * pairs_count, 2 do
+    for i = 10, 9 + 2 * pairs_count, 2 do
         redis.call('HSET', run, ARGV[i], ARGV[i + 1])
     end
     committed = 1
@@ -32,8 +34,8 @@ local function add(key, member)
 end
 
 local ready = {}
-local a = 7 + 2 * pairs_count
-local k = 8
+local a = 10 + 2 * pairs_count
+local k = 11
 while a <= #ARGV do
     local target, edge, is_live, join, expected =
         ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', ARGV[a + 3], tonumber(ARGV[a + 4])
@@ -76,13 +78,21 @@ end
 add(KEYS[3], ARGV[3])
 redis.call('DEL', KEYS[6])
 redis.call('SET', KEYS[7], ARGV[2], 'PX', ttl)
-local out = {
-    committed,
-    redis.call('SCARD', KEYS[2]),
-    redis.call('SCARD', KEYS[3]),
-    redis.call('SCARD', KEYS[4]),
-    redis.call('SCARD', KEYS[5]),
-}
+local activated, finished = redis.call('SCARD', KEYS[2]), redis.call('SCARD', KEYS[3])
+local waiting, resumed = redis.call('SCARD', KEYS[4]), redis.call('SCARD', KEYS[5])
+local finalized = -1
+if activated - finished <= 0 then
+    local retention = ARGV[7]
+    finalized = redis.call('SET', KEYS[8], ARGV[8], 'NX', 'PX', retention) and 1 or 0
+    redis.call('DEL', KEYS[9])
+    redis.call('RPUSH', KEYS[9], '1')
+    redis.call('PEXPIRE', KEYS[9], retention)
+    redis.call('SREM', KEYS[10], ARGV[9])
+    for _, key in ipairs({run, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7]}) do
+        redis.call('PEXPIRE', key, retention)
+    end
+end
+local out = {committed, activated, finished, waiting, resumed, finalized}
 for i = 1, #ready do
     out[#out + 1] = ready[i]
 end

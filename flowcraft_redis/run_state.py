@@ -21,6 +21,9 @@ from flowcraft_redis.context import RedisContextStore, encode
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
 
 
+_COMPLETED = json.dumps({"status": "completed", "error": None})
+
+
 class RedisRunState(ComposedRunState):
     """:class:`~flowcraft_core.engine.state.RunState` in one round trip per step."""
 
@@ -68,6 +71,7 @@ class RedisRunState(ComposedRunState):
         guard: str,
         commit: Mapping[str, Any] | None,
         arrivals: Sequence[Arrival],
+        retention: float,
     ) -> Completion:
         rk = RunKeys(job.run_id)
         co = self._co.key
@@ -79,14 +83,18 @@ class RedisRunState(ComposedRunState):
             co(rk.resumed),
             co(rk.lease(job.key)),
             co(rk.progress),
+            co(rk.final),
+            self._co.signal_key(rk.signal_done),
+            co(ACTIVE_RUNS),
         ]
         args: list[str | int] = [milliseconds(self.ttl), repr(time.time()), job.key]
+        tail: list[str | int] = [milliseconds(retention), _COMPLETED, job.run_id]
         if commit is None:
-            args += ["0", guard, 0]
+            args += ["0", guard, 0, *tail]
         else:
             # Encoded before anything is sent: a value without a JSON form writes nothing.
             pairs = [(field, encode(value)) for field, value in commit.items()]
-            args += ["1", guard, len(pairs)]
+            args += ["1", guard, len(pairs), *tail]
             for field, value in pairs:
                 args += [field, value]
         for a in arrivals:
@@ -95,8 +103,8 @@ class RedisRunState(ComposedRunState):
         reply = await self._connections.script("run_complete.lua")(keys=redis_keys, args=args)
         if reply[0] == 0:
             return Completion(committed=False, ready=[])
-        committed, activated, finished, waiting, resumed = (int(x) for x in reply[:5])
-        rest = reply[5:]
+        committed, activated, finished, waiting, resumed, finalized = (int(x) for x in reply[:6])
+        rest = reply[6:]
         ready = [(str(rest[i]), rest[i + 1] == "1") for i in range(0, len(rest), 2)]
         unfinished, parked = activated - finished, waiting - resumed
         return Completion(
@@ -105,6 +113,7 @@ class RedisRunState(ComposedRunState):
             done=unfinished <= 0,
             awaiting=parked > 0 and unfinished == parked,
             generation=resumed,
+            finalized=None if finalized < 0 else finalized == 1,
         )
 
     async def finalize(

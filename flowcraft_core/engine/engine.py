@@ -426,7 +426,11 @@ class Engine:
                 commit[node.action_key] = action
         try:
             completion = await self.state.complete(
-                job, guard=node.output_key, commit=commit, arrivals=arrivals
+                job,
+                guard=node.output_key,
+                commit=commit,
+                arrivals=arrivals,
+                retention=self.settings.retention,
             )
             loaded.lease = False
         except (TypeError, ValueError) as exc:
@@ -467,7 +471,11 @@ class Engine:
             for e in node.outgoing
         ]
         completion = await self.state.complete(
-            job, guard=node.output_key, commit=None, arrivals=arrivals
+            job,
+            guard=node.output_key,
+            commit=None,
+            arrivals=arrivals,
+            retention=self.settings.retention,
         )
         loaded.lease = False
         await self._announce(job, completion)
@@ -480,9 +488,11 @@ class Engine:
 
     async def _announce(self, job: Job, completion: Completion) -> None:
         if completion.done:
-            won = await self.state.finalize(
-                job.run_id, "completed", None, retention=self.settings.retention
-            )
+            won = completion.finalized
+            if won is None:
+                won = await self.state.finalize(
+                    job.run_id, "completed", None, retention=self.settings.retention
+                )
             if won:
                 self.hook.flowcraft_run_finished(run_id=job.run_id, status="completed", error=None)
         elif completion.awaiting:

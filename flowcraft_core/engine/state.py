@@ -56,6 +56,7 @@ class Completion:
     done: bool = False  # nothing of the run is left to do
     awaiting: bool = False  # only parked wait nodes are left
     generation: int = 0  # number of resumes so far (names the awaiting signal)
+    finalized: bool | None = None  # done and already finalized here: whether this call won
 
 
 class RunState(Protocol):
@@ -72,7 +73,11 @@ class RunState(Protocol):
         guard: str,
         commit: Mapping[str, Any] | None,
         arrivals: Sequence[Arrival],
-    ) -> Completion: ...
+        retention: float,
+    ) -> Completion:
+        """Commit, route and finish ``job``. A state may also finalize a run that this makes
+        done (as "completed", with ``retention``), reporting it in ``finalized``."""
+        ...
 
     async def park(self, job: Job) -> Completion: ...
 
@@ -146,6 +151,7 @@ class ComposedRunState:
         guard: str,
         commit: Mapping[str, Any] | None,
         arrivals: Sequence[Arrival],
+        retention: float,
     ) -> Completion:
         committed: bool | None = None
         if commit is not None:
