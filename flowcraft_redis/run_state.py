@@ -20,7 +20,6 @@ from flowcraft_core.protocols import Job
 from flowcraft_redis.context import RedisContextStore, encode
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
 
-
 _COMPLETED = json.dumps({"status": "completed", "error": None})
 
 
