@@ -20,6 +20,7 @@ from flowcraft_core.cli.common import (
 )
 from flowcraft_core.client import RunResult, RunTimeout
 from flowcraft_core.drivers import installed_drivers
+from flowcraft_core.engine import EngineSettings
 from flowcraft_core.errors import BlueprintError
 from flowcraft_core.graph import to_mermaid
 from flowcraft_core.plugins import default_manager
@@ -79,6 +80,7 @@ def run(
                 backend=backends,
                 concurrency=concurrency,
                 timeout=timeout,
+                settings=EngineSettings.from_env(),
             )
         except RunTimeout as exc:
             click.echo(f"error: {exc}", err=True)

@@ -22,13 +22,14 @@ from flowcraft_core.cli.common import (
     run_async,
 )
 from flowcraft_core.client import Client, RunResult, RunTimeout
+from flowcraft_core.engine import EngineSettings
 
 T = TypeVar("T")
 
 
 def with_client(backend: str | None, action: Callable[[Client], Awaitable[T]]) -> T:
     async def go() -> T:
-        client = Client(await connect(backend))
+        client = Client(await connect(backend), settings=EngineSettings.from_env())
         try:
             return await action(client)
         finally:

@@ -12,6 +12,7 @@ import sys
 import click
 
 from flowcraft_core.cli.common import backend_option, connect, guarded, run_async
+from flowcraft_core.engine import EngineSettings
 from flowcraft_core.engine.reconcile import reconcile
 from flowcraft_core.registry import load_registry
 from flowcraft_core.worker import Worker
@@ -38,6 +39,7 @@ async def serve(
         registry,
         backends,
         concurrency=concurrency,
+        settings=EngineSettings.from_env(),
         reconcile_every=reconcile_every,
         stale_after=stale_after,
     )
@@ -99,7 +101,10 @@ def worker(
     reconcile_every: float,
     stale_after: float,
 ) -> None:
-    """Execute jobs until SIGTERM/SIGINT; then finish in-flight jobs and hand back the rest."""
+    """Execute jobs until SIGTERM/SIGINT; then finish in-flight jobs and hand back the rest.
+
+    Engine tunables come from FLOWCRAFT_<SETTING> variables, e.g. FLOWCRAFT_RETENTION (seconds a
+    finished run is kept), FLOWCRAFT_LEASE_TTL, FLOWCRAFT_MISSING_RETRIES."""
     load_registry(registry_spec)  # fail fast, in the parent, on a bad --registry
     run_async(_probe(backend))
     every = reconcile_every or None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from flowcraft_core.errors import FlowcraftError
 
 DAY = 86400.0
 
@@ -27,3 +32,25 @@ class EngineSettings:
     missing_delay: float = 0.5
     """First delay before such a retry; it doubles each time, up to ``missing_delay_max``."""
     missing_delay_max: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineSettings:
+        """Defaults overridden by ``FLOWCRAFT_<FIELD>`` variables (e.g. ``FLOWCRAFT_RETENTION``
+        in seconds, ``FLOWCRAFT_MISSING_RETRIES``): how the CLI's workers and clients are
+        tuned without code."""
+        env = os.environ if environ is None else environ
+        changes: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f"FLOWCRAFT_{f.name.upper()}"
+            raw = env.get(name)
+            if raw is None:
+                continue
+            kind = int if f.type in ("int", int) else float
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise FlowcraftError(f"{name} must be a number, got {raw!r}") from None
+            if value < 0:
+                raise FlowcraftError(f"{name} must not be negative, got {raw!r}")
+            changes[f.name] = value
+        return replace(cls(), **changes)

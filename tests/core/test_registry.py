@@ -142,3 +142,18 @@ def test_registry_decorator_mapping_and_of() -> None:
         Registry.of(3)
     with pytest.raises(KeyError):
         registry["missing"]
+
+
+def test_engine_settings_from_environment() -> None:
+    from flowcraft_core.engine import EngineSettings
+    from flowcraft_core.errors import FlowcraftError
+
+    settings = EngineSettings.from_env(
+        {"FLOWCRAFT_RETENTION": "60", "FLOWCRAFT_MISSING_RETRIES": "2"}
+    )
+    assert settings.retention == 60.0
+    assert settings.missing_retries == 2
+    assert isinstance(settings.missing_retries, int)
+    assert settings.lease_ttl == EngineSettings().lease_ttl
+    with pytest.raises(FlowcraftError, match="FLOWCRAFT_LEASE_TTL"):
+        EngineSettings.from_env({"FLOWCRAFT_LEASE_TTL": "soon"})
