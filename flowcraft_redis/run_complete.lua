@@ -3,22 +3,31 @@
 -- targets that became ready, the job's finish, and the run's census. Every write is keyed by
 -- the job's identity, so running this again for the same job changes nothing twice.
 --   KEYS   1 run hash, 2 activated, 3 finished, 4 waiting, 5 resumed, 6 lease, 7 progress,
---          8 final, 9 done signal, 10 active runs, then per arrival: arrived, live, first
+--          8 final, 9 done signal, 10 active runs, 11-15 the prefetched target's lease,
+--          failures, arrived, live and first; then per arrival: arrived, live, first
 --   ARGV   1 TTL (ms), 2 now, 3 job key, 4 '1' to commit, 5 guard, 6 number of field pairs,
---          7 retention (ms), 8 final record, 9 run id, the pairs, then per arrival: target,
---          edge, live '1'/'0', join, expected count
+--          7 retention (ms), 8 final record, 9 run id, 10 target to prefetch ('' for none),
+--          11 its lease token, 12 its lease TTL (ms), 13 '1' if it is a join, 14 number of
+--          its fields, its fields, the pairs, then per arrival: target, edge, live '1'/'0',
+--          join, expected count
 -- Returns {0} when another commit won (nothing written), else {committed 1/-1, activated,
---         finished, waiting, resumed, finalized 1/0/-1, target, live, target, live, ...}
+--         finished, waiting, resumed, finalized 1/0/-1, #ready, target, live, ..., and, if
+--         the prefetched target became ready, what run_load.lua returns for it}
 -- When this finish leaves nothing to do, the run is finalized here too (as finalize.lua).
+-- Prefetching loads the successor a worker will continue with inline, so a chain costs one
+-- round trip per node instead of two.
 local ttl = ARGV[1]
 local run = KEYS[1]
 local committed = -1
 local pairs_count = tonumber(ARGV[6])
+local prefetch = ARGV[10]
+local field_count = tonumber(ARGV[14])
+local pairs_from = 15 + field_count
 if ARGV[4] == '1' then
     if redis.call('HEXISTS', run, ARGV[5]) == 1 then
         return {0}
     end
-    for i = 10, 9 + 2 * pairs_count, 2 do
+    for i = pairs_from, pairs_from - 1 + 2 * pairs_count, 2 do
         redis.call('HSET', run, ARGV[i], ARGV[i + 1])
     end
     committed = 1
@@ -34,8 +43,8 @@ local function add(key, member)
 end
 
 local ready = {}
-local a = 10 + 2 * pairs_count
-local k = 11
+local a = pairs_from + 2 * pairs_count
+local k = 16
 while a <= #ARGV do
     local target, edge, is_live, join, expected =
         ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', ARGV[a + 3], tonumber(ARGV[a + 4])
@@ -92,8 +101,32 @@ if activated - finished <= 0 then
         redis.call('PEXPIRE', key, retention)
     end
 end
-local out = {committed, activated, finished, waiting, resumed, finalized}
+local out = {committed, activated, finished, waiting, resumed, finalized, #ready / 2}
+local prefetched = false
 for i = 1, #ready do
     out[#out + 1] = ready[i]
+    if i % 2 == 1 and ready[i] == prefetch and ready[i + 1] == '1' then
+        prefetched = true
+    end
+end
+if prefetched then
+    -- As run_load.lua, for the target: final status, lease, failures, join state, fields.
+    out[#out + 1] = redis.call('GET', KEYS[8])
+    out[#out + 1] = redis.call('SET', KEYS[11], ARGV[11], 'NX', 'PX', ARGV[12]) and 1 or 0
+    out[#out + 1] = redis.call('SCARD', KEYS[12])
+    if ARGV[13] == '1' then
+        out[#out + 1] = redis.call('SCARD', KEYS[13])
+        out[#out + 1] = redis.call('SMEMBERS', KEYS[14])
+        out[#out + 1] = redis.call('GET', KEYS[15])
+    else
+        out[#out + 1] = 0
+        out[#out + 1] = {}
+        out[#out + 1] = false
+    end
+    if field_count > 0 then
+        out[#out + 1] = redis.call('HMGET', run, unpack(ARGV, 15, 14 + field_count))
+    else
+        out[#out + 1] = {}
+    end
 end
 return out

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys
-from flowcraft_core.engine.state import Arrival, Completion, ComposedRunState, Loaded
+from flowcraft_core.engine.state import Arrival, Completion, ComposedRunState, Loaded, Prefetch
 from flowcraft_core.protocols import Job
 from flowcraft_redis.context import RedisContextStore, encode
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
@@ -50,18 +50,10 @@ class RedisRunState(ComposedRunState):
             redis_keys += [co(rk.arrived(jk)), co(rk.live(jk)), co(rk.first(jk))]
         fields = list(dict.fromkeys(keys))
         args = [token, milliseconds(lease_ttl), "1" if join else "0", *fields]
-        final, lease, failures, arrived, live, first, raws = await self._connections.script(
-            "run_load.lua"
-        )(keys=redis_keys, args=args)
-        return Loaded(
-            final=json.loads(final) if final else None,
-            values={f: json.loads(r) for f, r in zip(fields, raws, strict=False) if r is not None},
-            lease=bool(lease),
-            failures=int(failures),
-            arrived=int(arrived),
-            live=set(live),
-            first=first or None,
-        )
+        reply = await self._connections.script("run_load.lua")(keys=redis_keys, args=args)
+        loaded = _loaded(reply, fields)
+        assert loaded is not None
+        return loaded
 
     async def complete(
         self,
@@ -71,6 +63,7 @@ class RedisRunState(ComposedRunState):
         commit: Mapping[str, Any] | None,
         arrivals: Sequence[Arrival],
         retention: float,
+        prefetch: Prefetch | None = None,
     ) -> Completion:
         rk = RunKeys(job.run_id)
         co = self._co.key
@@ -86,8 +79,30 @@ class RedisRunState(ComposedRunState):
             self._co.signal_key(rk.signal_done),
             co(ACTIVE_RUNS),
         ]
+        if prefetch is None:
+            redis_keys += [co("-")] * 5  # never touched: the script is told there is none
+            fields: list[str] = []
+            ahead: list[str | int] = ["", "", 0, "0", 0]
+        else:
+            t = prefetch.target
+            redis_keys += [
+                co(rk.lease(t)),
+                co(rk.failures(t)),
+                co(rk.arrived(t)),
+                co(rk.live(t)),
+                co(rk.first(t)),
+            ]
+            fields = list(dict.fromkeys(prefetch.keys))
+            ahead = [
+                t,
+                prefetch.token,
+                milliseconds(prefetch.lease_ttl),
+                "1" if prefetch.join else "0",
+                len(fields),
+                *fields,
+            ]
         args: list[str | int] = [milliseconds(self.ttl), repr(time.time()), job.key]
-        tail: list[str | int] = [milliseconds(retention), _COMPLETED, job.run_id]
+        tail: list[str | int] = [milliseconds(retention), _COMPLETED, job.run_id, *ahead]
         if commit is None:
             args += ["0", guard, 0, *tail]
         else:
@@ -102,9 +117,12 @@ class RedisRunState(ComposedRunState):
         reply = await self._connections.script("run_complete.lua")(keys=redis_keys, args=args)
         if reply[0] == 0:
             return Completion(committed=False, ready=[])
-        committed, activated, finished, waiting, resumed, finalized = (int(x) for x in reply[:6])
-        rest = reply[6:]
+        committed, activated, finished, waiting, resumed, finalized, count = (
+            int(x) for x in reply[:7]
+        )
+        rest = reply[7 : 7 + 2 * count]
         ready = [(str(rest[i]), rest[i + 1] == "1") for i in range(0, len(rest), 2)]
+        loaded = _loaded(reply[7 + 2 * count :], fields)
         unfinished, parked = activated - finished, waiting - resumed
         return Completion(
             committed=True if committed == 1 else None,
@@ -113,6 +131,7 @@ class RedisRunState(ComposedRunState):
             awaiting=parked > 0 and unfinished == parked,
             generation=resumed,
             finalized=None if finalized < 0 else finalized == 1,
+            prefetched=loaded,
         )
 
     async def finalize(
@@ -132,3 +151,19 @@ class RedisRunState(ComposedRunState):
             keys=redis_keys, args=[record, milliseconds(retention), run_id]
         )
         return bool(won)
+
+
+def _loaded(reply: list[Any], fields: list[str]) -> Loaded | None:
+    """A :class:`Loaded` from the seven values run_load.lua returns (None if absent)."""
+    if not reply:
+        return None
+    final, lease, failures, arrived, live, first, raws = reply
+    return Loaded(
+        final=json.loads(final) if final else None,
+        values={f: json.loads(r) for f, r in zip(fields, raws, strict=False) if r is not None},
+        lease=bool(lease),
+        failures=int(failures),
+        arrived=int(arrived),
+        live=set(live),
+        first=first or None,
+    )

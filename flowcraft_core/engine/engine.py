@@ -32,7 +32,14 @@ from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Node
 from flowcraft_core.engine.errors import describe, problem
 from flowcraft_core.engine.settings import EngineSettings
-from flowcraft_core.engine.state import Arrival, Completion, ComposedRunState, Loaded, RunState
+from flowcraft_core.engine.state import (
+    Arrival,
+    Completion,
+    ComposedRunState,
+    Loaded,
+    Prefetch,
+    RunState,
+)
 from flowcraft_core.errors import ExpressionError, NodeTimeout
 from flowcraft_core.node import NodeContext, Result, RunContext
 from flowcraft_core.plugins import default_manager
@@ -100,20 +107,41 @@ class Engine:
 
     async def handle(self, job: Job) -> None:
         """Handle one delivery of ``job``; the queue acknowledges when this returns."""
-        stack = [job]
-        steps = 0
+        stack: list[tuple[Job, Loaded | None]] = [(job, None)]
         deadline = time.monotonic() + self.settings.continue_seconds
+        try:
+            await self._drain(job, stack, deadline)
+        except BaseException:
+            # A prefetched successor not yet handled holds a lease: give it back, so the
+            # redelivery of this job is not locked out until it lapses.
+            for pending, loaded in stack:
+                if loaded is not None and loaded.lease:
+                    await self._release_quietly(pending)
+            raise
+
+    async def _drain(
+        self, job: Job, stack: list[tuple[Job, Loaded | None]], deadline: float
+    ) -> None:
+        steps = 0
         while stack:
-            ready = await self._step(stack.pop())
+            current, preloaded = stack.pop()
+            may_continue = steps + 1 < self.settings.continue_steps and time.monotonic() < deadline
+            ready, successor = await self._step(current, preloaded, may_continue)
             live: list[Job] = []
             for target, is_live in ready:
                 # Skipping a dead node is bookkeeping only, so it is always done inline.
-                (live if is_live else stack).append(target)
+                if is_live:
+                    live.append(target)
+                else:
+                    stack.append((target, None))
             if not live:
                 continue
             steps += 1
-            if steps < self.settings.continue_steps and time.monotonic() < deadline:
-                stack.append(live.pop(0))
+            if may_continue:
+                chosen = next((j for j in live if successor and j.key == successor[0]), live[0])
+                live.remove(chosen)
+                loaded = successor[1] if successor and chosen.key == successor[0] else None
+                stack.append((chosen, loaded))
             if live:
                 await self._enqueue(live)
             self._at("enqueued", job)
@@ -130,14 +158,18 @@ class Engine:
         for job in jobs:
             self.hook.flowcraft_job_enqueued(job=job, delay=delay)
 
-    async def _step(self, job: Job) -> list[tuple[Job, bool]]:
+    async def _step(
+        self, job: Job, preloaded: Loaded | None, may_continue: bool
+    ) -> tuple[list[tuple[Job, bool]], tuple[str, Loaded] | None]:
+        """Handle ``job`` (loaded already when ``preloaded``). Returns the ready targets and,
+        when ``may_continue``, possibly the prefetched load of the one to continue with."""
         flow = await self.flow(job.flow)
         if flow is None:
             await self._fail(
                 job,
                 problem(job.node_id, "BlueprintNotFound", f"blueprint {job.flow} is not stored"),
             )
-            return []
+            return [], None
         node = flow.nodes.get(job.node_id)
         if node is None:
             await self._fail(
@@ -148,26 +180,31 @@ class Engine:
                     f"blueprint {flow.id!r} has no node {job.node_id!r}",
                 ),
             )
-            return []
-        loaded = await self.state.load(
+            return [], None
+        loaded = preloaded or await self.state.load(
             job,
             node.read_keys,
             join=node.needs_join,
             lease_ttl=self._lease_ttl(node),
-            token=f"{self._token_prefix}{next(self._tokens)}",
+            token=self._token(),
         )
         try:
             self._at("loaded", job)
-            return await self._after_load(job, flow, node, loaded)
+            ready = await self._after_load(job, flow, node, loaded, may_continue)
+        except BaseException:
+            if loaded.successor is not None and loaded.successor[1].lease:
+                await self._release_quietly(self._job_for(job, loaded.successor[0]))
+            raise
         finally:
             # Every path that keeps going releases the lease itself (in the same round trip
             # as its last write); this covers early exits and crashes, so a redelivery of
             # this very job is not locked out until the lease expires.
             if loaded.lease:
                 await self._release_quietly(job)
+        return ready, loaded.successor if may_continue else None
 
     async def _after_load(
-        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded
+        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded, prefetch: bool
     ) -> list[tuple[Job, bool]]:
         if loaded.final is not None:
             return []
@@ -175,7 +212,7 @@ class Engine:
         if node.output_key in values:
             # Committed by an earlier delivery: never run again, just route again.
             output, action = values[node.output_key], values.get(node.action_key)
-            return await self._route(job, flow, node, loaded, output, action, None)
+            return await self._route(job, flow, node, loaded, output, action, None, prefetch)
         if node.incoming:
             expected = len(node.incoming)
             if not loaded.live:
@@ -207,13 +244,14 @@ class Engine:
         if builtin == SLEEP:
             if await self._still_asleep(job, node, loaded):
                 return []
-            return await self._route(job, flow, node, loaded, node_input, None, {})
+            return await self._route(job, flow, node, loaded, node_input, None, {}, prefetch)
         outcome = await self._execute(job, node, node_input, loaded)
         if outcome is None:
             return []
         result, writes = outcome
         self._at("executed", job)
-        return await self._route(job, flow, node, loaded, result.output, result.action, writes)
+        output, action = result.output, result.action
+        return await self._route(job, flow, node, loaded, output, action, writes, prefetch)
 
     async def _release_quietly(self, job: Job) -> None:
         try:
@@ -293,6 +331,24 @@ class Engine:
             await self._fail(job, error)
             return None
         return self._as_result(value), run_context.pending
+
+    def _token(self) -> str:
+        return f"{self._token_prefix}{next(self._tokens)}"
+
+    def _prefetch_for(self, flow: CompiledFlow, arrivals: list[Arrival]) -> Prefetch | None:
+        """Ask to load the first taken edge's target with the commit, in case it becomes ready:
+        it is the successor :meth:`handle` continues with."""
+        target = next((a.target for a in arrivals if a.live), None)
+        if target is None:
+            return None
+        node = flow.nodes[target.rpartition("#")[0]]
+        return Prefetch(
+            target=target,
+            keys=node.read_keys,
+            join=node.needs_join,
+            lease_ttl=self._lease_ttl(node),
+            token=self._token(),
+        )
 
     @staticmethod
     def _retry(job: Job) -> Job:
@@ -412,6 +468,7 @@ class Engine:
         output: Any,
         action: Any,
         writes: Mapping[str, Any] | None,
+        prefetch: bool = False,
     ) -> list[tuple[Job, bool]]:
         """Commit (when ``writes`` is not None) and route. Returns the ready targets."""
         try:
@@ -425,13 +482,17 @@ class Engine:
             if action is not None:
                 commit[node.action_key] = action
         try:
+            ahead = self._prefetch_for(flow, arrivals) if prefetch else None
             completion = await self.state.complete(
                 job,
                 guard=node.output_key,
                 commit=commit,
                 arrivals=arrivals,
                 retention=self.settings.retention,
+                prefetch=ahead,
             )
+            if ahead is not None and completion.prefetched is not None:
+                loaded.successor = (ahead.target, completion.prefetched)
             loaded.lease = False
         except (TypeError, ValueError) as exc:
             if commit is None:
@@ -450,7 +511,7 @@ class Engine:
             # Another delivery committed first: route with its result, not ours.
             stored = await self.context.get_many(job.run_id, [node.output_key, node.action_key])
             output, action = stored.get(node.output_key), stored.get(node.action_key)
-            return await self._route(job, flow, node, loaded, output, action, None)
+            return await self._route(job, flow, node, loaded, output, action, None, prefetch)
         self._at("completed", job)
         if completion.committed:
             self.hook.flowcraft_node_finished(job=job, output=output, action=action)

@@ -47,6 +47,20 @@ class Loaded:
     arrived: int = 0  # incoming edges accounted for (taken or dead)
     live: set[str] = field(default_factory=set)  # incoming edges taken
     first: str | None = None  # first taken edge (``any`` joins)
+    # Set by the engine: a prefetched successor, by job key, with its load.
+    successor: tuple[str, Loaded] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetch:
+    """Ask :meth:`RunState.complete` to also load ``target`` if it becomes ready to run, as
+    :meth:`RunState.load` would: the engine is about to continue with it inline."""
+
+    target: str  # job key
+    keys: Sequence[str]
+    join: bool
+    lease_ttl: float
+    token: str
 
 
 @dataclass(slots=True)
@@ -57,6 +71,7 @@ class Completion:
     awaiting: bool = False  # only parked wait nodes are left
     generation: int = 0  # number of resumes so far (names the awaiting signal)
     finalized: bool | None = None  # done and already finalized here: whether this call won
+    prefetched: Loaded | None = None  # the Prefetch target's load, if it became ready
 
 
 class RunState(Protocol):
@@ -74,9 +89,11 @@ class RunState(Protocol):
         commit: Mapping[str, Any] | None,
         arrivals: Sequence[Arrival],
         retention: float,
+        prefetch: Prefetch | None = None,
     ) -> Completion:
         """Commit, route and finish ``job``. A state may also finalize a run that this makes
-        done (as "completed", with ``retention``), reporting it in ``finalized``."""
+        done (as "completed", with ``retention``), reporting it in ``finalized``, and may
+        honour ``prefetch``, reporting it in ``prefetched``."""
         ...
 
     async def park(self, job: Job) -> Completion: ...
@@ -152,6 +169,7 @@ class ComposedRunState:
         commit: Mapping[str, Any] | None,
         arrivals: Sequence[Arrival],
         retention: float,
+        prefetch: Prefetch | None = None,
     ) -> Completion:
         committed: bool | None = None
         if commit is not None:
