@@ -1,0 +1,140 @@
+"""Deliberately broken drivers: the in-memory stores with one contract violated each.
+
+Each :class:`Broken` names the contract of the conformance suite that must catch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flowcraft_conformance.target import Clock, DriverParts, Target
+
+from flowcraft_core.protocols import Job, Op
+from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, MemoryQueue
+from flowcraft_memory.driver import flowcraft_driver_info
+
+
+class NonAtomicCounter(MemoryCoordinationStore):
+    """``incr`` reads, yields to the event loop, then writes: racing increments are lost."""
+
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        current = await self.get(key)
+        await asyncio.sleep(0)
+        value = int(current or 0) + amount
+        await self.set(key, str(value), ttl=ttl)
+        return value
+
+
+class LossyQueue(MemoryQueue):
+    """Loses one job in fifty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
+        self.seen += 1
+        if self.seen % 50 == 0:
+            return
+        await super().enqueue(job, delay=delay)
+
+
+class DroppingPatchContext(MemoryContextStore):
+    """``patch`` silently drops the last of several writes."""
+
+    async def patch(self, run_id: str, set: Any, delete: Any = ()) -> None:
+        writes = dict(set)
+        if len(writes) > 1:
+            writes.pop(list(writes)[-1])
+        await super().patch(run_id, writes, delete)
+
+
+class DroppingCommitContext(MemoryContextStore):
+    """``commit`` writes its guard but drops the other writes."""
+
+    async def commit(self, run_id: str, guard: str, set: Any) -> bool:
+        return await super().commit(run_id, guard, {k: v for k, v in set.items() if k == guard})
+
+
+class TTLIgnoringCoordination(MemoryCoordinationStore):
+    """Accepts every ttl and ignores it: nothing ever expires."""
+
+    def _apply(self, op: Op) -> Any:
+        if op.name == "extend":
+            return self._live(op.key) is not None
+        if op.ttl is not None:
+            op = dataclasses.replace(op, ttl=None)
+        return super()._apply(op)
+
+    async def signal(self, key: str, *, ttl: float | None = None) -> None:
+        await super().signal(key)
+
+
+class NoRedeliveryQueue(MemoryQueue):
+    """A job whose handler raised is dropped instead of delivered again."""
+
+    def _redeliver(self, job: Job, delivery: int) -> None:
+        return None
+
+
+class DuplicateCountingCoordination(MemoryCoordinationStore):
+    """``add_member`` counts every add, duplicates included, and always says ``added``."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        super().__init__(clock)
+        self.adds: dict[str, int] = {}
+
+    def _apply(self, op: Op) -> Any:
+        if op.name in ("add_member", "count") and self._live(op.key) is None:
+            self.adds.pop(op.key, None)
+        if op.name == "add_member":
+            super()._apply(op)
+            self.adds[op.key] = self.adds.get(op.key, 0) + 1
+            return (True, self.adds[op.key])
+        if op.name == "count":
+            return self.adds.get(op.key, 0)
+        if op.name == "delete":
+            self.adds.pop(op.key, None)
+        return super()._apply(op)
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A broken driver and the contract that must catch it."""
+
+    name: str
+    contract: str
+    queue: Callable[[], Any] = MemoryQueue
+    context: Callable[[], Any] = MemoryContextStore
+    coordination: Callable[..., Any] = MemoryCoordinationStore
+
+    def target(self) -> Target:
+        def factory(namespace: str) -> DriverParts:
+            return DriverParts(self.queue(), self.context(), self.coordination())
+
+        return Target.from_factory(
+            factory,
+            name=f"broken: {self.name}",
+            capabilities=flowcraft_driver_info().capabilities,
+            clocked_coordination=lambda clock: self.coordination(clock),
+        )
+
+
+BROKEN = [
+    Broken("non-atomic incr", "coordination atomicity", coordination=NonAtomicCounter),
+    Broken("loses one job in fifty", "queue delivery", queue=LossyQueue),
+    Broken("patch drops a write", "context store", context=DroppingPatchContext),
+    Broken("commit drops its writes", "context store", context=DroppingCommitContext),
+    Broken("ttl ignored", "coordination TTL", coordination=TTLIgnoringCoordination),
+    Broken("no redelivery after a crash", "queue redelivery", queue=NoRedeliveryQueue),
+    Broken(
+        "add_member counts duplicates",
+        "coordination store",
+        coordination=DuplicateCountingCoordination,
+    ),
+]
