@@ -259,6 +259,12 @@ STYLES = {
 }
 
 
+def _name(outcome: Outcome) -> str:
+    """The test with its parameters, e.g. ``test_scenario[chain-duplicate]``."""
+    params = outcome.nodeid.partition("[")[2]
+    return f"{outcome.test}[{params}" if params else outcome.test
+
+
 def render(report: Report, console: Any = None) -> None:
     """Print ``report`` as a table: contract, test, result, reason."""
     from rich.console import Console
@@ -274,14 +280,18 @@ def render(report: Report, console: Any = None) -> None:
     table.add_column("result")
     table.add_column("reason", overflow="fold")
     for contract, outcomes in report.by_contract().items():
-        for i, outcome in enumerate(outcomes):
-            style = STYLES.get(outcome.outcome, "")
+        # Passing tests collapse into one line per contract; anything else is listed.
+        passed = [o for o in outcomes if o.outcome == "passed"]
+        rows = [(f"{len(passed)} test(s)", "passed", "")] if passed else []
+        rows += [(_name(o), o.outcome, o.reason) for o in outcomes if o.outcome != "passed"]
+        for i, (name, outcome, reason) in enumerate(rows):
+            style = STYLES.get(outcome, "")
             table.add_row(
                 contract if i == 0 else "",
-                outcome.test,
-                f"[{style}]{outcome.outcome}[/{style}]",
-                outcome.reason,
-                end_section=i == len(outcomes) - 1,
+                name,
+                f"[{style}]{outcome}[/{style}]",
+                reason,
+                end_section=i == len(rows) - 1,
             )
     console.print(table)
     counts = report.counts()

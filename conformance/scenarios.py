@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.client import Client, RunResult
 from flowcraft_core.drivers import Backends
@@ -30,6 +32,8 @@ from flowcraft_core.node import NodeContext, Result
 from flowcraft_core.protocols import Handler, Job, Queue
 from flowcraft_core.registry import Registry
 from flowcraft_core.worker import Worker
+
+from .harness import Harness
 
 FAULTS: tuple[str, ...] = (
     "none",
@@ -544,3 +548,19 @@ def verify(scenario: Scenario, fault: str, result: RunResult, calls: dict[str, i
         f"{scenario.name} [{fault}]: node code ran {calls}, "
         f"expected {expected_calls(scenario, fault)}"
     )
+
+
+class WorkflowScenarios:
+    """Every scenario under every fault, on the driver under test: exact outputs, joins that
+    fire once, and no committed node run again (see the module docstring)."""
+
+    contract = "workflow scenarios"
+
+    @pytest.mark.parametrize("fault", FAULTS)
+    @pytest.mark.parametrize("name", list(SCENARIOS_BY_NAME))
+    def test_scenario(self, conformance: Harness, name: str, fault: str) -> None:
+        scenario = SCENARIOS_BY_NAME[name]
+        result, calls = conformance.run(
+            run_scenario(scenario, conformance.backends, fault=fault), timeout=120
+        )
+        verify(scenario, fault, result, calls)

@@ -163,12 +163,9 @@ class Target:
 
 
 def isolated_url(url: str, namespace: str, capabilities: Mapping[str, Any]) -> str:
-    """``url`` made private to ``namespace`` as the ``isolation`` capability says (the memory
-    driver isolates by path even when it does not declare it)."""
+    """``url`` made private to ``namespace`` as the ``isolation`` capability says."""
     parts = urlsplit(url)
     how = value_of(capabilities, "isolation")
-    if how is None and parts.scheme.lower() == "memory":
-        how = "path"
     if not how:
         return url
     if how == "path":

@@ -46,6 +46,8 @@ def flowcraft_driver_info() -> DriverInfo:
             "redelivery_after_crash_s": 0.0,
             "multi_process": False,
             "fault_injection": True,
+            "isolation": "path",
+            "signal": True,
         },
         description="In-process asyncio queue and dicts: development, tests, flowcraft run.",
     )

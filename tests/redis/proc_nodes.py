@@ -1,0 +1,111 @@
+"""Node implementations for the multi-process Redis tests, imported by ``flowcraft worker``
+subprocesses as ``--registry proc_nodes:registry`` (``tests/redis`` is on their PYTHONPATH).
+
+Every node appends ``PHASE RUN NODE ATTEMPT PID TIME`` lines (phase ``start``, ``end`` or
+``fail``) to the file named by ``$FLOWCRAFT_TEST_EXEC_LOG``, one ``os.write`` of a short line on
+an ``O_APPEND`` descriptor each, so lines of concurrent processes never interleave. The tests
+count them to prove that no node's code ran more often than it may.
+
+``registry`` holds the example's order nodes (wrapped to record their executions) and the
+``step`` family below; ``partial_registry`` lacks ``step_b`` (a worker without an
+implementation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from flowcraft_core import NodeContext, Registry, Result
+
+try:
+    from examples import orders
+except ModuleNotFoundError:  # in the pytest process: the repository root is not on sys.path
+    sys.path.append(str(Path(__file__).resolve().parents[2]))
+    from examples import orders
+
+LOG_ENV = "FLOWCRAFT_TEST_EXEC_LOG"
+
+
+def record(phase: str, ctx: NodeContext) -> None:
+    path = os.environ.get(LOG_ENV)
+    if not path:
+        return
+    line = f"{phase} {ctx.run_id} {ctx.node_id} {ctx.attempt} {os.getpid()} {time.time():.6f}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def counted(call: Callable[[NodeContext], Awaitable[Any]]) -> Callable[..., Any]:
+    async def run(ctx: NodeContext) -> Any:
+        record("start", ctx)
+        try:
+            value = await call(ctx)
+        except Exception:
+            record("fail", ctx)
+            raise
+        record("end", ctx)
+        return value
+
+    return run
+
+
+def incoming_value(value: Any) -> float:
+    """The number a ``step`` node builds on: the run input's ``x``, a predecessor's
+    ``value``, or the sum of the values of an ``all`` join's predecessors."""
+    if not isinstance(value, dict):
+        return 0
+    if "x" in value:
+        return float(value["x"])
+    if "value" in value:
+        return float(value["value"])
+    return sum(float(part["value"]) for part in value.values())
+
+
+async def step(ctx: NodeContext) -> dict[str, Any]:
+    """Sleeps ``params.delay`` seconds, then outputs ``incoming + params.add``."""
+    await asyncio.sleep(float(ctx.params.get("delay", 0)))
+    return {"node": ctx.node_id, "value": incoming_value(ctx.input) + ctx.params.get("add", 0)}
+
+
+async def flaky(ctx: NodeContext) -> dict[str, Any]:
+    """A ``step`` whose first attempt fails."""
+    if ctx.attempt == 1:
+        raise ConnectionError("flaky: first attempt fails")
+    return await step(ctx)
+
+
+async def unserialisable(ctx: NodeContext) -> Any:
+    kind = ctx.params.get("kind")
+    if kind == "set":
+        return {"tags": {"a", "b"}}
+    if kind == "nan":
+        return {"ratio": float("nan")}
+    if kind == "context":
+        ctx.context.set("handle", object())
+        return {"ok": True}
+    return Result(output={"ok": True})
+
+
+def _build(include_b: bool) -> Registry:
+    reg = Registry()
+    for key, impl in orders.registry.items():
+        reg.register(key, counted(impl.call))
+    reg.register("step", counted(step))
+    reg.register("flaky", counted(flaky))
+    if include_b:
+        reg.register("step_b", counted(step))
+    reg.register("unserialisable", counted(unserialisable))
+    return reg
+
+
+registry = _build(include_b=True)
+partial_registry = _build(include_b=False)

@@ -1,0 +1,25 @@
+"""`flowcraft conformance redis://…/15` passes: our primary driver meets every contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLOWCRAFT = str(Path(sys.executable).parent / "flowcraft")
+
+
+@pytest.mark.timeout(900)
+def test_redis_driver_conforms(redis_server: str) -> None:
+    result = subprocess.run(
+        [FLOWCRAFT, "conformance", redis_server],  # the session's Redis, database 15
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.stdout.rstrip().endswith("conforms"), result.stdout[-2000:]
+    assert "72 test(s)" in result.stdout
