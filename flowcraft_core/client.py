@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from flowcraft_core.protocols import Job, Op
 from flowcraft_core.validation import check
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 
@@ -184,6 +186,24 @@ class Client:
         ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         rk = keys.RunKeys(run_id)
+        backoff = 0.1
+        while True:
+            try:
+                return await self._wait_once(run_id, rk, deadline, timeout)
+            except (FlowcraftError, TimeoutError):
+                raise
+            except Exception as exc:
+                # The backend went away (a restart, a failover): the run goes on without us,
+                # so keep following it until the deadline rather than fail the caller.
+                if deadline is not None and time.monotonic() + backoff >= deadline:
+                    raise
+                log.warning("waiting for run %s: %s; retrying in %.1fs", run_id, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _wait_once(
+        self, run_id: str, rk: keys.RunKeys, deadline: float | None, timeout: float | None
+    ) -> RunResult:
         while True:
             final, awaiting, generation = await self._census(run_id)
             if final is not None:

@@ -175,9 +175,16 @@ class RedisCoordinationStore:
         }
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            # Look at every finished wait (so none leaves an unretrieved error behind); a
+            # signal wins over an error, an error over a timeout.
+            failure: BaseException | None = None
             for task in done:
-                if task.result():
+                if task.exception() is not None:
+                    failure = task.exception()
+                elif task.result():
                     return waits[task]
+            if failure is not None:
+                raise failure
             return None  # they share one deadline: the first to time out means all did
         finally:
             pending = [task for task in waits if not task.done()]

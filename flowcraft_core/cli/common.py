@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -53,6 +54,15 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail_usage(str(exc))
         except FlowcraftError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_RUN_NOT_COMPLETED)
+        except (KeyboardInterrupt, SystemExit, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:
+            # A backend failure mid-command (Redis gone, say): one line, not a traceback,
+            # unless -v asked for details.
+            if logging.getLogger().isEnabledFor(logging.INFO):
+                raise
+            click.echo(f"error: {type(exc).__name__}: {exc} (run with -v for details)", err=True)
             sys.exit(EXIT_RUN_NOT_COMPLETED)
 
     return wrapper

@@ -183,14 +183,6 @@ async def test_runs_complete_across_a_redis_restart(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: `flowcraft wait` (Client.result) dies with a redis ConnectionError traceback when "
-        "Redis restarts during the wait: RedisCoordinationStore.wait_any's BLMOVE connection "
-        "is dropped and nothing retries it, and `guarded` only catches FlowcraftError"
-    ),
-)
 def test_flowcraft_wait_follows_a_run_across_a_redis_restart(
     private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
