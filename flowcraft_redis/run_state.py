@@ -15,7 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys
-from flowcraft_core.engine.state import Arrival, Completion, ComposedRunState, Loaded, Prefetch
+from flowcraft_core.engine.state import (
+    Arrival,
+    Completion,
+    ComposedRunState,
+    Loaded,
+    Prefetch,
+    census,
+)
 from flowcraft_core.protocols import Job
 from flowcraft_redis.context import RedisContextStore, encode
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
@@ -123,16 +130,12 @@ class RedisRunState(ComposedRunState):
         rest = reply[7 : 7 + 2 * count]
         ready = [(str(rest[i]), rest[i + 1] == "1") for i in range(0, len(rest), 2)]
         loaded = _loaded(reply[7 + 2 * count :], fields)
-        unfinished, parked = activated - finished, waiting - resumed
-        return Completion(
-            committed=True if committed == 1 else None,
-            ready=ready,
-            done=unfinished <= 0,
-            awaiting=parked > 0 and unfinished == parked,
-            generation=resumed,
-            finalized=None if finalized < 0 else finalized == 1,
-            prefetched=loaded,
+        completion = census(
+            True if committed == 1 else None, ready, activated, finished, waiting, resumed
         )
+        completion.finalized = None if finalized < 0 else finalized == 1
+        completion.prefetched = loaded
+        return completion
 
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float

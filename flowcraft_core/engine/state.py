@@ -107,6 +107,26 @@ class RunState(Protocol):
     ) -> bool: ...
 
 
+def census(
+    committed: bool | None,
+    ready: list[tuple[str, bool]],
+    activated: int,
+    finished: int,
+    waiting: int,
+    resumed: int,
+) -> Completion:
+    """The :class:`Completion` that the run's token counts mean: done when no activated job
+    is unfinished; awaiting when the only unfinished ones are parked wait nodes."""
+    unfinished, parked = activated - finished, waiting - resumed
+    return Completion(
+        committed=committed,
+        ready=ready,
+        done=unfinished <= 0,
+        awaiting=parked > 0 and unfinished == parked,
+        generation=resumed,
+    )
+
+
 def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) -> bool | None:
     """Whether this arrival makes its target ready: True (to run), False (to skip: every
     incoming edge is dead), None (not ready, or another arrival is responsible).
@@ -228,14 +248,7 @@ class ComposedRunState:
         committed: bool | None, ready: list[tuple[str, bool]], results: list[Any]
     ) -> Completion:
         activated, finished, waiting, resumed = results[-6:-2]
-        unfinished, parked = activated - finished, waiting - resumed
-        return Completion(
-            committed=committed,
-            ready=ready,
-            done=unfinished <= 0,
-            awaiting=parked > 0 and unfinished == parked,
-            generation=resumed,
-        )
+        return census(committed, ready, activated, finished, waiting, resumed)
 
     async def release(self, job: Job) -> None:
         await self.coordination.delete(RunKeys(job.run_id).lease(job.key))
