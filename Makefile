@@ -31,8 +31,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks --driver memory --shape fanout --size 20 --runs 50
-	$(BIN)/python -m benchmarks --driver redis --shape fanout --size 20 --runs 50 --workers 2
+	$(BIN)/python -m benchmarks.table
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
