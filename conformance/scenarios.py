@@ -564,3 +564,16 @@ class WorkflowScenarios:
             run_scenario(scenario, conformance.backends, fault=fault), timeout=120
         )
         verify(scenario, fault, result, calls)
+
+    @pytest.mark.parametrize("fault", ("none", "duplicate", "crash:completed"))
+    @pytest.mark.parametrize("name", list(SCENARIOS_BY_NAME))
+    def test_scenario_composed(self, conformance: Harness, name: str, fault: str) -> None:
+        """The same, with the engine's steps composed from the protocols rather than a
+        driver's fused run state: both must give the same results."""
+        scenario = SCENARIOS_BY_NAME[name]
+        settings = EngineSettings(fused_state=False)
+        result, calls = conformance.run(
+            run_scenario(scenario, conformance.backends, fault=fault, settings=settings),
+            timeout=120,
+        )
+        verify(scenario, fault, result, calls)

@@ -29,9 +29,21 @@ class MemoryContextStore:
         raw = self._run(run_id).get(key)
         return MISSING if raw is None else json.loads(raw)
 
-    async def get_many(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
+    def get_many_now(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
         data = self._run(run_id)
         return {k: json.loads(data[k]) for k in keys if k in data}
+
+    def commit_now(self, run_id: str, guard: str, set: Mapping[str, Any]) -> bool:
+        data = self._run(run_id)
+        if guard in data:
+            return False
+        encoded = {k: json.dumps(v) for k, v in set.items()}  # all or nothing
+        data.update(encoded)
+        data.setdefault(guard, "null")
+        return True
+
+    async def get_many(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
+        return self.get_many_now(run_id, keys)
 
     async def get_all(self, run_id: str) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self._run(run_id).items()}
@@ -53,13 +65,7 @@ class MemoryContextStore:
             data.pop(key, None)
 
     async def commit(self, run_id: str, guard: str, set: Mapping[str, Any]) -> bool:
-        data = self._run(run_id)
-        if guard in data:
-            return False
-        encoded = {k: json.dumps(v) for k, v in set.items()}
-        data.update(encoded)
-        data.setdefault(guard, "null")
-        return True
+        return self.commit_now(run_id, guard, set)
 
     async def expire(self, run_id: str, seconds: float) -> None:
         if run_id in self._runs:

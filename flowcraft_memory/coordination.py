@@ -43,52 +43,81 @@ class MemoryCoordinationStore:
         elif not keep_ttl:
             self._expiry.pop(key, None)
 
+    # Synchronous operations: each completes without yielding, so each is atomic; the fused
+    # run state (run_state.py) calls them directly.
+
+    def get_now(self, key: str) -> str | None:
+        current = self._live(key)
+        return current if isinstance(current, str) else None
+
+    def set_now(self, key: str, value: str, ttl: float | None) -> None:
+        self._live(key)
+        self._put(key, value, ttl, keep_ttl=False)
+
+    def set_if_absent_now(self, key: str, value: str, ttl: float | None) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._put(key, value, ttl, keep_ttl=False)
+        return True
+
+    def delete_now(self, key: str) -> bool:
+        self._expiry.pop(key, None)
+        self._signals.discard(key)
+        return self._values.pop(key, None) is not None
+
+    def add_member_now(self, key: str, member: str, ttl: float | None) -> tuple[bool, int]:
+        current = self._live(key)
+        if current is None:
+            members: set[str] = set()
+            self._put(key, members, ttl, keep_ttl=False)
+        elif isinstance(current, set):
+            members = current
+        else:
+            raise TypeError(f"add_member on a string key: {key}")
+        size = len(members)
+        members.add(member)
+        return len(members) > size, len(members)
+
+    def count_now(self, key: str) -> int:
+        current = self._live(key)
+        return len(current) if isinstance(current, set) else 0
+
+    def members_now(self, key: str) -> builtins.set[str]:
+        current = self._live(key)
+        return set(current) if isinstance(current, set) else set()
+
     def _apply(self, op: Op) -> Any:
         name = op.name
-        current = self._live(op.key)
         if name == "get":
-            return current if isinstance(current, str) else None
+            return self.get_now(op.key)
         if name == "set":
             assert op.value is not None
-            self._put(op.key, op.value, op.ttl, keep_ttl=False)
+            self.set_now(op.key, op.value, op.ttl)
             return None
         if name == "set_if_absent":
-            if current is not None:
-                return False
             assert op.value is not None
-            self._put(op.key, op.value, op.ttl, keep_ttl=False)
-            return True
+            return self.set_if_absent_now(op.key, op.value, op.ttl)
+        if name == "add_member":
+            assert op.value is not None
+            return self.add_member_now(op.key, op.value, op.ttl)
+        if name == "count":
+            return self.count_now(op.key)
+        if name == "members":
+            return self.members_now(op.key)
+        if name == "delete":
+            return self.delete_now(op.key)
+        current = self._live(op.key)
         if name == "incr":
             if isinstance(current, set):
                 raise TypeError(f"incr on a set key: {op.key}")
             value = int(current or 0) + op.amount
             self._put(op.key, str(value), op.ttl if current is None else None, keep_ttl=True)
             return value
-        if name == "delete":
-            self._expiry.pop(op.key, None)
-            self._signals.discard(op.key)
-            return self._values.pop(op.key, None) is not None
-        if name == "add_member":
-            assert op.value is not None
-            if current is None:
-                members: set[str] = set()
-                self._put(op.key, members, op.ttl, keep_ttl=False)
-            elif isinstance(current, set):
-                members = current
-            else:
-                raise TypeError(f"add_member on a string key: {op.key}")
-            added = op.value not in members
-            members.add(op.value)
-            return (added, len(members))
         if name == "remove_member":
             if isinstance(current, set) and op.value in current:
                 current.discard(op.value)
                 return True
             return False
-        if name == "count":
-            return len(current) if isinstance(current, set) else 0
-        if name == "members":
-            return set(current) if isinstance(current, set) else set()
         if name == "extend":
             if current is None:
                 return False

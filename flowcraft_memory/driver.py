@@ -7,12 +7,14 @@ Backends are shared per name within a process, so a client and the workers of th
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flowcraft_core.hookspecs import DriverInfo, hookimpl
 from flowcraft_memory.context import MemoryContextStore
 from flowcraft_memory.coordination import MemoryCoordinationStore
 from flowcraft_memory.queue import MemoryQueue
+from flowcraft_memory.run_state import MemoryRunState
 
 SCHEME = "memory"
 
@@ -69,3 +71,12 @@ def flowcraft_make_context(url: str) -> MemoryContextStore | None:
 def flowcraft_make_coordination(url: str) -> MemoryCoordinationStore | None:
     name = _name(url)
     return None if name is None else _coordinations.setdefault(name, MemoryCoordinationStore())
+
+
+@hookimpl
+def flowcraft_make_run_state(context: Any, coordination: Any, ttl: float) -> MemoryRunState | None:
+    if isinstance(context, MemoryContextStore) and isinstance(
+        coordination, MemoryCoordinationStore
+    ):
+        return MemoryRunState(context, coordination, ttl=ttl)
+    return None

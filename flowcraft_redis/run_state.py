@@ -33,6 +33,8 @@ _COMPLETED = json.dumps({"status": "completed", "error": None})
 class RedisRunState(ComposedRunState):
     """:class:`~flowcraft_core.engine.state.RunState` in one round trip per step."""
 
+    prefetches = True
+
     def __init__(
         self, context: RedisContextStore, coordination: RedisCoordinationStore, *, ttl: float
     ) -> None:

@@ -75,8 +75,12 @@ class Engine:
         self.pm = pm or default_manager()
         self.hook = self.pm.hook
         self.checkpoint = checkpoint
-        fused = self.hook.flowcraft_make_run_state(
-            context=context, coordination=coordination, ttl=self.settings.run_ttl
+        fused = (
+            self.hook.flowcraft_make_run_state(
+                context=context, coordination=coordination, ttl=self.settings.run_ttl
+            )
+            if self.settings.fused_state
+            else None
         )
         self.state: RunState = fused or ComposedRunState(
             context, coordination, ttl=self.settings.run_ttl
@@ -482,7 +486,9 @@ class Engine:
             if action is not None:
                 commit[node.action_key] = action
         try:
-            ahead = self._prefetch_for(flow, arrivals) if prefetch else None
+            ahead = (
+                self._prefetch_for(flow, arrivals) if prefetch and self.state.prefetches else None
+            )
             completion = await self.state.complete(
                 job,
                 guard=node.output_key,

@@ -32,6 +32,9 @@ class EngineSettings:
     missing_delay: float = 0.5
     """First delay before such a retry; it doubles each time, up to ``missing_delay_max``."""
     missing_delay_max: float = 30.0
+    fused_state: bool = True
+    """Use a driver's fused run state when it offers one (fewer round trips). False composes
+    the steps from the protocols: the reference semantics, to compare a fused state against."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineSettings:
@@ -44,6 +47,11 @@ class EngineSettings:
             name = f"FLOWCRAFT_{f.name.upper()}"
             raw = env.get(name)
             if raw is None:
+                continue
+            if f.type in ("bool", bool):
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise FlowcraftError(f"{name} must be true or false, got {raw!r}")
+                changes[f.name] = raw.lower() in ("1", "true", "yes")
                 continue
             kind = int if f.type in ("int", int) else float
             try:

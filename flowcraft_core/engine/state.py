@@ -77,6 +77,9 @@ class Completion:
 class RunState(Protocol):
     """The engine's state steps (see the module docstring)."""
 
+    prefetches: bool
+    """Whether :meth:`complete` honours a :class:`Prefetch` (else the engine never asks)."""
+
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
     ) -> Loaded: ...
@@ -149,6 +152,8 @@ def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) ->
 
 class ComposedRunState:
     """:class:`RunState` composed from the two store protocols."""
+
+    prefetches = False
 
     def __init__(
         self, context: ContextStore, coordination: CoordinationStore, *, ttl: float

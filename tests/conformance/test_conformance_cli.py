@@ -22,4 +22,4 @@ def test_memory_driver_conforms() -> None:
     result = run_conformance_cli("memory://")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert result.stdout.rstrip().endswith("conforms"), result.stdout[-2000:]
-    assert "72 test(s)" in result.stdout  # every scenario under every fault ran and passed
+    assert "108 test(s)" in result.stdout  # every scenario under every fault, fused and composed
