@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_core.engine.keys import RunKeys
+from flowcraft_core.engine.keys import run_keys
 from flowcraft_core.engine.state import (
     Arrival,
     Completion,
@@ -39,7 +39,7 @@ class MemoryRunState(ComposedRunState):
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
     ) -> Loaded:
-        co, rk, jk = self._co, RunKeys(job.run_id), job.key
+        co, rk, jk = self._co, run_keys(job.run_id), job.key
         final = co.get_now(rk.final)
         loaded = Loaded(
             final=json.loads(final) if final else None,
@@ -63,7 +63,7 @@ class MemoryRunState(ComposedRunState):
         retention: float,
         prefetch: Prefetch | None = None,
     ) -> Completion:
-        co, rk, ttl = self._co, RunKeys(job.run_id), self.ttl
+        co, rk, ttl = self._co, run_keys(job.run_id), self.ttl
         committed: bool | None = None
         if commit is not None:
             committed = self._ctx.commit_now(job.run_id, guard, commit)

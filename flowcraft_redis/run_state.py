@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys
+from flowcraft_core.engine.keys import ACTIVE_RUNS, run_keys
 from flowcraft_core.engine.state import (
     Arrival,
     Completion,
@@ -46,7 +46,7 @@ class RedisRunState(ComposedRunState):
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
     ) -> Loaded:
-        rk = RunKeys(job.run_id)
+        rk = run_keys(job.run_id)
         jk = job.key
         co = self._co.key
         redis_keys = [
@@ -74,7 +74,7 @@ class RedisRunState(ComposedRunState):
         retention: float,
         prefetch: Prefetch | None = None,
     ) -> Completion:
-        rk = RunKeys(job.run_id)
+        rk = run_keys(job.run_id)
         co = self._co.key
         redis_keys = [
             self._ctx.key(job.run_id),
@@ -142,7 +142,7 @@ class RedisRunState(ComposedRunState):
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
-        rk = RunKeys(run_id)
+        rk = run_keys(run_id)
         co = self._co.key
         redis_keys = [
             co(rk.final),

@@ -386,7 +386,7 @@ class Engine:
 
     async def _missing(self, job: Job, node: Node, loaded: Loaded) -> None:
         uses = node.definition.uses
-        rk = keys.RunKeys(job.run_id)
+        rk = keys.run_keys(job.run_id)
         tries = await self.coordination.incr(rk.missing(job.key), ttl=self.settings.run_ttl)
         if tries > self.settings.missing_retries:
             known = ", ".join(sorted(self.registry)) or "none"
@@ -423,7 +423,7 @@ class Engine:
 
     async def _still_asleep(self, job: Job, node: Node, loaded: Loaded) -> bool:
         duration = float(node.definition.params.get("duration", 0)) / 1000
-        key = keys.RunKeys(job.run_id).sleep(job.key)
+        key = keys.run_keys(job.run_id).sleep(job.key)
         wake = repr(time.time() + duration)
         _, stored = await self.coordination.batch(
             [Op.set_if_absent(key, wake, self.settings.run_ttl), Op.get(key)]
@@ -563,7 +563,7 @@ class Engine:
             if won:
                 self.hook.flowcraft_run_finished(run_id=job.run_id, status="completed", error=None)
         elif completion.awaiting:
-            rk = keys.RunKeys(job.run_id)
+            rk = keys.run_keys(job.run_id)
             await self.coordination.signal(
                 rk.signal_idle(completion.generation), ttl=self.settings.run_ttl
             )
@@ -591,7 +591,7 @@ class LeaseKeeper:
 
     def hold(self, job: Job, ttl: float) -> int:
         lease_id = next(self._ids)
-        key = keys.RunKeys(job.run_id).lease(job.key)
+        key = keys.run_keys(job.run_id).lease(job.key)
         self._held[lease_id] = (key, ttl, time.monotonic() + ttl / 3)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._renew_forever())

@@ -6,6 +6,8 @@ actions. Coordination keys hold the engine's bookkeeping. A job key is ``node#in
 
 from __future__ import annotations
 
+import functools
+
 INPUT = "_input"
 RUN = "_run"
 OUTPUT_PREFIX = "_outputs."
@@ -77,3 +79,9 @@ class RunKeys:
 
     def missing(self, job_key: str) -> str:
         return f"run:{self.run_id}:missing:{job_key}"
+
+
+@functools.lru_cache(maxsize=4096)
+def run_keys(run_id: str) -> RunKeys:
+    """The (cached) :class:`RunKeys` of ``run_id``: every step of every job needs them."""
+    return RunKeys(run_id)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys
+from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys, run_keys
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op
 
 
@@ -165,7 +165,7 @@ class ComposedRunState:
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
     ) -> Loaded:
-        rk = RunKeys(job.run_id)
+        rk = run_keys(job.run_id)
         jk = job.key
         ops = [
             Op.get(rk.final),
@@ -201,7 +201,7 @@ class ComposedRunState:
             committed = await self.context.commit(job.run_id, guard, commit)
             if not committed:
                 return Completion(committed=False, ready=[])
-        rk = RunKeys(job.run_id)
+        rk = run_keys(job.run_id)
         ttl = self.ttl
         ops: list[Op] = []
         for a in arrivals:
@@ -234,7 +234,7 @@ class ComposedRunState:
         return self._completion(committed, ready, await self.coordination.batch(tail))
 
     async def park(self, job: Job) -> Completion:
-        rk = RunKeys(job.run_id)
+        rk = run_keys(job.run_id)
         ops = [Op.add_member(rk.waiting, job.key, self.ttl), *self._census(rk, job)]
         return self._completion(None, [], await self.coordination.batch(ops))
 
@@ -256,12 +256,12 @@ class ComposedRunState:
         return census(committed, ready, activated, finished, waiting, resumed)
 
     async def release(self, job: Job) -> None:
-        await self.coordination.delete(RunKeys(job.run_id).lease(job.key))
+        await self.coordination.delete(run_keys(job.run_id).lease(job.key))
 
     async def fail_attempt(self, job: Job) -> bool:
         """Record that ``job.attempt`` failed and release the lease; True for the first
         delivery to record it, which alone schedules the next attempt."""
-        rk = RunKeys(job.run_id)
+        rk = run_keys(job.run_id)
         (added, _), _ = await self.coordination.batch(
             [
                 Op.add_member(rk.failures(job.key), str(job.attempt), self.ttl),
@@ -273,7 +273,7 @@ class ComposedRunState:
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
-        rk = RunKeys(run_id)
+        rk = run_keys(run_id)
         record = json.dumps({"status": status, "error": error})
         results = await self.coordination.batch(
             [
