@@ -346,6 +346,10 @@ class Engine:
         if target is None:
             return None
         node = flow.nodes[target.rpartition("#")[0]]
+        if len(node.incoming) > 1:
+            # A join is rarely made ready by this arrival, and its load names every
+            # predecessor's output: asking each arrival to prefetch it would cost O(width).
+            return None
         return Prefetch(
             target=target,
             keys=node.read_keys,
