@@ -442,7 +442,10 @@ class Engine:
 
     # -- routing ------------------------------------------------------------------------------
 
-    def _arrivals(self, flow: CompiledFlow, node: Node, output: Any, action: Any) -> list[Arrival]:
+    def _arrivals(
+        self, flow: CompiledFlow, node: Node, output: Any, action: Any, *, skipped: bool = False
+    ) -> list[Arrival]:
+        """Each outgoing edge, taken or dead; every one is dead from a ``skipped`` node."""
         outgoing = node.outgoing
         if not outgoing:
             return []
@@ -452,8 +455,10 @@ class Engine:
         scope = {"result": {"output": output, "action": action}}
         arrivals = []
         for edge in outgoing:
-            live = edge.index in chosen and (
-                edge.condition is None or bool(edge.condition.evaluate(scope))
+            live = (
+                not skipped
+                and edge.index in chosen
+                and (edge.condition is None or bool(edge.condition.evaluate(scope)))
             )
             target = flow.nodes[edge.target]
             arrivals.append(
@@ -531,16 +536,7 @@ class Engine:
     async def _skip(
         self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded
     ) -> list[tuple[Job, bool]]:
-        arrivals = [
-            Arrival(
-                target=f"{e.target}#0",
-                edge=e.member,
-                live=False,
-                join=flow.nodes[e.target].join,
-                expected=len(flow.nodes[e.target].incoming),
-            )
-            for e in node.outgoing
-        ]
+        arrivals = self._arrivals(flow, node, None, None, skipped=True)
         completion = await self.state.complete(
             job,
             guard=node.output_key,
