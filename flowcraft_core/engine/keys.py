@@ -14,7 +14,6 @@ OUTPUT_PREFIX = "_outputs."
 ACTION_PREFIX = "_actions."
 
 ACTIVE_RUNS = "runs:active"
-BLUEPRINT = "bp:{digest}"
 
 
 def output_key(node_id: str, instance: int = 0) -> str:
@@ -26,7 +25,7 @@ def action_key(node_id: str, instance: int = 0) -> str:
 
 
 def blueprint_key(digest: str) -> str:
-    return BLUEPRINT.format(digest=digest)
+    return f"bp:{digest}"
 
 
 class RunKeys:
@@ -38,7 +37,6 @@ class RunKeys:
         "finished",
         "progress",
         "resumed",
-        "resumes",
         "run_id",
         "signal_done",
         "waiting",
@@ -52,7 +50,6 @@ class RunKeys:
         self.finished = base + "fin"  # job keys finished
         self.waiting = base + "wait"  # wait nodes parked
         self.resumed = base + "resumed"  # wait nodes resumed
-        self.resumes = base + "resumes"  # counter: generations of the awaiting signal
         self.progress = base + "progress"  # last progress time (reconcile)
         self.signal_done = base + "sig:done"
 
