@@ -42,6 +42,17 @@ local function add(key, member)
     return added
 end
 
+-- Every job's own keys ("<run keys>:<kind>:<job>") go with the run: found through the
+-- activated set, whose name is "<run keys>:act".
+local function expire_jobs(activated_key, retention)
+    local base = string.sub(activated_key, 1, -4)
+    for _, job in ipairs(redis.call('SMEMBERS', activated_key)) do
+        for _, kind in ipairs({'lease', 'in', 'live', 'first', 'sleep', 'fails', 'missing'}) do
+            redis.call('PEXPIRE', base .. kind .. ':' .. job, retention)
+        end
+    end
+end
+
 local ready = {}
 local a = pairs_from + 2 * pairs_count
 local k = 16
@@ -100,6 +111,7 @@ if activated - finished <= 0 then
     for _, key in ipairs({run, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7]}) do
         redis.call('PEXPIRE', key, retention)
     end
+    expire_jobs(KEYS[2], retention)
 end
 local out = {committed, activated, finished, waiting, resumed, finalized, #ready / 2}
 local prefetched = false

@@ -13,4 +13,12 @@ redis.call('SREM', KEYS[3], ARGV[3])
 for i = 4, #KEYS do
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
 end
+-- Every job's own keys ("<run keys>:<kind>:<job>") go too, found through the activated set
+-- (KEYS[5], "<run keys>:act").
+local base = string.sub(KEYS[5], 1, -4)
+for _, job in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    for _, kind in ipairs({'lease', 'in', 'live', 'first', 'sleep', 'fails', 'missing'}) do
+        redis.call('PEXPIRE', base .. kind .. ':' .. job, ARGV[2])
+    end
+end
 return won

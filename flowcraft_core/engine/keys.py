@@ -29,7 +29,8 @@ def blueprint_key(digest: str) -> str:
 
 
 class RunKeys:
-    """Coordination keys of one run."""
+    """Coordination keys of one run. Per-job keys are ``run:<id>:<kind>:<job key>`` (a fused
+    run state that expires a finished run's keys relies on that form)."""
 
     __slots__ = (
         "activated",
