@@ -87,6 +87,7 @@ class Client:
             self.backends.context, self.backends.coordination, ttl=self.settings.run_ttl
         )
         self._compiled: dict[str, CompiledFlow] = {}
+        self._json: dict[str, str] = {}  # each blueprint's JSON form, by digest
 
     @property
     def coordination(self) -> Any:
@@ -110,6 +111,12 @@ class Client:
             self._compiled[digest] = compiled
         return compiled
 
+    def _blueprint_json(self, compiled: CompiledFlow) -> str:
+        text = self._json.get(compiled.digest)
+        if text is None:
+            text = self._json[compiled.digest] = compiled.blueprint.to_json()
+        return text
+
     async def start(
         self, flow: Blueprint | str, input: Any = None, *, run_id: str | None = None
     ) -> str:
@@ -118,10 +125,6 @@ class Client:
         run_id = run_id or uuid.uuid4().hex
         ttl = self.settings.run_ttl
         coordination = self.backends.coordination
-        bp_key = keys.blueprint_key(compiled.digest)
-        await coordination.batch(
-            [Op.set_if_absent(bp_key, compiled.blueprint.to_json(), ttl), Op.extend(bp_key, ttl)]
-        )
         meta = {
             "flow": compiled.id,
             "digest": compiled.digest,
@@ -133,11 +136,19 @@ class Client:
             await self.backends.context.patch(run_id, {keys.INPUT: input, keys.RUN: meta})
         except (TypeError, ValueError) as exc:
             raise FlowcraftError(f"the run input is not JSON-serialisable: {exc}") from None
-        rk = keys.RunKeys(run_id)
+        rk = keys.run_keys(run_id)
         jobs = [Job(run_id, node_id, compiled.digest) for node_id in compiled.start_ids]
+        # The pinned blueprint (kept alive by every start) and the start jobs' activation go
+        # in one batch; both precede the enqueue, so no job can find either missing.
+        bp_key = keys.blueprint_key(compiled.digest)
         await coordination.batch(
-            [Op.add_member(rk.activated, job.key, ttl) for job in jobs]
-            + [Op.add_member(keys.ACTIVE_RUNS, run_id), Op.set(rk.progress, repr(time.time()))]
+            [
+                Op.set_if_absent(bp_key, self._blueprint_json(compiled), ttl),
+                Op.extend(bp_key, ttl),
+                *(Op.add_member(rk.activated, job.key, ttl) for job in jobs),
+                Op.add_member(keys.ACTIVE_RUNS, run_id),
+                Op.set(rk.progress, repr(time.time())),
+            ]
         )
         await self.backends.queue.enqueue_many(jobs)
         for job in jobs:
@@ -148,7 +159,7 @@ class Client:
     async def _census(self, run_id: str) -> tuple[dict[str, Any] | None, bool, int]:
         """(final record, awaiting?, resume generation); the generation is -1 for a run that
         can never await."""
-        rk = keys.RunKeys(run_id)
+        rk = keys.run_keys(run_id)
         final, activated, finished, waiting, resumed = await self.coordination.batch(
             [
                 Op.get(rk.final),
@@ -185,7 +196,7 @@ class Client:
         backend, never by polling. Raises :class:`RunTimeout` (a TimeoutError) after
         ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        rk = keys.RunKeys(run_id)
+        rk = keys.run_keys(run_id)
         backoff = 0.1
         while True:
             try:
@@ -252,7 +263,7 @@ class Client:
         final, _, _ = await self._census(run_id)
         if final is not None:
             raise FlowcraftError(f"run {run_id} is {final['status']}; it cannot be resumed")
-        rk = keys.RunKeys(run_id)
+        rk = keys.run_keys(run_id)
         waiting, resumed = await self.coordination.batch(
             [Op.members(rk.waiting), Op.members(rk.resumed)]
         )
