@@ -23,10 +23,10 @@ from flowcraft_core.drivers import Backends, open_backends
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow
 from flowcraft_core.engine.settings import EngineSettings
-from flowcraft_core.engine.state import ComposedRunState
+from flowcraft_core.engine.state import run_state_for
 from flowcraft_core.errors import FlowcraftError, RunNotFound
 from flowcraft_core.plugins import default_manager
-from flowcraft_core.protocols import Job, Op
+from flowcraft_core.protocols import CoordinationStore, Job, Op
 from flowcraft_core.validation import check
 
 T = TypeVar("T")
@@ -83,14 +83,19 @@ class Client:
         values = blueprints.values() if isinstance(blueprints, Mapping) else blueprints
         self.blueprints: dict[str, Blueprint] = {bp.id: bp for bp in values}
         self.known_uses = set(known_uses) if known_uses is not None else None
-        self._state = ComposedRunState(
-            self.backends.context, self.backends.coordination, ttl=self.settings.run_ttl
+        # Cancelling finalizes a run as a worker would, with the driver's own steps.
+        self._state = run_state_for(
+            self.backends.context,
+            self.backends.coordination,
+            ttl=self.settings.run_ttl,
+            fused=self.settings.fused_state,
+            hook=self.hook,
         )
         self._compiled: dict[str, CompiledFlow] = {}
         self._json: dict[str, str] = {}  # each blueprint's JSON form, by digest
 
     @property
-    def coordination(self) -> Any:
+    def coordination(self) -> CoordinationStore:
         return self.backends.coordination
 
     def compile(self, flow: Blueprint | str) -> CompiledFlow:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowcraft_core.protocols.context import MISSING, ContextStore, Missing
+from flowcraft_core.protocols.context import MISSING, ContextStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,3 @@ class NodeContext:
     async def get(self, key: str, default: Any = None) -> Any:
         """Shortcut for ``await ctx.context.get(key)``."""
         return await self.context.get(key, default)
-
-
-def is_missing(value: Any) -> bool:
-    return isinstance(value, Missing)

@@ -35,10 +35,10 @@ from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import (
     Arrival,
     Completion,
-    ComposedRunState,
     Loaded,
     Prefetch,
     RunState,
+    run_state_for,
 )
 from flowcraft_core.errors import ExpressionError, NodeTimeout
 from flowcraft_core.node import NodeContext, Result, RunContext
@@ -75,15 +75,12 @@ class Engine:
         self.pm = pm or default_manager()
         self.hook = self.pm.hook
         self.checkpoint = checkpoint
-        fused = (
-            self.hook.flowcraft_make_run_state(
-                context=context, coordination=coordination, ttl=self.settings.run_ttl
-            )
-            if self.settings.fused_state
-            else None
-        )
-        self.state: RunState = fused or ComposedRunState(
-            context, coordination, ttl=self.settings.run_ttl
+        self.state: RunState = run_state_for(
+            context,
+            coordination,
+            ttl=self.settings.run_ttl,
+            fused=self.settings.fused_state,
+            hook=self.hook,
         )
         self._flows: dict[str, CompiledFlow] = {}
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"

@@ -292,3 +292,24 @@ class ComposedRunState:
         await self.coordination.remove_member(ACTIVE_RUNS, run_id)
         await self.context.expire(run_id, retention)
         return won
+
+
+def run_state_for(
+    context: ContextStore,
+    coordination: CoordinationStore,
+    *,
+    ttl: float,
+    fused: bool,
+    hook: Any,
+) -> RunState:
+    """The run state to use over these stores: a driver's fused one (through the
+    ``flowcraft_make_run_state`` hook) when ``fused`` and one is offered, else the composed
+    one. Engines and clients both take it from here, so a run is finalized the same way
+    whoever finalizes it."""
+    offered = (
+        hook.flowcraft_make_run_state(context=context, coordination=coordination, ttl=ttl)
+        if fused
+        else None
+    )
+    state: RunState = offered or ComposedRunState(context, coordination, ttl=ttl)
+    return state
