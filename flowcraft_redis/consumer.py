@@ -102,6 +102,7 @@ class RedisConsumer:
         self._running: set[concurrent.futures.Future[None]] = set()
         self._lock = threading.Lock()
         self._stopped = False
+        self._cancelling = False  # set by stop(drain=False): cancel every handler, late or not
 
     def start(self) -> None:
         # Dramatiq's CLI emits process_boot before starting workers; do the same when running
@@ -117,6 +118,10 @@ class RedisConsumer:
         future = asyncio.run_coroutine_threadsafe(_call(self.handler, job), self.loop)
         with self._lock:
             self._running.add(future)
+            if self._cancelling:
+                # stop(drain=False) took its snapshot before this job got here: a handler
+                # started now would run on, and the stop would wait for it forever.
+                future.cancel()
         try:
             future.result()
         finally:
@@ -138,6 +143,7 @@ class RedisConsumer:
         self._stopped = True
         if not drain:
             with self._lock:
+                self._cancelling = True
                 running = list(self._running)
             for future in running:
                 future.cancel()
