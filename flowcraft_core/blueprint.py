@@ -19,6 +19,16 @@ from flowcraft_core.errors import BlueprintError, Problem
 JoinStrategy = Literal["all", "any"]
 JOIN_STRATEGIES: tuple[str, ...] = ("all", "any")
 
+#: Deepest nesting of arrays and objects a blueprint may have (JSON or YAML): deeper data would
+#: exhaust Python's recursion when it is encoded, digested or stored.
+MAX_NESTING = 100
+#: Most values (array items and object members, counted where YAML aliases expand them) a
+#: blueprint may hold: an alias bomb of a few hundred bytes would otherwise expand to gigabytes
+#: when the blueprint is encoded to be stored.
+MAX_VALUES = 1_000_000
+#: Longest ``retryDelay`` (ms), and the cap of its doubling backoff: one day.
+MAX_RETRY_DELAY_MS = 86_400_000
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -133,6 +143,7 @@ class Blueprint:
     @classmethod
     def from_dict(cls, data: Any) -> Blueprint:
         """Read a blueprint from its JSON form; every unreadable part is reported at once."""
+        _check_size(data)
         reader = _Reader()
         bp = reader.blueprint(data)
         if reader.problems or bp is None:
@@ -149,11 +160,7 @@ class Blueprint:
 
     @classmethod
     def from_json(cls, text: str) -> Blueprint:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BlueprintError([Problem("", f"not valid JSON: {exc}")]) from None
-        return cls.from_dict(data)
+        return cls.from_dict(_parse_json(text, ""))
 
     @classmethod
     def load(cls, path: str | Path) -> Blueprint:
@@ -164,18 +171,68 @@ class Blueprint:
         except OSError as exc:
             raise BlueprintError([Problem(str(p), f"cannot read file: {exc.strerror}")]) from None
         if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise BlueprintError([Problem(str(p), f"not valid YAML: {exc}")]) from None
+            data = _parse_yaml(text, str(p))
         else:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise BlueprintError([Problem(str(p), f"not valid JSON: {exc}")]) from None
+            data = _parse_json(text, str(p))
         return cls.from_dict(data)
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BlueprintError([Problem(where, f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise BlueprintError([Problem(where, _too_deep())]) from None
+    except ValueError as exc:  # an integer literal longer than Python converts (4,300 digits)
+        raise BlueprintError([Problem(where, f"not valid JSON: {exc}")]) from None
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BlueprintError([Problem(where, f"not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise BlueprintError([Problem(where, _too_deep())]) from None
+    except ValueError as exc:  # an integer literal longer than Python converts (4,300 digits)
+        raise BlueprintError([Problem(where, f"not valid YAML: {exc}")]) from None
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_NESTING} levels deep"
+
+
+def _check_size(data: Any) -> None:
+    """Refuse data nested deeper than :data:`MAX_NESTING` or holding more than
+    :data:`MAX_VALUES` values. Iterative, and it stops at the bound, so a YAML alias bomb
+    (shared objects that expand exponentially) costs at most that many steps."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise BlueprintError([Problem("blueprint", _too_deep())])
+        count += len(children)
+        if count > MAX_VALUES:
+            raise BlueprintError(
+                [
+                    Problem(
+                        "blueprint",
+                        f"holds more than {MAX_VALUES:,} values (YAML aliases counted where "
+                        "they expand)",
+                    )
+                ]
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 _NODE_KEYS = {"id", "uses", "params", "inputs", "config"}
@@ -263,11 +320,15 @@ class _Reader:
             self.bad(where, f"config.maxRetries must be an integer >= 1, got {max_retries!r}")
             max_retries = 1
         retry_delay = raw.get("retryDelay", 0)
-        if not _is_number(retry_delay) or retry_delay < 0:
-            self.bad(where, f"config.retryDelay must be a number of ms >= 0, got {retry_delay!r}")
+        if not _is_number(retry_delay) or not 0 <= retry_delay <= MAX_RETRY_DELAY_MS:
+            self.bad(
+                where,
+                f"config.retryDelay must be a number of ms >= 0 and at most "
+                f"{MAX_RETRY_DELAY_MS} (one day), got {retry_delay!r}",
+            )
             retry_delay = 0
         timeout = raw.get("timeout")
-        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+        if timeout is not None and (not _is_number(timeout) or not 0 < timeout < float("inf")):
             self.bad(where, f"config.timeout must be a number of ms > 0, got {timeout!r}")
             timeout = None
         fallback = raw.get("fallback")

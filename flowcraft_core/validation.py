@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable
 from typing import Any, TypeGuard
 
 from flowcraft_core.blueprint import JOIN_STRATEGIES, Blueprint
-from flowcraft_core.builtins import BUILTIN_USES, SLEEP
+from flowcraft_core.builtins import BUILTIN_USES, MAX_SLEEP_MS, SLEEP
 from flowcraft_core.errors import BlueprintError, ExpressionError, Problem
 from flowcraft_core.expressions import CONDITION_NAMES, TRANSFORM_NAMES, compile_expression
 
@@ -59,8 +59,10 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
         add(Problem("blueprint", "has no nodes"))
 
     ids: dict[str, int] = {}
+    uses_of: dict[str, str] = {}
     for n in bp.nodes:
         ids[n.id] = ids.get(n.id, 0) + 1
+        uses_of.setdefault(n.id, n.uses)
     for nid, count in ids.items():
         if count > 1:
             add(Problem(_node(nid), f"duplicate node id (declared {count} times)"))
@@ -76,13 +78,26 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
             elif fallback not in ids:
                 hint = _suggest(fallback, ids)
                 add(Problem(where, f"config.fallback {fallback!r} is not a node{hint}"))
+            elif uses_of.get(fallback) in BUILTIN_USES:
+                # A fallback runs the node's implementation in place of the failed one; a
+                # built-in has none to run (it parks or delays, which a fallback cannot do).
+                add(
+                    Problem(
+                        where,
+                        f"config.fallback {fallback!r} is a {uses_of[fallback]!r} node; "
+                        "a fallback must run node code",
+                    )
+                )
         join = n.config.join_strategy
         if join is not None and join not in JOIN_STRATEGIES:
             add(Problem(where, f"config.joinStrategy must be 'all' or 'any', got {join!r}"))
         if n.uses == SLEEP:
             duration = n.params.get("duration")
-            if not _is_number(duration) or duration < 0:
-                message = f"sleep needs params.duration in ms (a number >= 0), got {duration!r}"
+            if not _is_number(duration) or not 0 <= duration <= MAX_SLEEP_MS:
+                message = (
+                    f"sleep needs params.duration in ms (a number from 0 to {MAX_SLEEP_MS}, "
+                    f"seven days), got {duration!r}"
+                )
                 add(Problem(where, message))
 
     for e in bp.edges:

@@ -82,7 +82,11 @@ def parse_json(value: str | None, what: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as exc:
-        fail_usage(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}: {value!r}")
+        fail_usage(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}: {value[:200]!r}")
+    except RecursionError:
+        fail_usage(f"{what} is nested too deeply")
+    except ValueError as exc:  # an integer literal longer than Python converts
+        fail_usage(f"{what} is not valid JSON: {exc}")
     return None
 
 

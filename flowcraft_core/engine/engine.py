@@ -26,7 +26,7 @@ from typing import Any
 
 import pluggy
 
-from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.blueprint import MAX_RETRY_DELAY_MS, Blueprint
 from flowcraft_core.builtins import SLEEP, WAIT
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Node
@@ -361,8 +361,10 @@ class Engine:
 
     @staticmethod
     def _retry_delay(node: Node, job: Job) -> float:
-        """Backoff before the attempt after ``job.attempt``: ``retryDelay`` ms, doubling."""
-        return float(node.definition.config.retry_delay) / 1000 * 2.0 ** (job.attempt - 1)
+        """Backoff before the attempt after ``job.attempt``: ``retryDelay`` ms, doubling, at
+        most :data:`MAX_RETRY_DELAY_MS`."""
+        delay = float(node.definition.config.retry_delay) * 2.0 ** min(job.attempt - 1, 64)
+        return min(delay, MAX_RETRY_DELAY_MS) / 1000
 
     @staticmethod
     def _as_result(value: Any) -> Result:
