@@ -50,6 +50,8 @@ class RunContext:
         return await self._store.has(self._run_id, key)
 
     def set(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"context keys must be strings, got {type(key).__name__} {key!r}")
         if key.startswith("_"):
             raise ValueError(f"context keys starting with '_' are reserved for flowcraft: {key!r}")
         self._writes[key] = value

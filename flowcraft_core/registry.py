@@ -2,7 +2,8 @@
 
 An implementation is a sync or async function taking one :class:`NodeContext`, or a class whose
 instances are such callables (``__call__`` or ``run``); a class is instantiated once per attempt.
-Sync functions run in a thread so they never block the event loop, unless registered with
+Sync functions run in a thread so they never block the event loop — the executing engine's pool
+(:mod:`flowcraft_core.threads`), sized by its concurrency — unless registered with
 ``inline=True`` (for code known to be quick and non-blocking).
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from flowcraft_core.builtins import BUILTIN_USES
 from flowcraft_core.errors import RegistryError
 from flowcraft_core.node import NodeContext
+from flowcraft_core.threads import CURRENT
 
 NodeCallable = Callable[[NodeContext], Any]
 
@@ -44,7 +46,7 @@ class Implementation:
                 if inspect.iscoroutinefunction(method) or inline:
                     result = method(ctx)
                 else:
-                    result = await asyncio.to_thread(method, ctx)
+                    result = await _in_thread(method, ctx)
                 return await result if inspect.isawaitable(result) else result
 
             return run_class
@@ -61,10 +63,17 @@ class Implementation:
             return run_inline
 
         async def run_in_thread(ctx: NodeContext) -> Any:
-            result = await asyncio.to_thread(target, ctx)
+            result = await _in_thread(target, ctx)
             return await result if inspect.isawaitable(result) else result
 
         return run_in_thread
+
+
+async def _in_thread(fn: Callable[[NodeContext], Any], ctx: NodeContext) -> Any:
+    threads = CURRENT.get()
+    if threads is None:
+        return await asyncio.to_thread(fn, ctx)
+    return await threads.run(fn, ctx)
 
 
 class Registry(Mapping[str, Implementation]):

@@ -45,6 +45,7 @@ class Worker:
             settings=settings,
             pm=pm,
             checkpoint=checkpoint,
+            threads=concurrency,
         )
         self.reconcile_every = reconcile_every
         self.stale_after = stale_after
@@ -77,6 +78,7 @@ class Worker:
         if self._consumer is not None:
             await self._consumer.stop(drain=drain)
             self._consumer = None
+        self.engine.threads.close()
 
     async def __aenter__(self) -> Worker:
         await self.start()

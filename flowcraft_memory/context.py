@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flowcraft_core.protocols.context import MISSING, Missing
+from flowcraft_core.protocols.context import MISSING, Missing, encode
 
 
 class MemoryContextStore:
@@ -37,7 +37,7 @@ class MemoryContextStore:
         data = self._run(run_id)
         if guard in data:
             return False
-        encoded = {k: json.dumps(v) for k, v in set.items()}  # all or nothing
+        encoded = {k: encode(v) for k, v in set.items()}  # all or nothing
         data.update(encoded)
         data.setdefault(guard, "null")
         return True
@@ -49,7 +49,7 @@ class MemoryContextStore:
         return {k: json.loads(v) for k, v in self._run(run_id).items()}
 
     async def set(self, run_id: str, key: str, value: Any) -> None:
-        self._run(run_id)[key] = json.dumps(value)
+        self._run(run_id)[key] = encode(value)
 
     async def delete(self, run_id: str, key: str) -> None:
         self._run(run_id).pop(key, None)
@@ -58,7 +58,7 @@ class MemoryContextStore:
         return key in self._run(run_id)
 
     async def patch(self, run_id: str, set: Mapping[str, Any], delete: Iterable[str] = ()) -> None:
-        encoded = {k: json.dumps(v) for k, v in set.items()}  # encode all first: all or nothing
+        encoded = {k: encode(v) for k, v in set.items()}  # encode all first: all or nothing
         data = self._run(run_id)
         data.update(encoded)
         for key in delete:

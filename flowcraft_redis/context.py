@@ -7,16 +7,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from flowcraft_core.protocols.context import MISSING, Missing
+from flowcraft_core.protocols.context import MISSING, Missing, encode
 from flowcraft_redis.connection import Connections
 from flowcraft_redis.url import RedisSettings, settings_of
-
-
-def encode(value: Any) -> str:
-    """Strict JSON: NaN and infinities are refused (ValueError) like any other value that has
-    no JSON form (TypeError), since other readers of the run (the TypeScript side, ``jq``)
-    could not parse them."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class RedisContextStore:

@@ -24,7 +24,8 @@ from flowcraft_core.engine.state import (
     census,
 )
 from flowcraft_core.protocols import Job
-from flowcraft_redis.context import RedisContextStore, encode
+from flowcraft_core.protocols.context import encode
+from flowcraft_redis.context import RedisContextStore
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
 
 _COMPLETED = json.dumps({"status": "completed", "error": None})

@@ -45,6 +45,7 @@ from flowcraft_core.node import NodeContext, Result, RunContext
 from flowcraft_core.plugins import default_manager
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op, Queue
 from flowcraft_core.registry import Registry
+from flowcraft_core.threads import CURRENT, NodeThreads
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Engine:
         settings: EngineSettings | None = None,
         pm: pluggy.PluginManager | None = None,
         checkpoint: Checkpoint | None = None,
+        threads: int = 8,
     ) -> None:
         self.registry = registry
         self.queue = queue
@@ -86,6 +88,8 @@ class Engine:
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._tokens = itertools.count()
         self._leases = LeaseKeeper(coordination)
+        self.threads = NodeThreads(threads)
+        """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
 
     # -- blueprints ---------------------------------------------------------------------------
 
@@ -291,9 +295,8 @@ class Engine:
         self.hook.flowcraft_node_started(job=job)
         try:
             value = await self._call(impl.call, ctx, cfg.timeout, node, job)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            _reraise_if_ours(exc)
             error = describe(exc, node_id=node.id, attempt=job.attempt)
             if job.attempt < cfg.max_retries:
                 delay = self._retry_delay(node, job)
@@ -319,7 +322,8 @@ class Engine:
                         value = await self._call(
                             fallback.call, fb_ctx, node.fallback.config.timeout, node, job
                         )
-                    except Exception as fb_exc:
+                    except BaseException as fb_exc:
+                        _reraise_if_ours(fb_exc)
                         error["fallback"] = describe(fb_exc, node_id=node.fallback.id)
                     else:
                         return self._as_result(value), fb_ctx.context.pending
@@ -374,17 +378,22 @@ class Engine:
         self, call: Any, ctx: NodeContext, timeout_ms: float | None, node: Node, job: Job
     ) -> Any:
         lease = self._leases.hold(job, self._lease_ttl(node))
+        threads = CURRENT.set(self.threads)
         try:
             if timeout_ms is None:
                 return await call(ctx)
             try:
-                return await asyncio.wait_for(call(ctx), timeout_ms / 1000)
+                # Not wait_for: on Python 3.11 it runs node code in a task of its own, and a
+                # KeyboardInterrupt or SystemExit escaping a task stops the event loop.
+                async with asyncio.timeout(timeout_ms / 1000):
+                    return await call(ctx)
             except TimeoutError:
                 raise NodeTimeout(
                     f"node {node.id!r} attempt {job.attempt} exceeded its timeout of "
                     f"{timeout_ms:g} ms"
                 ) from None
         finally:
+            CURRENT.reset(threads)
             self._leases.drop(lease)
 
     async def _missing(self, job: Job, node: Node, loaded: Loaded) -> None:
@@ -508,7 +517,7 @@ class Engine:
             if ahead is not None and completion.prefetched is not None:
                 loaded.successor = (ahead.target, completion.prefetched)
             loaded.lease = False
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             if commit is None:
                 raise
             await self._fail(
@@ -574,6 +583,16 @@ class Engine:
         if won:
             self.hook.flowcraft_node_failed(job=job, error=error)
             self.hook.flowcraft_run_finished(run_id=job.run_id, status="failed", error=error)
+
+
+def _reraise_if_ours(exc: BaseException) -> None:
+    """Re-raise a cancellation of this task (a stop, or the job abandoned); any other exception
+    is node code's — ``KeyboardInterrupt``, ``SystemExit``, a ``CancelledError`` of its own, a
+    custom ``BaseException`` — and fails the attempt like any error, so the worker lives."""
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise exc
 
 
 class LeaseKeeper:

@@ -3,7 +3,9 @@
 Contract every implementation keeps:
 
 * Values are any JSON value (``null`` included); a stored ``None`` is distinct from a missing key,
-  which reads as :data:`MISSING`.
+  which reads as :data:`MISSING`. A value :func:`encode` refuses (no JSON form, NaN or an
+  infinity, keys that collide as JSON, nesting too deep) raises ``TypeError`` or ``ValueError``
+  and writes nothing: every store applies this one rule, by encoding with :func:`encode`.
 * Runs are isolated: nothing written for one run is visible from another.
 * :meth:`patch` is atomic: a reader sees all of it or none of it.
 * :meth:`commit` is atomic and first-wins: it applies its writes only if ``guard`` is absent,
@@ -13,6 +15,7 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, Final, Literal, Protocol, runtime_checkable
@@ -31,6 +34,53 @@ class Missing(Enum):
 
 
 MISSING: Final = Missing.MISSING
+
+
+def encode(value: Any) -> str:
+    """``value`` as strict JSON text: the one encoding every context store uses.
+
+    Refused, with ``TypeError`` or ``ValueError`` naming the problem: values with no JSON form;
+    NaN and infinities (other readers of a run — the TypeScript side, ``jq`` — cannot parse
+    them); an object whose keys collide once made JSON strings (``{1: "a", "1": "b"}`` would
+    silently lose one); nesting deeper than the encoder can recurse.
+    """
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise ValueError("the value is nested too deeply to encode as JSON") from None
+    _check_keys(value)
+    return text
+
+
+def _check_keys(value: Any) -> None:
+    # json.dumps turns int, float, bool and None keys into strings without a word; only an
+    # object with such a key can collide, so only such objects pay for the comparison.
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            if not all(type(k) is str for k in current):
+                seen: dict[str, Any] = {}
+                for key in current:
+                    name = _json_key(key)
+                    if name in seen:
+                        raise ValueError(
+                            f"object keys {seen[name]!r} and {key!r} are the same JSON key "
+                            f"{name!r}: one would be lost"
+                        )
+                    seen[name] = key
+            stack.extend(v for v in current.values() if isinstance(v, dict | list | tuple))
+        elif isinstance(current, list | tuple):
+            stack.extend(v for v in current if isinstance(v, dict | list | tuple))
+
+
+def _json_key(key: Any) -> str:
+    """The string json.dumps writes for an object key it accepted."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return json.dumps(key)
+    return float.__repr__(key) if isinstance(key, float) else int.__repr__(key)
 
 
 @runtime_checkable

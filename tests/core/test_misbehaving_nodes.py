@@ -1,0 +1,231 @@
+"""Node code that misbehaves — raises what it should not, returns what JSON cannot hold, blocks
+threads — fails its own attempt, in bounded time; the worker lives and keeps working."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from flowcraft_core import NodeContext, Registry
+from flowcraft_core.protocols.context import encode
+
+from .helpers import bp, harness
+
+
+class Custom(BaseException):
+    """A BaseException that is none of Python's own."""
+
+
+async def _own_cancelled_error() -> None:
+    # Node code awaiting something that was cancelled under it: not a cancellation of the job.
+    task = asyncio.get_running_loop().create_future()
+    task.cancel()
+    await task
+
+
+RAISERS: dict[str, Any] = {
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "SystemExit": SystemExit,
+    "Custom": Custom,
+}
+
+
+def _async_raiser(kind: str) -> Any:
+    async def node(ctx: NodeContext) -> Any:
+        if kind == "CancelledError":
+            await _own_cancelled_error()
+        raise RAISERS[kind]("from node code")
+
+    return node
+
+
+def _sync_raiser(kind: str) -> Any:
+    def node(ctx: NodeContext) -> Any:
+        if kind == "CancelledError":
+            raise asyncio.CancelledError("from node code")
+        raise RAISERS[kind]("from node code")
+
+    return node
+
+
+KINDS = [*RAISERS, "CancelledError"]
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_base_exceptions_from_node_code_fail_the_attempt_and_the_worker_lives(
+    kind: str, sync: bool
+) -> None:
+    attempts: list[int] = []
+    make = _sync_raiser if sync else _async_raiser
+    raiser = make(kind)
+
+    async def counted(ctx: NodeContext) -> Any:
+        attempts.append(ctx.attempt)
+        return await Registry({"x": raiser})["x"].call(ctx)
+
+    async def ok(ctx: NodeContext) -> str:
+        return "fine"
+
+    bad = bp([{"id": "bad", "uses": "bad", "config": {"maxRetries": 2}}])
+    good = bp([{"id": "good", "uses": "ok"}])
+    # One consumer slot: if handling the bad job killed it, the good run would never finish.
+    async with harness({"bad": counted, "ok": ok}, concurrency=1) as h:
+        failed = await h.run(bad, timeout=10)
+        runs = [await h.run(good, timeout=10) for _ in range(3)]
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error["type"] == kind
+    assert failed.error["node"] == "bad"
+    assert attempts == [1, 2]  # both attempts, each failed once, nothing redelivered forever
+    assert [r.status for r in runs] == ["completed"] * 3
+
+
+async def test_base_exception_from_a_fallback_is_recorded_and_fails_the_run() -> None:
+    async def boom(ctx: NodeContext) -> Any:
+        raise ValueError("primary")
+
+    async def fallback(ctx: NodeContext) -> Any:
+        raise KeyboardInterrupt("fallback")
+
+    flow = bp(
+        [
+            {"id": "a", "uses": "boom", "config": {"fallback": "fb"}},
+            {"id": "fb", "uses": "fallback"},
+        ]
+    )
+    async with harness({"boom": boom, "fallback": fallback}, concurrency=1) as h:
+        result = await h.run(flow)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error["fallback"]["type"] == "KeyboardInterrupt"
+
+
+def _deep(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        pytest.param(_deep(100_000), id="deep"),
+        pytest.param(float("nan"), id="nan"),
+        pytest.param({"x": float("inf")}, id="infinity"),
+        pytest.param([float("-inf")], id="-infinity"),
+        pytest.param({1: "a", "1": "b"}, id="colliding-keys"),
+        pytest.param({"k": {None: 1, "null": 2}}, id="colliding-nested"),
+        pytest.param({True: 1, "true": 2}, id="colliding-bool"),
+    ],
+)
+async def test_output_without_a_faithful_json_form_fails_the_node_once(output: Any) -> None:
+    executions = 0
+
+    async def bad(ctx: NodeContext) -> Any:
+        nonlocal executions
+        executions += 1
+        return output
+
+    async with harness({"bad": bad}) as h:
+        result = await h.run(bp([{"id": "bad", "uses": "bad"}]), timeout=10)
+        await asyncio.sleep(0.2)  # a redelivery loop would run it again meanwhile
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error["type"] == "OutputNotSerializable"
+    assert executions == 1
+    json.loads(json.dumps(result.to_dict(), allow_nan=False))  # what --json prints is JSON
+
+
+def test_the_encoding_keeps_distinct_non_string_keys() -> None:
+    assert json.loads(encode({1: "a", 2: "b", None: "c", 1.5: "d"})) == {
+        "1": "a",
+        "2": "b",
+        "null": "c",
+        "1.5": "d",
+    }
+
+
+async def test_context_set_with_a_non_string_key_fails_the_node_clearly() -> None:
+    async def writer(ctx: NodeContext) -> Any:
+        ctx.context.set(123, "x")  # type: ignore[arg-type]
+        return "ok"
+
+    async with harness({"writer": writer}) as h:
+        result = await h.run(bp([{"id": "w", "uses": "writer"}]))
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error["type"] == "TypeError"
+    assert result.error["message"] == "context keys must be strings, got int 123"
+
+
+# -- threads of sync nodes ------------------------------------------------------------------
+
+
+async def test_sync_nodes_run_as_many_at_once_as_the_concurrency() -> None:
+    release = threading.Event()
+    width = 8
+
+    def blocked(ctx: NodeContext) -> str:
+        release.wait(10)
+        return "released"
+
+    def quick(ctx: NodeContext) -> str:
+        release.set()  # runs only if a thread is free while the others block
+        return "quick"
+
+    nodes = [{"id": "start", "uses": "noop"}]
+    nodes += [{"id": f"b{i}", "uses": "blocked"} for i in range(width - 1)]
+    nodes += [{"id": "q", "uses": "quick"}]
+    edges = [{"source": "start", "target": n["id"]} for n in nodes[1:]]
+
+    async def noop(ctx: NodeContext) -> None:
+        return None
+
+    started = time.monotonic()
+    async with harness({"blocked": blocked, "quick": quick, "noop": noop}, concurrency=width) as h:
+        result = await h.run(bp(nodes, edges), timeout=15)
+    assert result.status == "completed", result.error
+    assert result.outputs["q"] == "quick"
+    assert time.monotonic() - started < 5  # nobody waited out the 10 s
+
+
+async def test_a_timed_out_sync_attempt_is_counted_and_does_not_eat_a_thread() -> None:
+    release = threading.Event()
+    width = 2
+
+    def stuck(ctx: NodeContext) -> str:
+        release.wait(20)
+        return "late"
+
+    def quick(ctx: NodeContext) -> str:
+        return "quick"
+
+    stuck_flow = bp([{"id": "s", "uses": "stuck", "config": {"timeout": 100}}])
+    quick_flow = bp([{"id": "a", "uses": "quick"}, {"id": "b", "uses": "quick"}])
+    try:
+        async with harness({"stuck": stuck, "quick": quick}, concurrency=width) as h:
+            timed_out = [await h.run(stuck_flow, timeout=5) for _ in range(width)]
+            threads = h.worker.engine.threads
+            assert threads.abandoned == width
+            assert threads.abandoned_total == width
+            # Both of the pool's working threads are still held by the abandoned attempts;
+            # the quick nodes (two at once) run anyway.
+            quick = await h.run(quick_flow, timeout=5)
+            release.set()
+            for _ in range(200):
+                if threads.abandoned == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert threads.abandoned == 0
+            assert threads.abandoned_total == width
+    finally:
+        release.set()
+    assert [r.error["type"] for r in timed_out if r.error] == ["NodeTimeout"] * width
+    assert quick.status == "completed", quick.error
