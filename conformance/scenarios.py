@@ -322,11 +322,14 @@ SCENARIOS: list[Scenario] = [
         ),
         input="x",
         status="completed",
+        # As Flowcraft records it: null under the failed node, the fallback's output under its
+        # own id, and the fallback's output is what the failed node's edges carry.
         outputs={
-            "t": {"rescued": "x"},
+            "t": None,
+            "rescue": {"rescued": "x"},
             "after": {"node": "after", "input": {"rescued": "x"}, "label": None},
         },
-        calls={"t:slow": 2, "t:rescue": 1, "after:echo": 1},
+        calls={"t:slow": 2, "rescue:rescue": 1, "after:echo": 1},
     ),
     Scenario(
         "timeout_fails_run",

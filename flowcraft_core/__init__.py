@@ -18,12 +18,13 @@ from flowcraft_core.errors import (
 )
 from flowcraft_core.hookspecs import DriverInfo, hookimpl
 from flowcraft_core.local import run_workflow, run_workflow_sync
-from flowcraft_core.node import NodeContext, Result
+from flowcraft_core.node import BaseNode, NodeContext, Result
 from flowcraft_core.registry import Registry
 from flowcraft_core.worker import Worker
 
 __all__ = [
     "Backends",
+    "BaseNode",
     "Blueprint",
     "BlueprintError",
     "Client",

@@ -238,11 +238,8 @@ class Client:
     async def _result(self, run_id: str, status: str, error: Any) -> RunResult:
         everything = await self.backends.context.get_all(run_id)
         prefix = keys.OUTPUT_PREFIX
-        outputs = {
-            k[len(prefix) :]: v
-            for k, v in everything.items()
-            if k.startswith(prefix) and "#" not in k
-        }
+        # Only instance 0's keys have this prefix (keys.output_key), whatever the node ids hold.
+        outputs = {k[len(prefix) :]: v for k, v in everything.items() if k.startswith(prefix)}
         return RunResult(run_id=run_id, status=status, outputs=outputs, error=error)
 
     async def cancel(self, run_id: str) -> bool:

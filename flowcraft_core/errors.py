@@ -48,6 +48,15 @@ class RunNotFound(FlowcraftError):
     """No run with this id exists (or it expired after its retention)."""
 
 
+class NotRetried(FlowcraftError):
+    """Raised around ``error`` by node code whose failure must not be retried (a class node's
+    ``prep`` or ``post``, as in Flowcraft): the node goes straight to its fallback or fails."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class NodeTimeout(FlowcraftError):
     """A node attempt ran longer than its ``config.timeout``."""
 

@@ -3,12 +3,18 @@
 An expression is parsed once with :func:`ast.parse`, checked against a whitelist, and compiled to
 a tree of Python closures; user text is never passed to ``eval`` or ``exec``. The language has:
 
-- literals: numbers, strings, ``True``/``False``/``None`` (also ``true``/``false``/``null``),
-  list, tuple and dict displays;
-- the names the caller allows (``result`` for conditions, ``input`` for transforms);
-- lookup: ``a.b`` and ``a["b"]`` on dicts, ``a[0]`` and slices on lists, tuples and strings;
+- literals: numbers, strings, ``True``/``False``/``None`` (also ``true``/``false``/``null``/
+  ``undefined``), list, tuple and dict displays;
+- the names the caller allows (``names=None``: any name, read from the scope; a name the scope
+  lacks reads as null, as a context key that was never set does in Flowcraft);
+- lookup: ``a.b`` and ``a["b"]`` on dicts, ``a[0]`` and slices on lists, tuples and strings; a
+  missing key or index, or any lookup on null, reads as null (JavaScript's ``undefined``);
+  ``.length`` of a list, tuple or string is its length; ``.in``, ``.class``, ``.from`` (any
+  Python keyword after a dot) are plain keys;
 - arithmetic ``+ - * / // % **`` and unary ``- +``; comparisons (chained), ``in``/``not in``,
   ``is``/``is not``; ``and``/``or``/``not``; ``x if c else y``;
+- Flowcraft's JavaScript spellings beside these: ``===`` ``!==`` ``&&`` ``||`` ``!`` (rewritten
+  token by token before parsing, never inside string literals);
 - the pure functions in :data:`FUNCTIONS` (``len``, ``min``, ``max``, ...).
 
 Guarantees: compiling raises only :class:`ExpressionError`, and so does evaluating. Evaluation
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import keyword
 import operator
 import re
 import warnings
@@ -40,10 +47,12 @@ __all__ = [
     "evaluate_condition",
 ]
 
-#: Names an edge ``condition`` may use: ``result`` is ``{"output": ..., "action": ...}``.
-CONDITION_NAMES: Final[tuple[str, ...]] = ("result",)
-#: Names an edge ``transform`` may use: ``input`` is the source node's output.
-TRANSFORM_NAMES: Final[tuple[str, ...]] = ("input",)
+#: Names an edge ``condition`` may use: any (an open scope, as in Flowcraft): ``result`` is
+#: ``{"output": ..., "action": ...}``, every other name a context key or a node's output.
+CONDITION_NAMES: Final[None] = None
+#: Names an edge ``transform`` may use: ``input`` is the source node's output, ``context`` the
+#: run's context (read by literal key: ``context.k``, ``context["k"]``).
+TRANSFORM_NAMES: Final[tuple[str, ...]] = ("input", "context")
 
 MAX_SOURCE_CHARS: Final = 1000
 MAX_NODES: Final = 200
@@ -57,7 +66,12 @@ MAX_WALK: Final = 10_000_000
 MAX_INT_STR: Final = 5000
 MAX_ROUND_DIGITS: Final = 400
 
-_JS_LITERALS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
+_JS_LITERALS: Final[dict[str, Any]] = {
+    "true": True,
+    "false": False,
+    "null": None,
+    "undefined": None,
+}
 _SCALARS: Final = (type(None), bool, int, float, str)
 _CONTAINERS: Final = (list, tuple, dict)
 _PLAIN: Final = _SCALARS + _CONTAINERS
@@ -290,21 +304,28 @@ _CMPOPS: Final[dict[type[ast.cmpop], tuple[str, Callable[[Any, Any, str], bool]]
 
 
 def _lookup(container: Any, key: Any, what: str) -> Any:
-    """``container[key]`` for dicts (any scalar key) and sequences (int index), nothing else."""
+    """``container[key]`` for dicts (any scalar key) and sequences (int index), nothing else.
+
+    As in Flowcraft (JavaScript), a missing key or index and any lookup on null give null."""
+    if container is None:
+        return None
     if _is(container, dict):
         if not issubclass(type(key), _SCALARS):
             raise _Fail(f"{what}: a dict key must be a string, number, boolean or null")
-        value = _dict_get(container, key, _MISSING)
-        if value is _MISSING:
-            raise _Fail(f"{what}: no key {_show(key)}")
-        return value
+        return _dict_get(container, key, None)
     if _is(container, _SEQUENCES):
+        if _is(key, str) and key == "length":
+            return len(container)
+        if not issubclass(type(key), _SCALARS):
+            raise _Fail(f"{what}: an index must be a number or a string, got {_kind(key)}")
         if not _is(key, int):
-            raise _Fail(f"{what}: index must be an integer, got {_kind(key)}")
+            return None
         try:
             return container[key]
         except IndexError:
-            raise _Fail(f"{what}: index {key} out of range (length {len(container)})") from None
+            return None
+    if issubclass(type(container), _SCALARS):
+        return None
     raise _Fail(f"{what}: cannot look up {_show(key)} in {_kind(container)}")
 
 
@@ -438,14 +459,92 @@ FUNCTIONS: Final[dict[str, tuple[Callable[..., Any], int, int | None]]] = {
 
 # --- compiler -----------------------------------------------------------------------------
 
-# JavaScript spellings people bring from Flowcraft's TypeScript blueprints: named in the error.
-_JS_HINTS: Final = (
-    (re.compile(r"&&"), "&&", "and"),
-    (re.compile(r"\|\|"), "||", "or"),
-    (re.compile(r"==="), "===", "=="),
-    (re.compile(r"!=="), "!==", "!="),
-    (re.compile(r"!(?!=)"), "!", "not"),
+_KEYWORDS: Final = frozenset(keyword.kwlist)
+_TOKEN = re.compile(
+    r"""(?P<str>'(?:[^'\\\n]|\\.)*'?|"(?:[^"\\\n]|\\.)*"?)"""
+    r"|(?P<name>[^\W\d]\w*)"
+    r"|(?P<num>\d[\w.]*)"
+    r"|(?P<op>===|!==|&&|\|\||!=|==|\*\*|//|<=|>=|\S)"
+    r"|(?P<space>\s+)"
 )
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    return [(m.lastgroup or "op", m.group()) for m in _TOKEN.finditer(text)]
+
+
+def _javascript_to_python(text: str) -> str:
+    """Rewrite Flowcraft's JavaScript spellings into the Python this module parses: ``===``,
+    ``!==``, ``&&``, ``||``, prefix ``!`` (bound to its operand, as in JavaScript), and a
+    keyword after a dot (``a.in`` → ``a["in"]``). String literals are left alone. Linear in the
+    length of ``text`` (bounded by :data:`MAX_SOURCE_CHARS`)."""
+    toks = _tokens(text)
+    if not any(t in ("===", "!==", "&&", "||", "!", ".") for _, t in toks):
+        return text
+    out, _ = _rewrite(toks, 0, len(toks))
+    return "".join(out)
+
+
+def _rewrite(toks: list[tuple[str, str]], i: int, end: int) -> tuple[list[str], int]:
+    out: list[str] = []
+    while i < end:
+        _, tok = toks[i]
+        if tok == "!":
+            j = _operand_end(toks, i + 1, end)
+            inner, _ = _rewrite(toks, i + 1, j)
+            out.append("(not " + "".join(inner) + ")")
+            i = j
+            continue
+        if tok == ".":
+            k = i + 1
+            while k < end and toks[k][0] == "space":
+                k += 1
+            if k < end and toks[k][0] == "name" and toks[k][1] in _KEYWORDS:
+                out.append(f'["{toks[k][1]}"]')
+                i = k + 1
+                continue
+        out.append({"===": "==", "!==": "!=", "&&": " and ", "||": " or "}.get(tok, tok))
+        i += 1
+    return out, i
+
+
+def _operand_end(toks: list[tuple[str, str]], i: int, end: int) -> int:
+    """The end of the unary operand starting at ``i``: a primary with its trailers."""
+    while i < end and (toks[i][0] == "space" or toks[i][1] in ("!", "-", "+")):
+        i += 1
+    if i >= end:
+        return end
+    if toks[i][1] in _OPEN:
+        i = _group_end(toks, i, end)
+    else:
+        i += 1
+    while i < end:
+        k = i
+        while k < end and toks[k][0] == "space":
+            k += 1
+        if k < end and toks[k][1] == "." and k + 1 < end:
+            i = k + 2
+        elif k < end and toks[k][1] in ("[", "("):
+            i = _group_end(toks, k, end)
+        else:
+            break
+    return i
+
+
+def _group_end(toks: list[tuple[str, str]], i: int, end: int) -> int:
+    """Index after the bracket group opening at ``i`` (or ``end`` if it is not closed)."""
+    depth = 0
+    while i < end:
+        tok = toks[i][1]
+        if tok in _OPEN:
+            depth += 1
+        elif tok in (")", "]", "}"):
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return end
 
 
 class Expression:
@@ -454,11 +553,20 @@ class Expression:
     ``evaluate`` raises only :class:`ExpressionError`, whatever the scope holds.
     """
 
-    __slots__ = ("_fn", "_label", "names_used", "source", "where")
+    __slots__ = ("_fn", "_label", "context_keys", "names_used", "source", "where")
 
-    def __init__(self, source: str, names_used: frozenset[str], where: str, fn: Fn) -> None:
+    def __init__(
+        self,
+        source: str,
+        names_used: frozenset[str],
+        where: str,
+        fn: Fn,
+        context_keys: frozenset[str] | None = frozenset(),
+    ) -> None:
         self.source = source
         self.names_used = names_used
+        #: Keys read as ``context.k`` / ``context["k"]``; None if ``context`` is used otherwise.
+        self.context_keys = context_keys
         self.where = where
         self._fn = fn
         self._label = where or "expression"
@@ -491,11 +599,12 @@ def evaluate_condition(expr: Expression, scope: Scope) -> bool:
 def compile_expression(
     source: str,
     *,
-    names: Iterable[str] = ("result", "input", "context"),
+    names: Iterable[str] | None = ("result", "input", "context"),
     where: str = "",
 ) -> Expression:
     """Parse and check ``source``; raise :class:`ExpressionError` naming ``where`` and the
-    offending construct if it is not in the language or too large."""
+    offending construct if it is not in the language or too large. ``names=None`` opens the
+    scope: any name is allowed (see :attr:`Expression.names_used`)."""
     label = where or "expression"
 
     def fail(message: str) -> ExpressionError:
@@ -510,33 +619,55 @@ def compile_expression(
     text = source.strip()
     if not text:
         raise fail("expression is empty")
+    python = _javascript_to_python(text)
+    rewritten, text = python != text, python
     try:
         # Warnings ("is" with a literal, invalid escapes) must not turn into errors under -W error.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        hint = next(
-            (f"; use '{py}' instead of '{js}'" for rx, js, py in _JS_HINTS if rx.search(text)), ""
-        )
+        # A column is only meaningful in the user's own text, not in a rewritten one.
         indent = len(source) - len(source.lstrip())
-        at = f" at column {exc.offset + indent}" if exc.offset else ""
-        raise fail(f"invalid syntax{at}: {exc.msg}{hint}") from None
+        at = f" at column {exc.offset + indent}" if exc.offset and not rewritten else ""
+        raise fail(f"invalid syntax{at}: {exc.msg}") from None
     except (ValueError, MemoryError, RecursionError) as exc:
         raise fail(f"cannot parse: {exc}") from None
     count = sum(1 for node in ast.walk(tree) if isinstance(node, ast.expr))
     if count > MAX_NODES:
         raise fail(f"expression has {count} parts; the limit is {MAX_NODES}")
-    compiler = _Compiler(text, frozenset(names), fail)
+    compiler = _Compiler(text, None if names is None else frozenset(names), fail)
     fn = compiler.expr(tree.body)
-    return Expression(source, frozenset(compiler.used), where, fn)
+    return Expression(source, frozenset(compiler.used), where, fn, _context_keys(tree))
+
+
+def _context_keys(tree: ast.Expression) -> frozenset[str] | None:
+    """The literal keys read from the name ``context`` (``context.k``, ``context["k"]``), or
+    None if ``context`` is also used some other way (then its keys are not known in advance)."""
+    keys: set[str] = set()
+    covered: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute | ast.Subscript):
+            base = node.value
+            if isinstance(base, ast.Name) and base.id == "context":
+                if isinstance(node, ast.Attribute):
+                    keys.add(node.attr)
+                elif isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+                    keys.add(node.slice.value)
+                else:
+                    continue
+                covered.add(id(base))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "context" and id(node) not in covered:
+            return None
+    return frozenset(keys)
 
 
 class _Compiler:
     """Turns a whitelisted AST into closures. Anything not handled here is rejected."""
 
     def __init__(
-        self, text: str, names: frozenset[str], fail: Callable[[str], ExpressionError]
+        self, text: str, names: frozenset[str] | None, fail: Callable[[str], ExpressionError]
     ) -> None:
         self.text = text
         self.names = names
@@ -566,7 +697,7 @@ class _Compiler:
         name = node.id
         if name.startswith("__"):
             raise self.fail(f"name {name!r} is not allowed (dunder names are rejected)")
-        if name in self.names:
+        if self.names is not None and name in self.names:
             self.used.add(name)
 
             def load(scope: Scope) -> Any:
@@ -581,6 +712,17 @@ class _Compiler:
             return lambda scope: value
         if name in FUNCTIONS:
             raise self.fail(f"function {name!r} must be called, as in {name}(...)")
+        if self.names is None:
+            # Open scope (conditions): any other name is a context key, null when unset.
+            self.used.add(name)
+
+            def load_open(scope: Scope) -> Any:
+                try:
+                    return scope[name]
+                except KeyError:
+                    return None
+
+            return load_open
         allowed = ", ".join(sorted(self.names)) or "none"
         close = difflib.get_close_matches(name, sorted(self.names), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -595,13 +737,17 @@ class _Compiler:
 
         def attr(scope: Scope) -> Any:
             value = base(scope)
-            # Only dicts: `.` is key access, never getattr.
-            if not issubclass(type(value), dict):
-                raise _Fail(f"{what} is {_kind(value)}, not an object: cannot read .{key}")
-            found = _dict_get(value, key, _MISSING)
-            if found is _MISSING:
-                raise _Fail(f"{what} has no key {key!r}")
-            return found
+            # `.` is key access on dicts, never getattr. As in JavaScript (and Flowcraft's
+            # path evaluator) anything else reads as null: a missing key, a property of null
+            # or of a number; `.length` is the length of a list, tuple or string.
+            t = type(value)
+            if issubclass(t, dict):
+                return _dict_get(value, key, None)
+            if issubclass(t, _SEQUENCES):
+                return len(value) if key == "length" else None
+            if issubclass(t, _SCALARS):
+                return None
+            raise _Fail(f"{what} is {_kind(value)}, not an object: cannot read .{key}")
 
         return attr
 

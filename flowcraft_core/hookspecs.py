@@ -107,5 +107,12 @@ def flowcraft_node_retried(job: Job, error: dict[str, Any], delay: float) -> Non
 
 
 @hookspec
+def flowcraft_expression_failed(job: Job, where: str, error: str) -> None:
+    """An edge condition (then false) or transform (then null) of ``job``'s node could not be
+    evaluated; ``where`` names the edge and which expression. Not called under
+    ``EngineSettings.strict``, which fails the run instead."""
+
+
+@hookspec
 def flowcraft_job_enqueued(job: Job, delay: float) -> None:
     """Called for every job the engine or client enqueues."""

@@ -74,7 +74,40 @@ class NodeContext:
     context: RunContext
     instance: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1
+    """How many attempts the node has (its ``maxRetries``): ``attempt == attempts`` is the last."""
 
     async def get(self, key: str, default: Any = None) -> Any:
         """Shortcut for ``await ctx.context.get(key)``."""
         return await self.context.get(key, default)
+
+
+class BaseNode:
+    """Flowcraft's class node, with its lifecycle: ``prep`` → ``exec`` (the only phase that is
+    retried) → ``fallback`` (after the last failed ``exec``) → ``post``; ``recover`` runs
+    whenever a phase failed, even if ``fallback`` saved the node. Any method may be sync or
+    async. A new instance is made per attempt, as ``cls(params, node_id)``; an attempt may run
+    on another worker, so ``prep`` runs again before each retried ``exec``.
+
+    A failure in ``prep``, ``post`` or ``fallback`` is not retried: the node goes to its
+    blueprint ``config.fallback`` if it has one, else fails the run.
+    """
+
+    def __init__(self, params: dict[str, Any] | None = None, node_id: str | None = None) -> None:
+        self.params = params or {}
+        self.node_id = node_id
+
+    def prep(self, ctx: NodeContext) -> Any:
+        return ctx.input
+
+    def exec(self, prep_result: Any, ctx: NodeContext) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define exec()")
+
+    def post(self, exec_result: Any, ctx: NodeContext) -> Any:
+        return exec_result
+
+    def fallback(self, error: Exception, ctx: NodeContext) -> Any:
+        raise error
+
+    def recover(self, error: Exception, ctx: NodeContext) -> None:
+        return None

@@ -2,6 +2,8 @@
 
 An implementation is a sync or async function taking one :class:`NodeContext`, or a class whose
 instances are such callables (``__call__`` or ``run``); a class is instantiated once per attempt.
+A class with an ``exec`` method (such as a :class:`~flowcraft_core.node.BaseNode`) gets
+Flowcraft's lifecycle instead: ``prep`` → ``exec`` → ``fallback`` → ``post``, and ``recover``.
 Sync functions run in a thread so they never block the event loop — the executing engine's pool
 (:mod:`flowcraft_core.threads`), sized by its concurrency — unless registered with
 ``inline=True`` (for code known to be quick and non-blocking).
@@ -13,16 +15,76 @@ import asyncio
 import functools
 import importlib
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flowcraft_core.builtins import BUILTIN_USES
-from flowcraft_core.errors import RegistryError
+from flowcraft_core.errors import NotRetried, RegistryError
 from flowcraft_core.node import NodeContext
 from flowcraft_core.threads import CURRENT
 
 NodeCallable = Callable[[NodeContext], Any]
+log = logging.getLogger(__name__)
+
+
+async def _invoke(fn: Any, *args: Any, inline: bool) -> Any:
+    """Call ``fn`` (sync in a thread unless ``inline``, or async) and await its result."""
+    if inspect.iscoroutinefunction(fn) or inline:
+        result = fn(*args)
+    else:
+        result = await _in_thread(lambda _: fn(*args), None)
+    return await result if inspect.isawaitable(result) else result
+
+
+def _construct(cls: type) -> Callable[[NodeContext], Any]:
+    """How to make an instance: ``cls(params, node_id)`` as Flowcraft does, if it takes them."""
+    try:
+        inspect.signature(cls).bind({}, "")
+    except (TypeError, ValueError):
+        return lambda ctx: cls()
+    return lambda ctx: cls(ctx.params, ctx.node_id)
+
+
+def _lifecycle(cls: type, inline: bool) -> Callable[[NodeContext], Awaitable[Any]]:
+    """Flowcraft's class-node lifecycle for one attempt (see :class:`~flowcraft_core.node.
+    BaseNode`): only an ``exec`` failure is retried (the engine schedules the next attempt);
+    on the last attempt ``fallback`` replaces it; ``recover`` runs after any failure."""
+    make = _construct(cls)
+
+    async def run_lifecycle(ctx: NodeContext) -> Any:
+        instance: Any = make(ctx)
+        error: Exception | None = None
+        try:
+            try:
+                prepared = await _invoke(instance.prep, ctx, inline=inline)
+            except Exception as exc:
+                error = exc
+                raise NotRetried(exc) from exc
+            try:
+                result = await _invoke(instance.exec, prepared, ctx, inline=inline)
+            except Exception as exc:
+                error = exc
+                if ctx.attempt < ctx.attempts:
+                    raise  # retried: the next attempt is a new instance (prep runs again)
+                try:
+                    result = await _invoke(instance.fallback, exc, ctx, inline=inline)
+                except Exception as fb_exc:
+                    raise NotRetried(fb_exc) from fb_exc
+            try:
+                return await _invoke(instance.post, result, ctx, inline=inline)
+            except Exception as exc:
+                error = exc
+                raise NotRetried(exc) from exc
+        finally:
+            if error is not None and callable(getattr(instance, "recover", None)):
+                try:
+                    await _invoke(instance.recover, error, ctx, inline=inline)
+                except Exception:
+                    log.warning("recover() of node %r failed", ctx.node_id, exc_info=True)
+
+    return run_lifecycle
 
 
 @dataclass(frozen=True)
@@ -36,6 +98,8 @@ class Implementation:
     @functools.cached_property
     def call(self) -> Callable[[NodeContext], Awaitable[Any]]:
         target = self.target
+        if inspect.isclass(target) and callable(getattr(target, "exec", None)):
+            return _lifecycle(target, self.inline)
         if inspect.isclass(target):
             cls = target
             inline = self.inline
@@ -69,7 +133,7 @@ class Implementation:
         return run_in_thread
 
 
-async def _in_thread(fn: Callable[[NodeContext], Any], ctx: NodeContext) -> Any:
+async def _in_thread(fn: Callable[[Any], Any], ctx: Any) -> Any:
     threads = CURRENT.get()
     if threads is None:
         return await asyncio.to_thread(fn, ctx)

@@ -111,13 +111,43 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
         ):
             if text is not None:
                 try:
-                    compile_expression(text, names=names, where=kind)
+                    expr = compile_expression(text, names=names, where=kind)
                 except ExpressionError as exc:
                     add(Problem(where, str(exc)))
+                    continue
+                if kind == "transform" and expr.context_keys is None:
+                    # The keys a job reads are known before it runs (never the whole context).
+                    message = (
+                        "transform: context must be read by a literal key (context.k or "
+                        f"context['k']), not as a whole (in {text!r})"
+                    )
+                    add(Problem(where, message))
 
+    problems.extend(_fallbacks_with_edges(bp))
     problems.extend(_cycles(bp, ids))
     problems.extend(_unreachable(bp, ids))
     return problems
+
+
+def _fallbacks_with_edges(bp: Blueprint) -> list[Problem]:
+    """A fallback runs inside the failed node's job and routes that node's edges; edges of its
+    own would have no job to arrive from or leave from."""
+    owners: dict[str, list[str]] = {}
+    for n in bp.nodes:
+        if n.config.fallback is not None and n.config.fallback != n.id:
+            owners.setdefault(n.config.fallback, []).append(n.id)
+    found = []
+    for fb, of in owners.items():
+        edges = [e.describe() for e in bp.edges if fb in (e.source, e.target)]
+        if edges:
+            names = ", ".join(repr(o) for o in of)
+            message = (
+                f"is the fallback of {names} and has edges of its own ({', '.join(edges)}); a "
+                "fallback runs in place of the failed node and takes that node's outgoing "
+                "edges, so give it none"
+            )
+            found.append(Problem(_node(fb), message))
+    return found
 
 
 def _node(nid: str) -> str:

@@ -91,7 +91,7 @@ def test_fallback_unknown_or_self() -> None:
 
 
 def test_fallback_nodes_are_not_start_nodes_and_need_no_edges() -> None:
-    b = bp(node("a", fallback="f"), node("b"), node("f"), node("g"), edges=(("a", "b"), ("f", "g")))
+    b = bp(node("a", fallback="f"), node("b"), node("f"), edges=(("a", "b"),))
     assert fallback_nodes(b) == {"f"}
     assert start_nodes(b) == ["a"]
     assert validate(b) == []
@@ -111,18 +111,34 @@ def test_bad_expressions_name_the_edge_and_the_construct() -> None:
         edges=(
             EdgeDef("a", "b", action="ok", condition="result.output >"),
             EdgeDef("a", "b", condition="open('x')"),
-            EdgeDef("a", "b", condition="input.x"),  # conditions see `result` only
-            EdgeDef("a", "b", transform="result.x"),  # transforms see `input` only
+            EdgeDef("a", "b", condition="input.x"),  # any name: a context key, fine
+            EdgeDef("a", "b", transform="result.x"),  # transforms see `input`, `context`
+            EdgeDef("a", "b", transform="context[input]"),  # context keys must be literal
             EdgeDef("a", "b", transform="input.__class__"),
         ),
     )
     got = messages(validate(b))
-    assert len(got) == 5
+    assert len(got) == 5, got
     assert got[0].startswith("edge a -> b [ok]: condition: invalid syntax")
     assert got[1].startswith("edge a -> b: condition: calling `open` is not allowed")
-    assert got[2].startswith("edge a -> b: condition: unknown name 'input'")
-    assert got[3].startswith("edge a -> b: transform: unknown name 'result'")
+    assert got[2].startswith("edge a -> b: transform: unknown name 'result'")
+    assert got[3].startswith("edge a -> b: transform: context must be read by a literal key")
     assert got[4].startswith("edge a -> b: transform: attribute '__class__' is not allowed")
+
+
+def test_a_fallback_node_with_edges_of_its_own_is_refused_with_the_reason() -> None:
+    b = bp(
+        NodeDef("a", "x", config=NodeConfig(fallback="fb")),
+        node("fb"),
+        node("after"),
+        edges=(("a", "after"), ("fb", "after")),
+    )
+    got = messages(validate(b))
+    assert got == [
+        "node 'fb': is the fallback of 'a' and has edges of its own (edge fb -> after); a "
+        "fallback runs in place of the failed node and takes that node's outgoing edges, so "
+        "give it none"
+    ], got
 
 
 def test_cycles_are_reported_with_their_path() -> None:

@@ -1,16 +1,73 @@
-"""A blueprint prepared for execution: validated once, expressions parsed once, adjacency
-precomputed, so handling a job never walks the whole graph."""
+"""A blueprint prepared for execution: validated once, expressions parsed once, adjacency and
+the context keys each node reads precomputed, so handling a job never walks the whole graph.
+
+How a node's input is resolved (Flowcraft's ``resolveNodeInput`` and ``applyEdgeTransform``,
+DESIGN § Blueprints) lives here, as does the scope of edge conditions and transforms.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowcraft_core.blueprint import Blueprint, NodeDef
 from flowcraft_core.builtins import BUILTIN_USES
 from flowcraft_core.engine import keys
-from flowcraft_core.expressions import Expression, compile_expression
+from flowcraft_core.errors import ExpressionError
+from flowcraft_core.expressions import (
+    CONDITION_NAMES,
+    TRANSFORM_NAMES,
+    Expression,
+    compile_expression,
+)
 from flowcraft_core.validation import check, fallback_nodes, start_nodes
+
+OnError = Callable[[Expression, ExpressionError], None]
+"""Called when an expression cannot be evaluated; it may raise (strict) or return (the
+expression then reads as null, a condition as false)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """One ``inputs`` reference, resolved as Flowcraft does: ``_x`` is the raw context key;
+    a node id is that node's output if it has one, else the context key of that name; any
+    other string is the context key, else (an extension) a path into a node's output when it
+    starts with ``<node id>.``."""
+
+    text: str
+    node_output: str | None = None  # the output key of the node named by the whole text
+    path_output: str | None = None  # the output key of the node the text starts with
+    path: tuple[str, ...] = ()
+
+    @property
+    def read_keys(self) -> list[str]:
+        wanted = [self.text]
+        if self.node_output is not None:
+            wanted.append(self.node_output)
+        if self.path_output is not None:
+            wanted.append(self.path_output)
+        return wanted
+
+    def present(self, values: Mapping[str, Any]) -> bool:
+        """Whether Flowcraft's ``has`` check succeeds (a raw key or a node output is set)."""
+        if self.text.startswith("_"):
+            return self.text in values
+        return self.node_output is not None and self.node_output in values
+
+    def resolve(self, values: Mapping[str, Any]) -> Any:
+        if self.text.startswith("_"):
+            return values.get(self.text)
+        if self.node_output is not None and self.node_output in values:
+            return values[self.node_output]
+        if self.text in values:
+            return values[self.text]
+        if self.path_output is not None and self.path_output in values:
+            value = values[self.path_output]
+            for part in self.path:
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+        return None
 
 
 @dataclass(slots=True)
@@ -21,6 +78,11 @@ class Edge:
     action: str | None
     condition: Expression | None
     transform: Expression | None
+    # How ``transform``'s ``context.k`` keys are read (each like an ``inputs`` reference).
+    context_refs: dict[str, Ref] = field(default_factory=dict)
+    # Set when the source has a fallback: where a fallen-back source's output is found.
+    fallback_marker: str | None = None
+    fallback_output: str | None = None
 
     @property
     def member(self) -> str:
@@ -36,11 +98,17 @@ class Node:
     join: str = "all"
     is_start: bool = False
     fallback: NodeDef | None = None
+    fallback_inputs: Ref | dict[str, Ref] | None = None
     output_key: str = ""
     action_key: str = ""
     # Context keys this node's input is read from, and whether join bookkeeping is needed.
     read_keys: list[str] = field(default_factory=list)
     needs_join: bool = False
+    inputs: Ref | dict[str, Ref] | None = None
+    # Incoming edges grouped by source: two edges from one source are alternatives.
+    sources: dict[str, list[Edge]] = field(default_factory=dict)
+    # Names the outgoing conditions read (besides ``result``), resolved like references.
+    condition_refs: dict[str, Ref] = field(default_factory=dict)
 
     @property
     def builtin(self) -> str | None:
@@ -65,6 +133,9 @@ class CompiledFlow:
                 output_key=keys.output_key(nd.id),
                 action_key=keys.action_key(nd.id),
             )
+        for nd in blueprint.nodes:
+            node = self.nodes[nd.id]
+            node.inputs = self._refs(nd.inputs)
         for index, ed in enumerate(blueprint.edges):
             where = ed.describe()
             edge = Edge(
@@ -73,64 +144,204 @@ class CompiledFlow:
                 target=ed.target,
                 action=ed.action,
                 condition=compile_expression(
-                    ed.condition, names=("result",), where=f"{where} condition"
+                    ed.condition, names=CONDITION_NAMES, where=f"{where} condition"
                 )
                 if ed.condition
                 else None,
                 transform=compile_expression(
-                    ed.transform, names=("input",), where=f"{where} transform"
+                    ed.transform, names=TRANSFORM_NAMES, where=f"{where} transform"
                 )
                 if ed.transform
                 else None,
             )
-            self.nodes[ed.source].outgoing.append(edge)
-            self.nodes[ed.target].incoming.append(edge)
+            if edge.transform is not None:
+                edge.context_refs = {
+                    k: self._ref(k) for k in sorted(edge.transform.context_keys or ())
+                }
+            source = self.nodes[ed.source]
+            fb = source.definition.config.fallback
+            if fb is not None:
+                edge.fallback_marker = keys.fallback_key(ed.source)
+                edge.fallback_output = keys.output_key(fb)
+            source.outgoing.append(edge)
+            target = self.nodes[ed.target]
+            target.incoming.append(edge)
+            target.sources.setdefault(ed.source, []).append(edge)
         starts = set(start_nodes(blueprint))
         self.start_ids = [n.id for n in blueprint.nodes if n.id in starts]
-        fallbacks = fallback_nodes(blueprint)
+        self.fallback_ids = fallback_nodes(blueprint)
         for node in self.nodes.values():
             node.is_start = node.id in starts
             fb = node.definition.config.fallback
             node.fallback = self.nodes[fb].definition if fb else None
+            if node.fallback is not None:
+                node.fallback_inputs = self.nodes[node.fallback.id].inputs
+            names = {
+                name
+                for e in node.outgoing
+                if e.condition is not None
+                for name in e.condition.names_used
+                if name != "result"
+            }
+            node.condition_refs = {name: self._ref(name) for name in sorted(names)}
             node.read_keys = self._read_keys(node)
             node.needs_join = bool(node.incoming)
-        self.fallback_ids = fallbacks
+
+    def _ref(self, text: str) -> Ref:
+        if text.startswith("_"):
+            return Ref(text)
+        node_output = keys.output_key(text) if text in self.nodes else None
+        head: str = text
+        path: tuple[str, ...] = ()
+        parts = text.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            prefix = ".".join(parts[:cut])
+            if prefix in self.nodes:
+                head, path = prefix, tuple(parts[cut:])
+                break
+        path_output = keys.output_key(head) if path else None
+        return Ref(text, node_output, path_output, path)
+
+    def _refs(self, inputs: str | dict[str, str] | None) -> Ref | dict[str, Ref] | None:
+        if inputs is None:
+            return None
+        if isinstance(inputs, str):
+            return self._ref(inputs)
+        return {name: self._ref(text) for name, text in inputs.items()}
 
     @staticmethod
-    def _read_keys(node: Node) -> list[str]:
+    def _ref_keys(refs: Ref | dict[str, Ref] | None) -> list[str]:
+        if refs is None:
+            return []
+        if isinstance(refs, Ref):
+            return refs.read_keys
+        return [k for ref in refs.values() for k in ref.read_keys]
+
+    def _read_keys(self, node: Node) -> list[str]:
         wanted = [node.output_key, node.action_key]
-        inputs = node.definition.inputs
-        if isinstance(inputs, str):
-            wanted.append(inputs)
-        elif isinstance(inputs, dict):
-            wanted.extend(inputs.values())
-        elif not node.incoming:
-            wanted.append(keys.INPUT)
+        wanted.extend(self._ref_keys(node.inputs))
+        if not node.incoming:
+            if node.inputs is None:
+                wanted.append(keys.INPUT)
         else:
-            wanted.extend(dict.fromkeys(keys.output_key(e.source) for e in node.incoming))
-        return wanted
+            for e in node.incoming:
+                wanted.append(keys.output_key(e.source))
+                if e.fallback_marker is not None and e.fallback_output is not None:
+                    wanted += [e.fallback_marker, e.fallback_output]
+                for ref in e.context_refs.values():
+                    wanted.extend(ref.read_keys)
+        if node.fallback is not None:
+            fb = node.fallback.id
+            wanted += [keys.fallback_key(node.id), keys.output_key(fb), keys.action_key(fb)]
+            wanted.extend(self._ref_keys(node.fallback_inputs))
+        for ref in node.condition_refs.values():
+            wanted.extend(ref.read_keys)
+        return list(dict.fromkeys(wanted))
+
+    # -- input ----------------------------------------------------------------------------
 
     def input_for(
-        self, node: Node, values: dict[str, Any], live: set[str], first: str | None
+        self,
+        node: Node,
+        values: dict[str, Any],
+        live: set[str],
+        first: str | None,
+        on_error: OnError,
     ) -> Any:
-        """The node's input from what :meth:`RunState.load` read (see DESIGN § Node semantics)."""
-        inputs = node.definition.inputs
-        if isinstance(inputs, str):
-            return values.get(inputs)
-        if isinstance(inputs, dict):
-            return {name: values.get(key) for name, key in inputs.items()}
+        """The node's input from what :meth:`RunState.load` read (see DESIGN § Node semantics
+        and § Blueprints)."""
+        chosen = self._chosen_edge(node, live, first)
+        if node.inputs is not None:
+            base = _resolve(node.inputs, values)
+            if chosen is None or chosen.transform is None:
+                return base
+            # Flowcraft applies the edge's transform to the referenced value when a string
+            # reference names a set raw key or node output (and not the edge's own source).
+            if (
+                isinstance(node.inputs, Ref)
+                and node.inputs.text != chosen.source
+                and node.inputs.present(values)
+            ):
+                return self._transform(chosen, base, values, on_error)
+            return self._through(chosen, values, on_error)
         if not node.incoming:
             return values.get(keys.INPUT)
-        if len(node.incoming) == 1 or node.join == "any":
-            chosen = node.incoming[0]
-            if node.join == "any" and first is not None:
-                chosen = next((e for e in node.incoming if e.member == first), chosen)
-            return self._through(chosen, values)
-        return {e.source: self._through(e, values) for e in node.incoming if e.member in live}
+        if chosen is not None:
+            return self._through(chosen, values, on_error)
+        out: dict[str, Any] = {}
+        for source, edges in node.sources.items():
+            edge = next((e for e in edges if e.member in live), None)
+            if edge is not None:
+                out[source] = self._through(edge, values, on_error)
+        return out
 
     @staticmethod
-    def _through(edge: Edge, values: dict[str, Any]) -> Any:
-        value = values.get(keys.output_key(edge.source))
-        if edge.transform is not None:
-            return edge.transform.evaluate({"input": value})
-        return value
+    def _chosen_edge(node: Node, live: set[str], first: str | None) -> Edge | None:
+        """The one edge a non-join input comes through (None for an ``all`` join of several
+        sources, or a start node)."""
+        if not node.incoming:
+            return None
+        if node.join == "any" and first is not None:
+            found = next((e for e in node.incoming if e.member == first), None)
+            if found is not None:
+                return found
+        if len(node.sources) == 1 or node.join == "any":
+            return next((e for e in node.incoming if e.member in live), node.incoming[0])
+        return None
+
+    def _through(self, edge: Edge, values: dict[str, Any], on_error: OnError) -> Any:
+        value = self.source_output(edge, values)
+        if edge.transform is None:
+            return value
+        return self._transform(edge, value, values, on_error)
+
+    @staticmethod
+    def source_output(edge: Edge, values: Mapping[str, Any]) -> Any:
+        """What ``edge`` carries: its source's output, or its fallback's if the source fell
+        back (the fallback takes the failed node's outgoing edges)."""
+        if edge.fallback_marker is not None and values.get(edge.fallback_marker):
+            return values.get(edge.fallback_output or "")
+        return values.get(keys.output_key(edge.source))
+
+    @staticmethod
+    def _transform(edge: Edge, value: Any, values: dict[str, Any], on_error: OnError) -> Any:
+        assert edge.transform is not None
+        context = {k: ref.resolve(values) for k, ref in edge.context_refs.items()}
+        try:
+            return edge.transform.evaluate({"input": value, "context": context})
+        except ExpressionError as exc:
+            on_error(edge.transform, exc)
+            return None
+
+    def fallback_input(self, node: Node, values: dict[str, Any], failed_input: Any) -> Any:
+        """A fallback's input: its own ``inputs`` if it has them, else the failed node's."""
+        if node.fallback_inputs is None:
+            return failed_input
+        return _resolve(node.fallback_inputs, values)
+
+    @staticmethod
+    def condition_scope(
+        node: Node,
+        values: Mapping[str, Any],
+        writes: Mapping[str, Any],
+        output: Any,
+        action: Any,
+    ) -> dict[str, Any]:
+        """What an outgoing condition sees: ``result`` and each name it reads — the node's own
+        pending context write, else a node's output, else the context key (null if unset)."""
+        scope: dict[str, Any] = {}
+        for name, ref in node.condition_refs.items():
+            if name in writes:
+                scope[name] = writes[name]
+            elif name == node.id:
+                scope[name] = output
+            else:
+                scope[name] = ref.resolve(values)
+        scope["result"] = {"output": output, "action": action}
+        return scope
+
+
+def _resolve(refs: Ref | dict[str, Ref], values: Mapping[str, Any]) -> Any:
+    if isinstance(refs, Ref):
+        return refs.resolve(values)
+    return {name: ref.resolve(values) for name, ref in refs.items()}

@@ -29,7 +29,7 @@ import pluggy
 from flowcraft_core.blueprint import MAX_RETRY_DELAY_MS, Blueprint
 from flowcraft_core.builtins import SLEEP, WAIT
 from flowcraft_core.engine import keys
-from flowcraft_core.engine.compiled import CompiledFlow, Node
+from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node
 from flowcraft_core.engine.errors import describe, problem
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import (
@@ -40,7 +40,8 @@ from flowcraft_core.engine.state import (
     RunState,
     run_state_for,
 )
-from flowcraft_core.errors import ExpressionError, NodeTimeout
+from flowcraft_core.errors import ExpressionError, NodeTimeout, NotRetried
+from flowcraft_core.expressions import Expression, evaluate_condition
 from flowcraft_core.node import NodeContext, Result, RunContext
 from flowcraft_core.plugins import default_manager
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op, Queue
@@ -216,7 +217,7 @@ class Engine:
         values = loaded.values
         if node.output_key in values:
             # Committed by an earlier delivery: never run again, just route again.
-            output, action = values[node.output_key], values.get(node.action_key)
+            output, action = self._committed(node, values)
             return await self._route(job, flow, node, loaded, output, action, None, prefetch)
         if node.incoming:
             expected = len(node.incoming)
@@ -238,8 +239,10 @@ class Engine:
             await self._enqueue([job], self.settings.lease_busy_delay)
             return []
         try:
-            node_input = flow.input_for(node, values, loaded.live, loaded.first)
-        except ExpressionError as exc:
+            node_input = flow.input_for(
+                node, values, loaded.live, loaded.first, self._on_expression_error(job)
+            )
+        except ExpressionError as exc:  # strict
             await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
             return []
         builtin = node.builtin
@@ -250,13 +253,15 @@ class Engine:
             if await self._still_asleep(job, node, loaded):
                 return []
             return await self._route(job, flow, node, loaded, node_input, None, {}, prefetch)
-        outcome = await self._execute(job, node, node_input, loaded)
+        outcome = await self._execute(job, flow, node, node_input, loaded)
         if outcome is None:
             return []
-        result, writes = outcome
+        result, writes, fell_back = outcome
         self._at("executed", job)
         output, action = result.output, result.action
-        return await self._route(job, flow, node, loaded, output, action, writes, prefetch)
+        return await self._route(
+            job, flow, node, loaded, output, action, writes, prefetch, fell_back=fell_back
+        )
 
     async def _release_quietly(self, job: Job) -> None:
         try:
@@ -272,10 +277,11 @@ class Engine:
         return max(ttl, timeout / 1000 * 2) if timeout else ttl
 
     async def _execute(
-        self, job: Job, node: Node, node_input: Any, loaded: Loaded
-    ) -> tuple[Result, Mapping[str, Any]] | None:
+        self, job: Job, flow: CompiledFlow, node: Node, node_input: Any, loaded: Loaded
+    ) -> tuple[Result, Mapping[str, Any], bool] | None:
         """Run one attempt (and the fallback after the last). Returns (result, context
-        writes), or None when the run failed or a retry was scheduled."""
+        writes, whether the fallback gave the result), or None when the run failed or a retry
+        was scheduled."""
         definition = node.definition
         impl = self.registry.get(definition.uses)
         if impl is None:
@@ -291,14 +297,17 @@ class Engine:
             attempt=job.attempt,
             context=run_context,
             instance=job.instance,
+            attempts=cfg.max_retries,
         )
         self.hook.flowcraft_node_started(job=job)
         try:
             value = await self._call(impl.call, ctx, cfg.timeout, node, job)
         except BaseException as exc:
             _reraise_if_ours(exc)
-            error = describe(exc, node_id=node.id, attempt=job.attempt)
-            if job.attempt < cfg.max_retries:
+            final = isinstance(exc, NotRetried)
+            cause = exc.error if isinstance(exc, NotRetried) else exc
+            error = describe(cause, node_id=node.id, attempt=job.attempt)
+            if job.attempt < cfg.max_retries and not final:
                 delay = self._retry_delay(node, job)
                 first = await self.state.fail_attempt(job)
                 loaded.lease = False
@@ -310,11 +319,11 @@ class Engine:
                 fallback = self.registry.get(node.fallback.uses)
                 if fallback is not None:
                     fb_ctx = NodeContext(
-                        input=node_input,
+                        input=flow.fallback_input(node, loaded.values, node_input),
                         params=node.fallback.params,
                         run_id=job.run_id,
-                        node_id=node.id,
-                        attempt=job.attempt,
+                        node_id=node.fallback.id,
+                        attempt=1,
                         context=RunContext(self.context, job.run_id),
                         instance=job.instance,
                     )
@@ -324,9 +333,10 @@ class Engine:
                         )
                     except BaseException as fb_exc:
                         _reraise_if_ours(fb_exc)
-                        error["fallback"] = describe(fb_exc, node_id=node.fallback.id)
+                        cause = fb_exc.error if isinstance(fb_exc, NotRetried) else fb_exc
+                        error["fallback"] = describe(cause, node_id=node.fallback.id)
                     else:
-                        return self._as_result(value), fb_ctx.context.pending
+                        return self._as_result(value), fb_ctx.context.pending, True
                 else:
                     error["fallback"] = problem(
                         node.fallback.id,
@@ -335,7 +345,25 @@ class Engine:
                     )
             await self._fail(job, error)
             return None
-        return self._as_result(value), run_context.pending
+        return self._as_result(value), run_context.pending, False
+
+    @staticmethod
+    def _committed(node: Node, values: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The stored (output, action) a committed node routes with: its fallback's when it
+        fell back (the fallback takes the failed node's outgoing edges)."""
+        fb = node.fallback
+        if fb is not None and values.get(keys.fallback_key(node.id)):
+            return values.get(keys.output_key(fb.id)), values.get(keys.action_key(fb.id))
+        return values.get(node.output_key), values.get(node.action_key)
+
+    def _on_expression_error(self, job: Job) -> Callable[[Expression, ExpressionError], None]:
+        def report(expr: Expression, exc: ExpressionError) -> None:
+            if self.settings.strict:
+                raise exc
+            log.warning("run %s node %r: %s", job.run_id, job.node_id, exc)
+            self.hook.flowcraft_expression_failed(job=job, where=expr.where, error=str(exc))
+
+        return report
 
     def _token(self) -> str:
         return f"{self._token_prefix}{next(self._tokens)}"
@@ -451,23 +479,50 @@ class Engine:
     # -- routing ------------------------------------------------------------------------------
 
     def _arrivals(
-        self, flow: CompiledFlow, node: Node, output: Any, action: Any, *, skipped: bool = False
+        self,
+        job: Job,
+        flow: CompiledFlow,
+        node: Node,
+        output: Any,
+        action: Any,
+        values: Mapping[str, Any],
+        writes: Mapping[str, Any] | None,
+        *,
+        skipped: bool = False,
     ) -> list[Arrival]:
-        """Each outgoing edge, taken or dead; every one is dead from a ``skipped`` node."""
+        """Each outgoing edge, taken or dead; every one is dead from a ``skipped`` node.
+
+        As in Flowcraft, the edges with the returned action whose condition holds are taken;
+        if there are none (no action, or none matched), the edges without an action whose
+        condition holds. A condition that cannot be evaluated is false (reported), or raises
+        under ``strict``."""
         outgoing = node.outgoing
         if not outgoing:
             return []
-        chosen = {e.index for e in outgoing if e.action == action} if action is not None else None
-        if not chosen:
-            chosen = {e.index for e in outgoing if e.action is None}
-        scope = {"result": {"output": output, "action": action}}
+        scope: dict[str, Any] | None = None
+        report = self._on_expression_error(job)
+
+        def holds(edge: Edge) -> bool:
+            nonlocal scope
+            if edge.condition is None:
+                return True
+            if scope is None:
+                scope = flow.condition_scope(node, values, writes or {}, output, action)
+            try:
+                return evaluate_condition(edge.condition, scope)
+            except ExpressionError as exc:
+                report(edge.condition, exc)
+                return False
+
+        taken: set[int] = set()
+        if not skipped:
+            if action is not None:
+                taken = {e.index for e in outgoing if e.action == action and holds(e)}
+            if not taken:
+                taken = {e.index for e in outgoing if e.action is None and holds(e)}
         arrivals = []
         for edge in outgoing:
-            live = (
-                not skipped
-                and edge.index in chosen
-                and (edge.condition is None or bool(edge.condition.evaluate(scope)))
-            )
+            live = edge.index in taken
             target = flow.nodes[edge.target]
             arrivals.append(
                 Arrival(
@@ -490,18 +545,35 @@ class Engine:
         action: Any,
         writes: Mapping[str, Any] | None,
         prefetch: bool = False,
+        *,
+        fell_back: bool = False,
     ) -> list[tuple[Job, bool]]:
-        """Commit (when ``writes`` is not None) and route. Returns the ready targets."""
+        """Commit (when ``writes`` is not None) and route. Returns the ready targets.
+
+        A result that ``fell_back`` is recorded as Flowcraft does: null under the failed node,
+        the fallback's output (and action) under the fallback's own id, and a marker that the
+        failed node's successors read to take the fallback's output instead."""
         try:
-            arrivals = self._arrivals(flow, node, output, action)
-        except ExpressionError as exc:
+            arrivals = self._arrivals(job, flow, node, output, action, loaded.values, writes)
+        except ExpressionError as exc:  # strict
             await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
             return []
         commit: dict[str, Any] | None = None
         if writes is not None:
-            commit = {**writes, node.output_key: output}
-            if action is not None:
-                commit[node.action_key] = action
+            if fell_back and node.fallback is not None:
+                fb = node.fallback.id
+                commit = {
+                    **writes,
+                    node.output_key: None,
+                    keys.output_key(fb): output,
+                    keys.fallback_key(node.id): fb,
+                }
+                if action is not None:
+                    commit[keys.action_key(fb)] = action
+            else:
+                commit = {**writes, node.output_key: output}
+                if action is not None:
+                    commit[node.action_key] = action
         try:
             ahead = (
                 self._prefetch_for(flow, arrivals) if prefetch and self.state.prefetches else None
@@ -532,8 +604,9 @@ class Engine:
             return []
         if completion.committed is False:
             # Another delivery committed first: route with its result, not ours.
-            stored = await self.context.get_many(job.run_id, [node.output_key, node.action_key])
-            output, action = stored.get(node.output_key), stored.get(node.action_key)
+            stored = await self.context.get_many(job.run_id, node.read_keys)
+            loaded.values = {**loaded.values, **stored}
+            output, action = self._committed(node, stored)
             return await self._route(job, flow, node, loaded, output, action, None, prefetch)
         self._at("completed", job)
         if completion.committed:
@@ -544,7 +617,7 @@ class Engine:
     async def _skip(
         self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded
     ) -> list[tuple[Job, bool]]:
-        arrivals = self._arrivals(flow, node, None, None, skipped=True)
+        arrivals = self._arrivals(job, flow, node, None, None, {}, None, skipped=True)
         completion = await self.state.complete(
             job,
             guard=node.output_key,

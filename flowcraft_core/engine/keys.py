@@ -2,6 +2,12 @@
 
 Context keys (the run's JSON map) hold what users may read: the run input, node outputs and
 actions. Coordination keys hold the engine's bookkeeping. A job key is ``node#instance``.
+
+A node id may be any non-empty string (``#``, ``.``, ``/``, unicode), so no key may be parsed by
+splitting at a character an id can hold: a job key is split at its *last* ``#`` (an instance is
+digits), and an output key of instance 0 is exactly ``_outputs.<id>`` (as in Flowcraft), while
+other instances live under a different prefix (``_outputs#<n>.<id>``), so no two (node,
+instance) pairs share a key.
 """
 
 from __future__ import annotations
@@ -12,16 +18,22 @@ INPUT = "_input"
 RUN = "_run"
 OUTPUT_PREFIX = "_outputs."
 ACTION_PREFIX = "_actions."
+FALLBACK_PREFIX = "_fallback."
 
 ACTIVE_RUNS = "runs:active"
 
 
 def output_key(node_id: str, instance: int = 0) -> str:
-    return f"{OUTPUT_PREFIX}{node_id}" if instance == 0 else f"{OUTPUT_PREFIX}{node_id}#{instance}"
+    return f"{OUTPUT_PREFIX}{node_id}" if instance == 0 else f"_outputs#{instance}.{node_id}"
 
 
 def action_key(node_id: str, instance: int = 0) -> str:
-    return f"{ACTION_PREFIX}{node_id}" if instance == 0 else f"{ACTION_PREFIX}{node_id}#{instance}"
+    return f"{ACTION_PREFIX}{node_id}" if instance == 0 else f"_actions#{instance}.{node_id}"
+
+
+def fallback_key(node_id: str, instance: int = 0) -> str:
+    """Set (to the fallback's id) when ``node_id`` failed and its fallback ran in its place."""
+    return f"{FALLBACK_PREFIX}{node_id}" if instance == 0 else f"_fallback#{instance}.{node_id}"
 
 
 def blueprint_key(digest: str) -> str:

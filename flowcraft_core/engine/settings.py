@@ -32,6 +32,10 @@ class EngineSettings:
     missing_delay: float = 0.5
     """First delay before such a retry; it doubles each time, up to ``missing_delay_max``."""
     missing_delay_max: float = 30.0
+    strict: bool = False
+    """Fail the run when an edge condition or transform cannot be evaluated. By default, as in
+    Flowcraft, such a condition is false and such a transform gives null, and the problem is
+    reported through the ``flowcraft_expression_failed`` hook (and logged)."""
     fused_state: bool = True
     """Use a driver's fused run state when it offers one (fewer round trips). False composes
     the steps from the protocols: the reference semantics, to compare a fused state against."""

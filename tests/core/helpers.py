@@ -110,5 +110,9 @@ class Recorder:
         self.events.append(("node_retried_delay", delay))
 
     @hookimpl
+    def flowcraft_expression_failed(self, job: Job, where: str, error: str) -> None:
+        self.events.append(("expression_failed", {"job": job, "where": where, "error": error}))
+
+    @hookimpl
     def flowcraft_job_enqueued(self, job: Job, delay: float) -> None:
         self.events.append(("job_enqueued", job))

@@ -279,13 +279,38 @@ async def test_action_routing_falls_back_to_edges_without_action(
         assert stored == action
 
 
-async def test_condition_that_raises_fails_the_run_naming_the_edge() -> None:
+async def test_condition_that_raises_is_false_and_reported() -> None:
+    """As in Flowcraft: a condition that cannot be evaluated is false, the run goes on, and
+    the problem is reported through a hook naming the edge."""
+    calls = Calls()
+    recorder = Recorder()
+    pm = new_manager(load_entry_points=True)
+    pm.register(recorder)
+    flow = bp(
+        [{"id": "a", "uses": "id"}, {"id": "b", "uses": "id"}, {"id": "c", "uses": "id"}],
+        [
+            {"source": "a", "target": "b", "condition": "result.output.missing > 1"},
+            {"source": "a", "target": "c", "condition": "result.output.missing === undefined"},
+        ],
+    )
+    async with harness({"id": calls.identity()}, pm=pm) as h:
+        result = await h.run(flow, 5)
+    assert result.status == "completed", result.error
+    assert result.outputs == {"a": 5, "c": 5}
+    assert calls.counter == {"a": 1, "c": 1}
+    failed = recorder.of("expression_failed")
+    assert len(failed) == 1, recorder.events
+    assert failed[0]["where"] == "edge a -> b condition"
+    assert "cannot compare" in failed[0]["error"]
+
+
+async def test_condition_that_raises_fails_the_run_under_strict() -> None:
     calls = Calls()
     flow = bp(
         [{"id": "a", "uses": "id"}, {"id": "b", "uses": "id"}],
         [{"source": "a", "target": "b", "condition": "result.output.missing > 1"}],
     )
-    async with harness({"id": calls.identity()}) as h:
+    async with harness({"id": calls.identity()}, settings=EngineSettings(strict=True)) as h:
         result = await h.run(flow, 5)
     assert result.status == "failed"
     assert result.error is not None
