@@ -45,11 +45,11 @@ def count_messages() -> None:
     """Count the jobs every RedisQueue of this process enqueues."""
     enqueue, enqueue_many = RedisQueue.enqueue, RedisQueue.enqueue_many
 
-    async def one(self: RedisQueue, job: Any, *, delay: float = 0.0) -> None:
+    async def one(self: Any, job: Any, *, delay: float = 0.0) -> None:
         COUNTS["messages"] += 1
         await enqueue(self, job, delay=delay)
 
-    async def many(self: RedisQueue, jobs: Any, *, delay: float = 0.0) -> None:
+    async def many(self: Any, jobs: Any, *, delay: float = 0.0) -> None:
         COUNTS["messages"] += len(jobs)
         await enqueue_many(self, jobs, delay=delay)
 

@@ -1,34 +1,21 @@
-"""A Dramatiq worker in this process that hands each job to an async handler."""
+"""The shared Dramatiq consumer, plus what the Redis broker needs to keep its guarantees: a
+heartbeat that proves a busy worker alive, and a stop that hands prefetched jobs back at once."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dramatiq.actor import Actor
 from dramatiq.common import dq_name
-from dramatiq.worker import Worker
 
-from flowcraft_core.protocols.queue import Handler, Job
+from flowcraft_dramatiq import DramatiqConsumer
 from flowcraft_redis.broker import QUEUE_NAME, FlowcraftBroker, namespace
-from flowcraft_redis.redeliver import Redeliver
 
 if TYPE_CHECKING:
     from flowcraft_redis.queue import RedisQueue
 
 log = logging.getLogger(__name__)
-
-#: The Dramatiq actor every job is a message to.
-ACTOR_NAME = "flowcraft_job"
-#: How long a draining stop waits for in-flight handlers (ms): as long as they take.
-_DRAIN_FOREVER = 30 * 86400 * 1000
-
-
-async def _call(handler: Handler, job: Job) -> None:
-    await handler(job)
 
 
 class _Heartbeat(threading.Thread):
@@ -59,107 +46,21 @@ class _Heartbeat(threading.Thread):
         self.join()
 
 
-class RedisConsumer:
-    """Jobs of a :class:`RedisQueue` delivered to ``handler`` on the event loop that called
-    :meth:`RedisQueue.consume`, at most ``concurrency`` at once.
+class RedisConsumer(DramatiqConsumer):
+    """A :class:`~flowcraft_dramatiq.DramatiqConsumer` on Redis: its broker's heartbeat beats
+    from a thread of its own, and a clean stop hands prefetched jobs back at once."""
 
-    Each consumer has its own Dramatiq broker (its own worker identity and heartbeat), so
-    several can run in one process and a stopped one can be followed by a new one. Its Dramatiq
-    worker runs ``concurrency`` threads; each blocks on the handler's coroutine, scheduled on
-    the loop. The message is acknowledged only when the handler returned; if it raised, the
-    :class:`Redeliver` middleware enqueues it again with a backoff.
-    """
+    queue: RedisQueue
+    broker: FlowcraftBroker
 
-    def __init__(
-        self,
-        queue: RedisQueue,
-        handler: Handler,
-        concurrency: int,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        settings = queue.settings
-        self.queue = queue
-        self.handler = handler
-        self.concurrency = concurrency
-        self.loop = loop
-        self.broker = FlowcraftBroker(settings, queue.client, middleware=[Redeliver()])
-        self.actor: Actor[Any, None] = Actor(
-            self._process,
-            broker=self.broker,
-            actor_name=ACTOR_NAME,
-            queue_name=QUEUE_NAME,
-            priority=0,
-            options={},
-        )
-        self.worker = Worker(
-            self.broker,
-            worker_threads=concurrency,
-            worker_timeout=max(1, round(settings.poll * 1000)),
-        )
-        self._heartbeat = _Heartbeat(self.broker, settings.heartbeat_interval)
-        self._running: set[concurrent.futures.Future[None]] = set()
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._cancelling = False  # set by stop(drain=False): cancel every handler, late or not
-
-    def start(self) -> None:
-        # Dramatiq's CLI emits process_boot before starting workers; do the same when running
-        # one programmatically, for any middleware that sets itself up on it.
-        self.broker.emit_after("process_boot")
-        self.worker.start()
+    def _on_start(self) -> None:
+        self._heartbeat = _Heartbeat(self.broker, self.queue.settings.heartbeat_interval)
         self._heartbeat.start()
 
-    def _process(self, data: dict[str, Any]) -> None:
-        """The actor, on a Dramatiq worker thread: run the handler on the loop, wait for it,
-        and raise what it raised (so the message is not acknowledged)."""
-        job = Job.from_dict(data)
-        future = asyncio.run_coroutine_threadsafe(_call(self.handler, job), self.loop)
-        with self._lock:
-            self._running.add(future)
-            if self._cancelling:
-                # stop(drain=False) took its snapshot before this job got here: a handler
-                # started now would run on, and the stop would wait for it forever.
-                future.cancel()
-        try:
-            future.result()
-        finally:
-            with self._lock:
-                self._running.discard(future)
-
-    @property
-    def running(self) -> int:
-        """Handlers running now."""
-        with self._lock:
-            return len(self._running)
-
-    async def stop(self, *, drain: bool = True) -> None:
-        """Stop taking jobs. With ``drain``, in-flight handlers finish and are acknowledged;
-        without, they are cancelled and their jobs enqueued again. Jobs fetched but not started
-        go back to the queue either way."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if not drain:
-            with self._lock:
-                self._cancelling = True
-                running = list(self._running)
-            for future in running:
-                future.cancel()
-        try:
-            await asyncio.to_thread(self._shutdown)
-        finally:
-            self.queue._forget(self)
-
-    def _shutdown(self) -> None:
-        # Dramatiq's stop lets worker threads finish their message, then requeues what sat in
-        # its in-memory work and delay queues.
-        self.worker.stop(timeout=_DRAIN_FOREVER)
+    def _on_stop(self, idle: bool) -> None:
         self._heartbeat.stop()
-        if not any(thread.is_alive() for thread in self.worker.workers):
+        if idle:
             self._hand_back()
-        self.broker.close()
 
     def _hand_back(self) -> None:
         """Requeue what this worker fetched but Dramatiq's stop did not hand back (messages
