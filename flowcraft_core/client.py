@@ -25,7 +25,7 @@ from flowcraft_core.engine.compiled import CompiledFlow
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import run_state_for
 from flowcraft_core.errors import FlowcraftError, RunNotFound
-from flowcraft_core.plugins import default_manager
+from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import CoordinationStore, Job, Op
 from flowcraft_core.validation import check
 
@@ -79,7 +79,9 @@ class Client:
             backends if isinstance(backends, Backends) else open_backends(backends, pm=pm)
         )
         self.settings = settings or EngineSettings()
-        self.hook = (pm or default_manager()).hook
+        pm = pm or default_manager()
+        self.hook = pm.hook
+        self.guests = Guests(pm)
         values = blueprints.values() if isinstance(blueprints, Mapping) else blueprints
         self.blueprints: dict[str, Blueprint] = {bp.id: bp for bp in values}
         self.known_uses = set(known_uses) if known_uses is not None else None
@@ -157,8 +159,8 @@ class Client:
         )
         await self.backends.queue.enqueue_many(jobs)
         for job in jobs:
-            self.hook.flowcraft_job_enqueued(job=job, delay=0.0)
-        self.hook.flowcraft_run_started(run_id=run_id, flow_id=compiled.id, input=input)
+            self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
+        self.guests.flowcraft_run_started(run_id=run_id, flow_id=compiled.id, input=input)
         return run_id
 
     async def _census(self, run_id: str) -> tuple[dict[str, Any] | None, bool, int]:
@@ -249,7 +251,7 @@ class Client:
             run_id, "cancelled", None, retention=self.settings.retention
         )
         if won:
-            self.hook.flowcraft_run_finished(run_id=run_id, status="cancelled", error=None)
+            self.guests.flowcraft_run_finished(run_id=run_id, status="cancelled", error=None)
         return won
 
     async def resume(
@@ -297,7 +299,7 @@ class Client:
         # even when another resume won the commit: that caller may have died right after it.
         await self.coordination.add_member(rk.resumed, job.key, ttl=self.settings.run_ttl)
         await self.backends.queue.enqueue(job)
-        self.hook.flowcraft_job_enqueued(job=job, delay=0.0)
+        self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
         if not won:
             raise FlowcraftError(
                 f"node {node_id!r} of run {run_id} was already resumed by another call; "

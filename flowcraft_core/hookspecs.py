@@ -5,8 +5,10 @@ Two families:
 * **Driver hooks** (entry-point group ``flowcraft.drivers``): build backends from URLs. They are
   ``firstresult``: a driver returns None for a URL whose scheme it does not own.
 * **Lifecycle hooks** (entry-point group ``flowcraft.plugins``, or registered in code): observe a
-  run. They return nothing, must be quick and must not raise; they are called in the worker that
-  does the work, so on a distributed backend each worker sees only its own events.
+  run. They return nothing and must be quick; they are called in the worker that does the work,
+  so on a distributed backend each worker sees only its own events. They are only ever called
+  through :class:`flowcraft_core.plugins.Guests`: an implementation that raises is logged with
+  its plugin's name and the others still run, so a plugin never fails or stalls a job.
 """
 
 from __future__ import annotations
@@ -116,3 +118,18 @@ def flowcraft_expression_failed(job: Job, where: str, error: str) -> None:
 @hookspec
 def flowcraft_job_enqueued(job: Job, delay: float) -> None:
     """Called for every job the engine or client enqueues."""
+
+
+LIFECYCLE = frozenset(
+    spec.__name__
+    for spec in (
+        flowcraft_run_started,
+        flowcraft_run_finished,
+        flowcraft_node_started,
+        flowcraft_node_finished,
+        flowcraft_node_failed,
+        flowcraft_node_retried,
+        flowcraft_job_enqueued,
+    )
+)
+"""The lifecycle family's names: the hooks :class:`flowcraft_core.plugins.Guests` calls."""

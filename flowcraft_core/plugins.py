@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -59,3 +60,54 @@ def register(plugin: Any, name: str | None = None) -> None:
     if name is not None and pm.get_plugin(name) is not None:
         raise DriverError(f"a plugin named {name!r} is already registered")
     pm.register(plugin, name=name)
+
+
+class Guests:
+    """Calls the lifecycle hooks: ``guests.flowcraft_node_started(job=job)``.
+
+    Guaranteed: every implementation of the hook is called (in pluggy's order: last
+    registered first, ``tryfirst`` / ``trylast`` honoured), each with the arguments it names;
+    one that raises an :class:`Exception` is logged with its plugin's name and the hook, and
+    the others still run; the call itself never raises it. Plugins are guests, as Dramatiq's
+    middleware is: a broken one cannot fail, retry or stall a job. (``BaseException`` such as
+    cancellation still propagates: it is the engine's, not the plugin's.)
+
+    Each implementation is called on its own, so wrappers (``wrapper=True`` / ``hookwrapper``)
+    have nothing to wrap here: they are skipped with a warning. Pluggy's call tracing
+    (``add_hookcall_monitoring``) does not see these calls."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._relay = pm.hook
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name not in hookspecs.LIFECYCLE:
+            raise AttributeError(f"{name!r} is not a flowcraft lifecycle hook")
+        caller: pluggy.HookCaller = getattr(self._relay, name)
+
+        def call(**kwargs: Any) -> None:
+            # pluggy's own order: hookimpls are stored first-called last.
+            for impl in reversed(caller.get_hookimpls()):
+                if impl.wrapper or impl.hookwrapper:
+                    _warn_wrapper(impl.plugin_name, name)
+                    continue
+                try:
+                    impl.function(*[kwargs[arg] for arg in impl.argnames])
+                except Exception:
+                    log.exception(
+                        "flowcraft plugin %r raised in %s; ignored (a plugin cannot fail a job)",
+                        impl.plugin_name,
+                        name,
+                    )
+
+        setattr(self, name, call)  # later lookups skip __getattr__
+        return call
+
+
+@functools.cache
+def _warn_wrapper(plugin: str, hook: str) -> None:
+    log.warning(
+        "flowcraft plugin %r implements %s as a wrapper; lifecycle hooks call each plugin on "
+        "its own, so it is skipped",
+        plugin,
+        hook,
+    )

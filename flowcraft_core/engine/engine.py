@@ -43,7 +43,7 @@ from flowcraft_core.engine.state import (
 from flowcraft_core.errors import ExpressionError, NodeTimeout, NotRetried
 from flowcraft_core.expressions import Expression, evaluate_condition
 from flowcraft_core.node import NodeContext, Result, RunContext
-from flowcraft_core.plugins import default_manager
+from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op, Queue
 from flowcraft_core.registry import Registry
 from flowcraft_core.threads import CURRENT, NodeThreads
@@ -77,6 +77,7 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.pm = pm or default_manager()
         self.hook = self.pm.hook
+        self.guests = Guests(self.pm)
         self.checkpoint = checkpoint
         self.state: RunState = run_state_for(
             context,
@@ -162,7 +163,7 @@ class Engine:
         else:
             await self.queue.enqueue_many(jobs, delay=delay)
         for job in jobs:
-            self.hook.flowcraft_job_enqueued(job=job, delay=delay)
+            self.guests.flowcraft_job_enqueued(job=job, delay=delay)
 
     async def _step(
         self, job: Job, preloaded: Loaded | None, may_continue: bool
@@ -299,7 +300,7 @@ class Engine:
             instance=job.instance,
             attempts=cfg.max_retries,
         )
-        self.hook.flowcraft_node_started(job=job)
+        self.guests.flowcraft_node_started(job=job)
         try:
             value = await self._call(impl.call, ctx, cfg.timeout, node, job)
         except BaseException as exc:
@@ -313,7 +314,7 @@ class Engine:
                 loaded.lease = False
                 if first:  # a duplicate delivery of this attempt must not schedule another
                     await self._enqueue([self._retry(job)], delay)
-                    self.hook.flowcraft_node_retried(job=job, error=error, delay=delay)
+                    self.guests.flowcraft_node_retried(job=job, error=error, delay=delay)
                 return None
             if node.fallback is not None:
                 fallback = self.registry.get(node.fallback.uses)
@@ -610,7 +611,7 @@ class Engine:
             return await self._route(job, flow, node, loaded, output, action, None, prefetch)
         self._at("completed", job)
         if completion.committed:
-            self.hook.flowcraft_node_finished(job=job, output=output, action=action)
+            self.guests.flowcraft_node_finished(job=job, output=output, action=action)
         await self._announce(job, completion)
         return [(self._job_for(job, target), live) for target, live in completion.ready]
 
@@ -642,7 +643,9 @@ class Engine:
                     job.run_id, "completed", None, retention=self.settings.retention
                 )
             if won:
-                self.hook.flowcraft_run_finished(run_id=job.run_id, status="completed", error=None)
+                self.guests.flowcraft_run_finished(
+                    run_id=job.run_id, status="completed", error=None
+                )
         elif completion.awaiting:
             rk = keys.run_keys(job.run_id)
             await self.coordination.signal(
@@ -654,8 +657,8 @@ class Engine:
             job.run_id, "failed", error, retention=self.settings.retention
         )
         if won:
-            self.hook.flowcraft_node_failed(job=job, error=error)
-            self.hook.flowcraft_run_finished(run_id=job.run_id, status="failed", error=error)
+            self.guests.flowcraft_node_failed(job=job, error=error)
+            self.guests.flowcraft_run_finished(run_id=job.run_id, status="failed", error=error)
 
 
 def _reraise_if_ours(exc: BaseException) -> None:
