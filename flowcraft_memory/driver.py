@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from flowcraft_core.hookspecs import DriverInfo, hookimpl
 from flowcraft_memory.context import MemoryContextStore
 from flowcraft_memory.coordination import MemoryCoordinationStore
-from flowcraft_memory.queue import MemoryQueue
+from flowcraft_memory.queue import ERROR_BACKOFF_MAX, MemoryQueue
 from flowcraft_memory.run_state import MemoryRunState
 
 SCHEME = "memory"
@@ -46,6 +46,7 @@ def flowcraft_driver_info() -> DriverInfo:
             "delays": True,
             "ttl": True,
             "redelivery_after_crash_s": 0.0,
+            "redelivery_after_error_s": ERROR_BACKOFF_MAX,
             "multi_process": False,
             "fault_injection": True,
             "isolation": "path",

@@ -13,6 +13,12 @@ from flowcraft_memory.faults import Faults
 
 log = logging.getLogger(__name__)
 
+ERROR_BACKOFF = 0.001
+"""Seconds before a job whose handler raised is delivered again, doubling with each delivery
+up to :data:`ERROR_BACKOFF_MAX`. Never zero: a handler that always raises without awaiting
+anything would otherwise take the job back at once, forever, and starve the event loop."""
+ERROR_BACKOFF_MAX = 0.25
+
 
 class MemoryConsumer:
     def __init__(self, queue: MemoryQueue, handler: Handler, concurrency: int) -> None:
@@ -38,7 +44,7 @@ class MemoryConsumer:
                 # The handler raised: not acknowledged, so the job comes back, as it would
                 # from a real broker after a worker failure.
                 log.debug("handler raised for %s; redelivering", job, exc_info=True)
-                self._queue._redeliver(job, delivery)
+                self._queue._redeliver(job, delivery, backoff=True)
             else:
                 faults = self._queue.faults
                 if faults.crash_before_ack(job, delivery):
@@ -70,8 +76,10 @@ class MemoryConsumer:
 
 
 class MemoryQueue:
-    """Jobs for this process only. Delivery is at least once: a handler that raises, or a
-    simulated crash, gets the job again after ``redelivery_delay`` seconds."""
+    """Jobs for this process only. Delivery is at least once: a simulated crash gets the job
+    again after ``redelivery_delay`` seconds; a handler that raises gets it again after at
+    least that, backing off from :data:`ERROR_BACKOFF` to :data:`ERROR_BACKOFF_MAX` so that a
+    job that always fails cannot busy-loop."""
 
     def __init__(self, faults: Faults | None = None, redelivery_delay: float = 0.0) -> None:
         self.faults = faults or Faults()
@@ -109,8 +117,11 @@ class MemoryQueue:
         handle = loop.call_later(delay, fire)
         self._timers.add(handle)
 
-    def _redeliver(self, job: Job, delivery: int) -> None:
-        self._later(self.redelivery_delay, job, delivery + 1)
+    def _redeliver(self, job: Job, delivery: int, *, backoff: bool = False) -> None:
+        delay = self.redelivery_delay
+        if backoff:
+            delay = max(delay, min(ERROR_BACKOFF_MAX, ERROR_BACKOFF * 2.0 ** min(delivery - 1, 30)))
+        self._later(delay, job, delivery + 1)
 
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
         self.enqueued += 1

@@ -78,7 +78,7 @@ class TTLIgnoringCoordination(MemoryCoordinationStore):
 class NoRedeliveryQueue(MemoryQueue):
     """A job whose handler raised is dropped instead of delivered again."""
 
-    def _redeliver(self, job: Job, delivery: int) -> None:
+    def _redeliver(self, job: Job, delivery: int, *, backoff: bool = False) -> None:
         return None
 
 
