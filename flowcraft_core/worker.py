@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import pluggy
@@ -21,7 +22,12 @@ log = logging.getLogger(__name__)
 class Worker:
     """Runs ``concurrency`` jobs at a time until stopped. With ``reconcile_every`` seconds, it
     also sweeps for runs without progress for ``stale_after`` seconds and re-enqueues their
-    ready frontier (safe to run anywhere, any number of times)."""
+    ready frontier (safe to run anywhere, any number of times).
+
+    Async node code that blocks the event loop (``time.sleep``, sync I/O) stalls every job of
+    the worker, and its ``timeout`` cannot interrupt it: a timeout is only noticed at an
+    ``await``. The worker watches the loop and logs a warning naming the nodes that were
+    executing whenever it was blocked for more than ``stall_warning`` seconds."""
 
     def __init__(
         self,
@@ -34,6 +40,7 @@ class Worker:
         checkpoint: Checkpoint | None = None,
         reconcile_every: float | None = None,
         stale_after: float = 300.0,
+        stall_warning: float = 1.0,
     ) -> None:
         self.backends = backends
         self.concurrency = concurrency
@@ -51,6 +58,10 @@ class Worker:
         self.stale_after = stale_after
         self._consumer: Consumer | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.stall_warning = stall_warning
+        self.stalls = 0
+        """Times the event loop was seen blocked for longer than ``stall_warning``."""
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._consumer = await self.backends.queue.consume(
@@ -58,6 +69,31 @@ class Worker:
         )
         if self.reconcile_every:
             self._sweeper = asyncio.create_task(self._sweep(self.reconcile_every))
+        if self.stall_warning > 0:
+            self._watchdog = asyncio.create_task(self._watch(self.stall_warning, time.monotonic()))
+
+    async def _watch(self, limit: float, since: float) -> None:
+        # Lateness is measured from the previous wake-up (the first time, from the task's
+        # creation): a node that blocks before this task first runs is caught too.
+        tick = min(0.25, limit / 2)
+        before = since
+        while True:
+            executing = list(self.engine.executing.values())
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            late, started_after = now - before - tick, before
+            before = now
+            if late > limit:
+                self.stalls += 1
+                executing += [n for t, n in self.engine.started if t >= started_after]
+                executing = list(dict.fromkeys(executing))
+                log.warning(
+                    "the event loop was blocked for %.1f s while executing %s: async node code "
+                    "must not block (time.sleep, sync I/O); its timeout cannot interrupt it. "
+                    "Make it a sync function (it then runs in a thread) or await instead",
+                    late,
+                    ", ".join(executing) or "no node",
+                )
 
     async def _sweep(self, every: float) -> None:
         while True:
@@ -70,6 +106,12 @@ class Worker:
                 log.warning("reconcile sweep failed", exc_info=True)
 
     async def stop(self, *, drain: bool = True) -> None:
+        """Stop consuming. With ``drain``, in-flight jobs finish first; without, they are
+        cancelled and handed back to the queue (redelivered). A stop without ``drain`` while a
+        draining one waits makes that one end too."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

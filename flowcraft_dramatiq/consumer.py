@@ -22,6 +22,12 @@ ACTOR_NAME = "flowcraft_job"
 _DRAIN_FOREVER = 30 * 86400 * 1000
 
 
+class HandedBack(Exception):
+    """Raised on the Dramatiq thread of a handler that a stop without drain cancelled: the
+    message is not acknowledged and :class:`Redeliver` enqueues it again. Declared as thrown,
+    so Dramatiq logs one line for it, not a traceback."""
+
+
 async def _call(handler: Handler, job: Job) -> None:
     await handler(job)
 
@@ -60,7 +66,7 @@ class DramatiqConsumer:
             actor_name=ACTOR_NAME,
             queue_name=queue.queue_name,
             priority=0,
-            options={},
+            options={"throws": (HandedBack,)},
         )
         self.worker = Worker(
             self.broker,
@@ -99,6 +105,10 @@ class DramatiqConsumer:
                 future.cancel()
         try:
             future.result()
+        except concurrent.futures.CancelledError:
+            if self._cancelling:
+                raise HandedBack(f"{job} handed back by a stopping worker") from None
+            raise
         finally:
             with self._lock:
                 self._running.discard(future)
@@ -112,16 +122,19 @@ class DramatiqConsumer:
     async def stop(self, *, drain: bool = True) -> None:
         """Stop taking jobs. With ``drain``, in-flight handlers finish and are acknowledged;
         without, they are cancelled and their jobs enqueued again. Jobs fetched but not started
-        go back to the queue either way."""
-        if self._stopped:
-            return
-        self._stopped = True
+        go back to the queue either way. A stop without ``drain`` during a draining one cancels
+        the handlers that one waits for."""
         if not drain:
+            # Also while a draining stop is under way: a second, impatient stop (a worker's
+            # second SIGTERM) cancels what the first was waiting for, and that stop ends.
             with self._lock:
                 self._cancelling = True
                 running = list(self._running)
             for future in running:
                 future.cancel()
+        if self._stopped:
+            return
+        self._stopped = True
         try:
             await asyncio.to_thread(self._shutdown)
         finally:

@@ -25,6 +25,12 @@ class Redeliver(Middleware):
     to be recovered from its heartbeat like any other.
     """
 
+    @property
+    def actor_options(self) -> set[str]:
+        # Dramatiq's own option (exceptions logged without a traceback), declared by its
+        # ``Retries`` middleware, which is not used here.
+        return {"throws"}
+
     def __init__(self, *, min_backoff: int = 100, max_backoff: int = 5000) -> None:
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff

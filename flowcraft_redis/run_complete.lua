@@ -135,10 +135,15 @@ if prefetched then
         out[#out + 1] = {}
         out[#out + 1] = false
     end
-    if field_count > 0 then
-        out[#out + 1] = redis.call('HMGET', run, unpack(ARGV, 15, 14 + field_count))
-    else
-        out[#out + 1] = {}
+    -- In slices, as in run_load.lua: unpack() is bounded by Lua's C stack.
+    local values = {}
+    for i = 15, 14 + field_count, 1000 do
+        local last = math.min(i + 999, 14 + field_count)
+        local part = redis.call('HMGET', run, unpack(ARGV, i, last))
+        for j = 1, #part do
+            values[#values + 1] = part[j]
+        end
     end
+    out[#out + 1] = values
 end
 return out

@@ -12,8 +12,13 @@ if ARGV[3] == '1' then
     live = redis.call('SMEMBERS', KEYS[6])
     first = redis.call('GET', KEYS[7])
 end
+-- HMGET in slices: unpack() of more than a few thousand values overflows Lua's C stack, and a
+-- join reads one field per predecessor, however many.
 local values = {}
-if #ARGV > 3 then
-    values = redis.call('HMGET', KEYS[1], unpack(ARGV, 4))
+for i = 4, #ARGV, 1000 do
+    local part = redis.call('HMGET', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+    for j = 1, #part do
+        values[#values + 1] = part[j]
+    end
 end
 return {final, lease, failures, arrived, live, first, values}

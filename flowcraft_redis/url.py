@@ -1,7 +1,7 @@
 """Redis driver settings, parsed from a ``redis://`` or ``rediss://`` URL.
 
-``redis://[[user]:password@]host[:port][/db][?prefix=..&heartbeat=..&maintenance=..&poll=..
-&retention=..]``; ``rediss://`` is the same over TLS. Durations are seconds, or a number with a
+``redis://[[user]:password@]host[:port][/db][?prefix=..&heartbeat=..&maintenance=..&poll=..]``;
+``rediss://`` is the same over TLS. Durations are seconds, or a number with a
 unit (``250ms``, ``5s``, ``2m``, ``1h``, ``7d``). A few redis-py connection options may be given
 in the query too (see :data:`CONNECTION_OPTIONS`); anything else is an error that names the URL.
 """
@@ -33,6 +33,16 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _count(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
@@ -45,8 +55,8 @@ def _positive(text: str) -> float:
 CONNECTION_OPTIONS: dict[str, Callable[[str], Any]] = {
     "socket_timeout": _positive,
     "socket_connect_timeout": _positive,
-    "health_check_interval": int,
-    "max_connections": int,
+    "health_check_interval": _count(0),
+    "max_connections": _count(1),
     "client_name": str,
     "ssl_cert_reqs": str,
     "ssl_ca_certs": str,
@@ -78,8 +88,6 @@ class RedisSettings:
     poll: float = 0.1
     """Longest sleep of an idle consumer between fetches (Dramatiq's ``worker_timeout``). It
     bounds the pickup latency of new jobs, the lateness of delayed ones and crash detection."""
-    retention: float = 7 * DAY
-    """Seconds a finished run is kept."""
     options: tuple[tuple[str, Any], ...] = ()
     """Extra redis-py connection options from the query string."""
 
@@ -174,8 +182,14 @@ def parse_url(url: str) -> RedisSettings:
     flowcraft_params = {
         "heartbeat": (1.0, 3600.0),
         "poll": (0.005, 60.0),
-        "retention": (1.0, math.inf),
     }
+    if "retention" in values:
+        # Retention is the engine's (EngineSettings.retention), the same for every backend;
+        # accepting it here and ignoring it would keep runs for a time the URL does not say.
+        raise bad(
+            "retention is not a URL parameter: set FLOWCRAFT_RETENTION (seconds) for workers "
+            "and clients, or EngineSettings(retention=...)"
+        )
     for name, (low, high) in flowcraft_params.items():
         if name in values:
             text = values.pop(name)
@@ -205,7 +219,7 @@ def parse_url(url: str) -> RedisSettings:
     for name, text in sorted(values.items()):
         parser = CONNECTION_OPTIONS.get(name)
         if parser is None:
-            known = ", ".join(["heartbeat", "maintenance", "poll", "prefix", "retention"])
+            known = ", ".join(["heartbeat", "maintenance", "poll", "prefix"])
             extra = ", ".join(sorted(CONNECTION_OPTIONS))
             raise bad(f"unknown parameter {name!r} (known: {known}; redis-py: {extra})")
         try:

@@ -26,15 +26,22 @@ async def serve(
     concurrency: int,
     reconcile_every: float | None,
     stale_after: float,
-) -> None:
+) -> bool:
     """One worker process: run until SIGTERM/SIGINT, then finish in-flight jobs and hand
-    back prefetched ones."""
+    back prefetched ones. A second signal stops at once: in-flight jobs are cancelled and
+    handed back, to be redelivered. Returns whether threads of abandoned sync node code are
+    still running (then the process must exit without waiting for them)."""
     registry = load_registry(registry_spec)
     backends = await connect(backend)
     stop = asyncio.Event()
+    now = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (now if stop.is_set() else stop).set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     worker = Worker(
         registry,
         backends,
@@ -49,9 +56,35 @@ async def serve(
     try:
         await stop.wait()
     finally:
-        click.echo(f"flowcraft worker {os.getpid()} stopping: finishing in-flight jobs", err=True)
-        await worker.stop(drain=True)
+        pid = os.getpid()
+        click.echo(
+            f"flowcraft worker {pid} stopping: finishing in-flight jobs "
+            "(signal again to stop now; they will be redelivered)",
+            err=True,
+        )
+        draining = asyncio.create_task(worker.stop(drain=True))
+        impatient = asyncio.create_task(now.wait())
+        await asyncio.wait({draining, impatient}, return_when=asyncio.FIRST_COMPLETED)
+        if not draining.done():
+            click.echo(f"flowcraft worker {pid} stopping now: in-flight jobs handed back", err=True)
+            await worker.stop(drain=False)
+            await draining
+        impatient.cancel()
         await backends.close()
+    return worker.engine.threads.abandoned > 0
+
+
+def _exit_past_threads(stuck: bool) -> None:
+    """Exit now if node threads that cannot be stopped still run: the interpreter would wait
+    for them forever at exit. Their jobs were handed back, so nothing is lost."""
+    if stuck:
+        click.echo(
+            f"flowcraft worker {os.getpid()} exits leaving sync node code running in threads",
+            err=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def _child(
@@ -64,7 +97,9 @@ def _child(
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    asyncio.run(serve(registry_spec, backend, concurrency, reconcile_every, stale_after))
+    _exit_past_threads(
+        asyncio.run(serve(registry_spec, backend, concurrency, reconcile_every, stale_after))
+    )
 
 
 @click.command()
@@ -102,6 +137,7 @@ def worker(
     stale_after: float,
 ) -> None:
     """Execute jobs until SIGTERM/SIGINT; then finish in-flight jobs and hand back the rest.
+    A second SIGTERM/SIGINT stops at once, handing in-flight jobs back to be redelivered.
 
     Engine tunables come from FLOWCRAFT_<SETTING> variables, e.g. FLOWCRAFT_RETENTION (seconds a
     finished run is kept), FLOWCRAFT_LEASE_TTL, FLOWCRAFT_MISSING_RETRIES."""
@@ -109,7 +145,9 @@ def worker(
     run_async(_probe(backend))
     every = reconcile_every or None
     if processes <= 1:
-        run_async(serve(registry_spec, backend, concurrency, every, stale_after))
+        _exit_past_threads(
+            run_async(serve(registry_spec, backend, concurrency, every, stale_after))
+        )
         return
     ctx = multiprocessing.get_context("spawn")
     children = [

@@ -17,6 +17,7 @@ The handler returns normally — and the queue acknowledges — only after all o
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -92,6 +93,10 @@ class Engine:
         self._leases = LeaseKeeper(coordination)
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
+        self.executing: dict[int, str] = {}
+        """Node code running now, by lease id: ``node 'id' of run R`` (for stall warnings)."""
+        self.started: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
+        """The latest node code started, with when (for stall warnings)."""
 
     # -- blueprints ---------------------------------------------------------------------------
 
@@ -407,6 +412,8 @@ class Engine:
         self, call: Any, ctx: NodeContext, timeout_ms: float | None, node: Node, job: Job
     ) -> Any:
         lease = self._leases.hold(job, self._lease_ttl(node))
+        self.executing[lease] = name = f"node {node.id!r} of run {job.run_id}"
+        self.started.append((time.monotonic(), name))
         threads = CURRENT.set(self.threads)
         try:
             if timeout_ms is None:
@@ -424,6 +431,7 @@ class Engine:
         finally:
             CURRENT.reset(threads)
             self._leases.drop(lease)
+            del self.executing[lease]
 
     async def _missing(self, job: Job, node: Node, loaded: Loaded) -> None:
         uses = node.definition.uses

@@ -229,3 +229,36 @@ async def test_a_timed_out_sync_attempt_is_counted_and_does_not_eat_a_thread() -
         release.set()
     assert [r.error["type"] for r in timed_out if r.error] == ["NodeTimeout"] * width
     assert quick.status == "completed", quick.error
+
+
+async def test_an_async_node_blocking_the_loop_is_warned_about_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def blocks(ctx: NodeContext) -> str:
+        time.sleep(1.5)  # the misbehaviour under test
+        return "done"
+
+    flow = bp([{"id": "blocker", "uses": "blocks", "config": {"timeout": 100}}])
+    with caplog.at_level("WARNING", logger="flowcraft_core.worker"):
+        async with harness({"blocks": blocks}) as h:
+            result = await h.run(flow)
+            await asyncio.sleep(0.3)
+            stalls = h.worker.stalls
+    # Documented: the timeout cannot interrupt code that never awaits.
+    assert result.status == "completed", result.error
+    assert stalls == 1
+    warnings = [r.getMessage() for r in caplog.records if "blocked" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "node 'blocker'" in warnings[0] and "cannot interrupt" in warnings[0]
+
+
+async def test_a_quick_worker_reports_no_stall() -> None:
+    async def quick(ctx: NodeContext) -> str:
+        await asyncio.sleep(0.01)
+        return "ok"
+
+    async with harness({"quick": quick}) as h:
+        for _ in range(20):
+            await h.run(bp([{"id": "q", "uses": "quick"}]))
+        stalls = h.worker.stalls
+    assert stalls == 0

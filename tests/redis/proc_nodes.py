@@ -95,6 +95,38 @@ async def unserialisable(ctx: NodeContext) -> Any:
     return Result(output={"ok": True})
 
 
+class NodeBaseException(BaseException):
+    """A BaseException of node code's own, none of Python's."""
+
+
+_RAISED: dict[str, type[BaseException]] = {
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "SystemExit": SystemExit,
+    "CancelledError": asyncio.CancelledError,
+    "custom": NodeBaseException,
+}
+
+
+async def raiser(ctx: NodeContext) -> Any:
+    """Raises the BaseException named by ``params.kind`` (a poison message, if it escaped)."""
+    raise _RAISED[ctx.params["kind"]](f"raised by node {ctx.node_id}")
+
+
+def sync_raiser(ctx: NodeContext) -> Any:
+    raise _RAISED[ctx.params["kind"]](f"raised by node {ctx.node_id}")
+
+
+async def forever(ctx: NodeContext) -> Any:
+    """Never returns."""
+    await asyncio.Event().wait()
+
+
+def sync_forever(ctx: NodeContext) -> Any:
+    """Never returns, in a thread."""
+    while True:
+        time.sleep(0.05)
+
+
 def _build(include_b: bool) -> Registry:
     reg = Registry()
     for key, impl in orders.registry.items():
@@ -104,6 +136,10 @@ def _build(include_b: bool) -> Registry:
     if include_b:
         reg.register("step_b", counted(step))
     reg.register("unserialisable", counted(unserialisable))
+    reg.register("raiser", counted(raiser))
+    reg.register("forever", counted(forever))
+    for key, sync_impl in (("sync_raiser", sync_raiser), ("sync_forever", sync_forever)):
+        reg.register(key, counted(Registry({key: sync_impl})[key].call))
     return reg
 
 

@@ -12,24 +12,17 @@ def test_defaults() -> None:
     s = parse_url("redis://")
     assert s == RedisSettings(url="redis://localhost:6379/0")
     assert s.prefix == "flowcraft"
-    assert s.retention == 7 * DAY
     assert not s.tls
 
 
 def test_full_url() -> None:
     s = parse_url(
         "rediss://:s3cret@cache.example:6380/4?prefix=app&heartbeat=3&maintenance=0.25"
-        "&poll=50ms&retention=2d&socket_timeout=2.5&ssl_cert_reqs=none"
+        "&poll=50ms&socket_timeout=2.5&ssl_cert_reqs=none"
     )
     assert s.url == "rediss://:s3cret@cache.example:6380/4"
     assert s.tls
-    assert (s.prefix, s.heartbeat, s.maintenance, s.poll, s.retention) == (
-        "app",
-        3.0,
-        0.25,
-        0.05,
-        2 * DAY,
-    )
+    assert (s.prefix, s.heartbeat, s.maintenance, s.poll) == ("app", 3.0, 0.25, 0.05)
     assert dict(s.options) == {"socket_timeout": 2.5, "ssl_cert_reqs": "none"}
     assert s.masked == "rediss://:***@cache.example:6380/4"
 
@@ -86,3 +79,17 @@ def test_mask_leaves_passwordless_urls_alone() -> None:
 def test_redelivery_bound_follows_the_tunables() -> None:
     assert parse_url("redis://").redelivery_bound == pytest.approx(5.0 + 0.2 + 0.5)
     assert parse_url("redis://?heartbeat=2&poll=0.05").redelivery_bound == pytest.approx(2.6)
+
+
+def test_retention_in_the_url_is_refused_naming_the_setting_that_works() -> None:
+    # It used to be parsed and then ignored: runs were kept for the engine's retention.
+    with pytest.raises(DriverError, match="FLOWCRAFT_RETENTION"):
+        parse_url("redis://localhost/0?retention=5s")
+
+
+@pytest.mark.parametrize(
+    "query", ["max_connections=-5", "max_connections=0", "health_check_interval=-1"]
+)
+def test_connection_counts_must_be_in_range(query: str) -> None:
+    with pytest.raises(DriverError, match=query.split("=")[0]):
+        parse_url(f"redis://localhost/0?{query}")
