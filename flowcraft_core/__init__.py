@@ -1,7 +1,7 @@
 """flowcraft: workflows as graphs of Python nodes, run on pluggable backend drivers.
 
 The same blueprint runs in one process on the in-memory driver or across many worker
-processes on Redis. Every effect is exactly once on an at-least-once queue: see DESIGN.md.
+processes on Redis. Every effect is exactly once on an at-least-once queue: see docs/design.md.
 """
 
 from flowcraft_core.blueprint import Blueprint, EdgeDef, NodeConfig, NodeDef

@@ -7,7 +7,6 @@ running a private event loop in a background thread.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -23,10 +22,10 @@ from flowcraft_core.drivers import Backends, open_backends
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow
 from flowcraft_core.engine.settings import EngineSettings
-from flowcraft_core.engine.state import run_state_for
+from flowcraft_core.engine.state import Census, run_state_for
 from flowcraft_core.errors import FlowcraftError, RunNotFound
 from flowcraft_core.plugins import Guests, default_manager
-from flowcraft_core.protocols import CoordinationStore, Job, Op
+from flowcraft_core.protocols import CoordinationStore, Job
 from flowcraft_core.validation import check
 
 T = TypeVar("T")
@@ -130,8 +129,6 @@ class Client:
         """Store the run with its pinned blueprint and enqueue its start nodes."""
         compiled = self.compile(flow)
         run_id = run_id or uuid.uuid4().hex
-        ttl = self.settings.run_ttl
-        coordination = self.backends.coordination
         meta = {
             "flow": compiled.id,
             "digest": compiled.digest,
@@ -139,75 +136,55 @@ class Client:
             # Whether the run can ever await a resume: if not, waiters need only "done".
             "waits": any(n.builtin == "wait" for n in compiled.nodes.values()),
         }
+        jobs = [Job(run_id, node_id, compiled.digest) for node_id in compiled.start_ids]
         try:
-            await self.backends.context.patch(run_id, {keys.INPUT: input, keys.RUN: meta})
+            await self._state.start(
+                run_id,
+                input=input,
+                meta=meta,
+                digest=compiled.digest,
+                blueprint=self._blueprint_json(compiled),
+                jobs=[job.key for job in jobs],
+            )
         except (TypeError, ValueError) as exc:
             raise FlowcraftError(f"the run input is not JSON-serialisable: {exc}") from None
-        rk = keys.run_keys(run_id)
-        jobs = [Job(run_id, node_id, compiled.digest) for node_id in compiled.start_ids]
-        # The pinned blueprint (kept alive by every start) and the start jobs' activation go
-        # in one batch; both precede the enqueue, so no job can find either missing.
-        bp_key = keys.blueprint_key(compiled.digest)
-        await coordination.batch(
-            [
-                Op.set_if_absent(bp_key, self._blueprint_json(compiled), ttl),
-                Op.extend(bp_key, ttl),
-                *(Op.add_member(rk.activated, job.key, ttl) for job in jobs),
-                Op.add_member(keys.ACTIVE_RUNS, run_id),
-                Op.set(rk.progress, repr(time.time())),
-            ]
-        )
         await self.backends.queue.enqueue_many(jobs)
         for job in jobs:
             self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
         self.guests.flowcraft_run_started(run_id=run_id, flow_id=compiled.id, input=input)
         return run_id
 
-    async def _census(self, run_id: str) -> tuple[dict[str, Any] | None, bool, int]:
-        """(final record, awaiting?, resume generation); the generation is -1 for a run that
-        can never await."""
-        rk = keys.run_keys(run_id)
-        final, activated, finished, waiting, resumed = await self.coordination.batch(
-            [
-                Op.get(rk.final),
-                Op.count(rk.activated),
-                Op.count(rk.finished),
-                Op.count(rk.waiting),
-                Op.count(rk.resumed),
-            ]
-        )
-        if final is not None:
-            return json.loads(final), False, resumed
-        parked = waiting - resumed
-        awaiting = parked > 0 and activated - finished == parked
+    async def _census(self, run_id: str) -> tuple[Census, int | None]:
+        """The run's census and the resume generation to wait for (None for a run that can
+        never await). Raises :class:`RunNotFound` for a run that does not exist."""
+        census = await self._state.census(run_id)
+        if census.final is not None:
+            return census, None
         meta = await self.backends.context.get(run_id, keys.RUN)
         if not isinstance(meta, dict):
             raise RunNotFound(f"no run {run_id!r} (never started, or expired after retention)")
-        return None, awaiting, resumed if meta.get("waits", True) else -1
+        return census, census.generation if meta.get("waits", True) else None
 
     async def status(self, run_id: str) -> str:
         """completed, failed, cancelled, awaiting or running."""
-        final, awaiting, _ = await self._census(run_id)
-        if final is not None:
-            return str(final["status"])
-        return "awaiting" if awaiting else "running"
+        census, _ = await self._census(run_id)
+        return census.status
 
     async def snapshot(self, run_id: str) -> RunResult:
         """The run as it is now, without waiting."""
-        final, awaiting, _ = await self._census(run_id)
-        status = str(final["status"]) if final else ("awaiting" if awaiting else "running")
-        return await self._result(run_id, status, final.get("error") if final else None)
+        census, _ = await self._census(run_id)
+        final = census.final
+        return await self._result(run_id, census.status, final.get("error") if final else None)
 
     async def result(self, run_id: str, timeout: float | None = None) -> RunResult:
         """Wait until the run is finished or awaiting a resume; woken by a push from the
         backend, never by polling. Raises :class:`RunTimeout` (a TimeoutError) after
         ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        rk = keys.run_keys(run_id)
         backoff = 0.1
         while True:
             try:
-                return await self._wait_once(run_id, rk, deadline, timeout)
+                return await self._wait_once(run_id, deadline, timeout)
             except (FlowcraftError, TimeoutError):
                 raise
             except Exception as exc:
@@ -220,22 +197,20 @@ class Client:
                 backoff = min(backoff * 2, 2.0)
 
     async def _wait_once(
-        self, run_id: str, rk: keys.RunKeys, deadline: float | None, timeout: float | None
+        self, run_id: str, deadline: float | None, timeout: float | None
     ) -> RunResult:
         while True:
-            final, awaiting, generation = await self._census(run_id)
+            census, generation = await self._census(run_id)
+            final = census.final
             if final is not None:
                 return await self._result(run_id, final["status"], final.get("error"))
-            if awaiting:
+            if census.awaiting:
                 return await self._result(run_id, "awaiting", None)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 snapshot = await self._result(run_id, "running", None)
                 raise RunTimeout(f"run {run_id} did not finish within {timeout} s", snapshot)
-            signals = [rk.signal_done]
-            if generation >= 0:
-                signals.append(rk.signal_idle(generation))
-            await self.coordination.wait_any(signals, remaining)
+            await self._state.wait(run_id, generation, remaining)
 
     async def _result(self, run_id: str, status: str, error: Any) -> RunResult:
         everything = await self.backends.context.get_all(run_id)
@@ -264,14 +239,10 @@ class Client:
     ) -> str:
         """Resume a run parked on a ``wait`` node: that node completes with ``output`` and
         ``action``. With several nodes waiting, ``node_id`` says which. Returns the node id."""
-        final, _, _ = await self._census(run_id)
-        if final is not None:
-            raise FlowcraftError(f"run {run_id} is {final['status']}; it cannot be resumed")
-        rk = keys.run_keys(run_id)
-        waiting, resumed = await self.coordination.batch(
-            [Op.members(rk.waiting), Op.members(rk.resumed)]
-        )
-        parked = sorted(key.rpartition("#")[0] for key in waiting - resumed)
+        census, _ = await self._census(run_id)
+        if census.final is not None:
+            raise FlowcraftError(f"run {run_id} is {census.status}; it cannot be resumed")
+        parked = [key.rpartition("#")[0] for key in await self._state.parked(run_id)]
         if node_id is None:
             if len(parked) != 1:
                 raise FlowcraftError(
@@ -290,14 +261,11 @@ class Client:
         commit: dict[str, Any] = {keys.output_key(node_id): output}
         if action is not None:
             commit[keys.action_key(node_id)] = action
+        job = Job(run_id, node_id, str(meta["digest"]))
         try:
-            won = await self.backends.context.commit(run_id, keys.output_key(node_id), commit)
+            won = await self._state.resume(job, guard=keys.output_key(node_id), commit=commit)
         except (TypeError, ValueError) as exc:
             raise FlowcraftError(f"the resume output is not JSON-serialisable: {exc}") from None
-        job = Job(run_id, node_id, str(meta["digest"]))
-        # Marked resumed before the job runs, so the run never looks idle in between. Done
-        # even when another resume won the commit: that caller may have died right after it.
-        await self.coordination.add_member(rk.resumed, job.key, ttl=self.settings.run_ttl)
         await self.backends.queue.enqueue(job)
         self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
         if not won:

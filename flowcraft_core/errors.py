@@ -57,6 +57,10 @@ class NotRetried(FlowcraftError):
         self.error = error
 
 
+class RunExists(FlowcraftError):
+    """A start named a run id that is already taken; the existing run was left unchanged."""
+
+
 class NodeTimeout(FlowcraftError):
     """A node attempt ran longer than its ``config.timeout``."""
 

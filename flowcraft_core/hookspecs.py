@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from flowcraft_core.engine.state import RunState
     from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Queue
 
 PROJECT = "flowcraft"
@@ -67,12 +68,14 @@ def flowcraft_make_coordination(url: str) -> CoordinationStore | None:
 @hookspec(firstresult=True)
 def flowcraft_make_run_state(
     context: ContextStore, coordination: CoordinationStore, ttl: float
-) -> Any:
-    """Optional optimisation. Called once per engine with its two stores and the TTL of a
-    run's bookkeeping keys (seconds): a driver that owns both stores may return a
-    :class:`flowcraft_core.engine.state.RunState` that does each of the engine's steps in one
-    round trip. Return None to let the engine compose the steps from the two protocols (always
-    correct, just more round trips)."""
+) -> RunState | None:
+    """Optional optimisation. Called once per engine and client with its two stores and the
+    TTL of a run's bookkeeping keys (seconds): a driver that owns both stores may return a
+    fused :class:`flowcraft_core.engine.state.RunState` that does each step in one round trip.
+    It must keep that class's contract; the conformance contract ``run state`` checks it
+    against the reference, :class:`~flowcraft_core.engine.state.ComposedRunState`. Return None
+    to let the engine compose the steps from the two protocols (always correct, just more round
+    trips)."""
 
 
 # -- lifecycle hooks ------------------------------------------------------------------------

@@ -99,7 +99,9 @@ class Worker:
         while True:
             await asyncio.sleep(every)
             try:
-                revived = await reconcile(self.backends, older_than=self.stale_after)
+                revived = await reconcile(
+                    self.backends, older_than=self.stale_after, state=self.engine.state
+                )
                 if revived:
                     log.info("reconcile re-enqueued the frontier of %d run(s)", len(revived))
             except Exception:  # the sweeper must outlive a backend hiccup

@@ -16,11 +16,11 @@ from typing import Any
 from flowcraft_core.engine.keys import run_keys
 from flowcraft_core.engine.state import (
     Arrival,
+    Census,
     Completion,
     ComposedRunState,
     Loaded,
     Prefetch,
-    census,
     decide,
 )
 from flowcraft_core.protocols import Job
@@ -87,11 +87,17 @@ class MemoryRunState(ComposedRunState):
         co.add_member_now(rk.finished, job.key, ttl)
         co.delete_now(rk.lease(job.key))
         co.set_now(rk.progress, repr(time.time()), ttl)
-        return census(
+        final = co.get_now(rk.final)
+        completion = Completion(
             committed,
             ready,
-            co.count_now(rk.activated),
-            co.count_now(rk.finished),
-            co.count_now(rk.waiting),
-            co.count_now(rk.resumed),
+            Census(
+                json.loads(final) if final else None,
+                co.count_now(rk.activated),
+                co.count_now(rk.finished),
+                co.count_now(rk.waiting),
+                co.count_now(rk.resumed),
+            ),
         )
+        await self._announce_idle(rk, completion.census)
+        return completion

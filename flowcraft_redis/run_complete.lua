@@ -10,8 +10,9 @@
 --          11 its lease token, 12 its lease TTL (ms), 13 '1' if it is a join, 14 number of
 --          its fields, its fields, the pairs, then per arrival: target, edge, live '1'/'0',
 --          join, expected count
--- Returns {0} when another commit won (nothing written), else {committed 1/-1, activated,
---         finished, waiting, resumed, finalized 1/0/-1, #ready, target, live, ..., and, if
+-- Returns {0} when another commit won (nothing written), else {1, the final record as it was
+--         before this call, committed 1/-1, activated, finished, waiting, resumed,
+--         finalized 1/0/-1, #ready, target, live, ..., and, if
 --         the prefetched target became ready, what run_load.lua returns for it}
 -- When this finish leaves nothing to do, the run is finalized here too (as finalize.lua).
 -- Prefetching loads the successor a worker will continue with inline, so a chain costs one
@@ -98,6 +99,7 @@ end
 add(KEYS[3], ARGV[3])
 redis.call('DEL', KEYS[6])
 redis.call('SET', KEYS[7], ARGV[2], 'PX', ttl)
+local final = redis.call('GET', KEYS[8])
 local activated, finished = redis.call('SCARD', KEYS[2]), redis.call('SCARD', KEYS[3])
 local waiting, resumed = redis.call('SCARD', KEYS[4]), redis.call('SCARD', KEYS[5])
 local finalized = -1
@@ -113,7 +115,7 @@ if activated - finished <= 0 then
     end
     expire_jobs(KEYS[2], retention)
 end
-local out = {committed, activated, finished, waiting, resumed, finalized, #ready / 2}
+local out = {1, final, committed, activated, finished, waiting, resumed, finalized, #ready / 2}
 local prefetched = false
 for i = 1, #ready do
     out[#out + 1] = ready[i]

@@ -1,10 +1,13 @@
-"""The engine's state steps fused into one Lua script each (``run_load.lua``,
-``run_complete.lua``): with the context and coordination of one Redis, a node costs two round
-trips — load, then commit-and-route — however wide the run.
+"""The run state's hot steps fused into one Lua script each (``run_load.lua``,
+``run_complete.lua``, ``run_finalize.lua``): with the context and coordination of one Redis, a
+node costs two round trips — load, then commit-and-route — however wide the run, and a chain one
+(the completion prefetches the successor's load).
 
 Offered through the ``flowcraft_make_run_state`` hook when both stores are this driver's on the
 same database; otherwise the engine composes the steps from the two protocols. The rarer steps
-(park, release, a failed attempt, finalize) are the composed ones.
+(park, resume, release, renew, a failed attempt, a missing implementation, sleep, census, wait,
+frontier) are inherited from the reference, :class:`ComposedRunState`, which is correct on these
+stores: each is one or two batches of this driver's coordination store.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from typing import Any
 from flowcraft_core.engine.keys import ACTIVE_RUNS, run_keys
 from flowcraft_core.engine.state import (
     Arrival,
+    Census,
     Completion,
     ComposedRunState,
     Loaded,
     Prefetch,
-    census,
 )
 from flowcraft_core.protocols import Job
 from flowcraft_core.protocols.context import encode
@@ -127,17 +130,21 @@ class RedisRunState(ComposedRunState):
         reply = await self._connections.script("run_complete.lua")(keys=redis_keys, args=args)
         if reply[0] == 0:
             return Completion(committed=False, ready=[])
+        final = reply[1]
         committed, activated, finished, waiting, resumed, finalized, count = (
-            int(x) for x in reply[:7]
+            int(x) for x in reply[2:9]
         )
-        rest = reply[7 : 7 + 2 * count]
+        rest = reply[9 : 9 + 2 * count]
         ready = [(str(rest[i]), rest[i + 1] == "1") for i in range(0, len(rest), 2)]
-        loaded = _loaded(reply[7 + 2 * count :], fields)
-        completion = census(
-            True if committed == 1 else None, ready, activated, finished, waiting, resumed
+        census = Census(json.loads(final) if final else None, activated, finished, waiting, resumed)
+        completion = Completion(
+            True if committed == 1 else None,
+            ready,
+            census,
+            finalized=None if finalized < 0 else finalized == 1,
+            prefetched=_loaded(reply[9 + 2 * count :], fields),
         )
-        completion.finalized = None if finalized < 0 else finalized == 1
-        completion.prefetched = loaded
+        await self._announce_idle(rk, census)
         return completion
 
     async def finalize(

@@ -248,8 +248,8 @@ class CompiledFlow:
         first: str | None,
         on_error: OnError,
     ) -> Any:
-        """The node's input from what :meth:`RunState.load` read (see DESIGN § Node semantics
-        and § Blueprints)."""
+        """The node's input from what :meth:`RunState.load` read (see docs/design.md § Node
+        semantics and § Blueprints)."""
         chosen = self._chosen_edge(node, live, first)
         if node.inputs is not None:
             base = _resolve(node.inputs, values)

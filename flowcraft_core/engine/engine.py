@@ -1,7 +1,7 @@
 """The job handler: executes one job at a time on top of the three protocols.
 
 A job is handled in steps, each idempotent and keyed by the job's identity, so any number of
-deliveries and a crash at any line converge on the same result (DESIGN § The engine):
+deliveries and a crash at any line converge on the same result (docs/design.md § The engine):
 
 1. load the pinned blueprint (cached by digest) and, in one call, the run's final status, the
    node's committed result, its inputs and its lease;
@@ -45,7 +45,7 @@ from flowcraft_core.errors import ExpressionError, NodeTimeout, NotRetried
 from flowcraft_core.expressions import Expression, evaluate_condition
 from flowcraft_core.node import NodeContext, Result, RunContext
 from flowcraft_core.plugins import Guests, default_manager
-from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op, Queue
+from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Queue
 from flowcraft_core.registry import Registry
 from flowcraft_core.threads import CURRENT, NodeThreads
 
@@ -90,7 +90,7 @@ class Engine:
         self._flows: dict[str, CompiledFlow] = {}
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._tokens = itertools.count()
-        self._leases = LeaseKeeper(coordination)
+        self._leases = LeaseKeeper(self.state)
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
         self.executing: dict[int, str] = {}
@@ -435,8 +435,8 @@ class Engine:
 
     async def _missing(self, job: Job, node: Node, loaded: Loaded) -> None:
         uses = node.definition.uses
-        rk = keys.run_keys(job.run_id)
-        tries = await self.coordination.incr(rk.missing(job.key), ttl=self.settings.run_ttl)
+        tries = await self.state.missing(job)
+        loaded.lease = False
         if tries > self.settings.missing_retries:
             known = ", ".join(sorted(self.registry)) or "none"
             await self._fail(
@@ -459,8 +459,6 @@ class Engine:
             job.run_id,
             delay,
         )
-        await self.state.release(job)
-        loaded.lease = False
         await self._enqueue([job], delay)
 
     # -- built-ins ----------------------------------------------------------------------------
@@ -472,15 +470,9 @@ class Engine:
 
     async def _still_asleep(self, job: Job, node: Node, loaded: Loaded) -> bool:
         duration = float(node.definition.params.get("duration", 0)) / 1000
-        key = keys.run_keys(job.run_id).sleep(job.key)
-        wake = repr(time.time() + duration)
-        _, stored = await self.coordination.batch(
-            [Op.set_if_absent(key, wake, self.settings.run_ttl), Op.get(key)]
-        )
-        remaining = float(stored or wake) - time.time()
-        if remaining <= 0.001:
+        remaining = await self.state.sleep(job, duration)
+        if remaining <= 0:
             return False
-        await self.state.release(job)
         loaded.lease = False
         await self._enqueue([job], remaining)
         return True
@@ -644,6 +636,7 @@ class Engine:
         return Job(job.run_id, node_id, job.flow, int(instance or 0))
 
     async def _announce(self, job: Job, completion: Completion) -> None:
+        # An awaiting run's idle signal is latched by the run state itself.
         if completion.done:
             won = completion.finalized
             if won is None:
@@ -654,11 +647,6 @@ class Engine:
                 self.guests.flowcraft_run_finished(
                     run_id=job.run_id, status="completed", error=None
                 )
-        elif completion.awaiting:
-            rk = keys.run_keys(job.run_id)
-            await self.coordination.signal(
-                rk.signal_idle(completion.generation), ttl=self.settings.run_ttl
-            )
 
     async def _fail(self, job: Job, error: dict[str, Any]) -> None:
         won = await self.state.finalize(
@@ -685,16 +673,15 @@ class LeaseKeeper:
     One timer per engine renews every lease held longer than a third of its TTL; holding and
     dropping a lease is a dict write, so short nodes cost nothing extra."""
 
-    def __init__(self, coordination: CoordinationStore) -> None:
-        self._coordination = coordination
-        self._held: dict[int, tuple[str, float, float]] = {}  # id -> (key, ttl, renew at)
+    def __init__(self, state: RunState) -> None:
+        self._state = state
+        self._held: dict[int, tuple[Job, float, float]] = {}  # id -> (job, ttl, renew at)
         self._ids = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
     def hold(self, job: Job, ttl: float) -> int:
         lease_id = next(self._ids)
-        key = keys.run_keys(job.run_id).lease(job.key)
-        self._held[lease_id] = (key, ttl, time.monotonic() + ttl / 3)
+        self._held[lease_id] = (job, ttl, time.monotonic() + ttl / 3)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._renew_forever())
         return lease_id
@@ -705,12 +692,12 @@ class LeaseKeeper:
     async def _renew_forever(self) -> None:
         while self._held:
             now = time.monotonic()
-            due = [(i, k, ttl) for i, (k, ttl, at) in list(self._held.items()) if at <= now]
-            for lease_id, key, ttl in due:
+            due = [(i, j, ttl) for i, (j, ttl, at) in list(self._held.items()) if at <= now]
+            for lease_id, job, ttl in due:
                 try:
-                    await self._coordination.extend(key, ttl)
+                    await self._state.renew(job, ttl)
                 except Exception:  # best effort: the commit stays first-wins regardless
-                    log.warning("could not renew lease %s", key, exc_info=True)
+                    log.warning("could not renew the lease of %s", job, exc_info=True)
                 if lease_id in self._held:
-                    self._held[lease_id] = (key, ttl, time.monotonic() + ttl / 3)
+                    self._held[lease_id] = (job, ttl, time.monotonic() + ttl / 3)
             await asyncio.sleep(0.5)

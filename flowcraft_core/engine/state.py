@@ -1,18 +1,40 @@
-"""The engine's per-run state steps, and their composition from the two store protocols.
+"""The run state: every write to a run's bookkeeping, as one contract with one reference.
 
-Every step is idempotent under repetition with the same job, which is what makes the engine
-correct on an at-least-once queue:
+A run's bookkeeping (its pinned blueprint, token counts, join arrivals, leases, failed attempts,
+parked waits and final status) is written only through a :class:`RunState`. The engine, the
+client and reconcile call its steps; none of them builds a bookkeeping key or an operation batch
+itself. :class:`ComposedRunState` is the reference: it composes every step from
+:class:`ContextStore` and :class:`CoordinationStore`. A driver that owns both stores may offer a
+fused copy through the ``flowcraft_make_run_state`` hook (one Lua script, one SQL transaction per
+step); the conformance contract ``run state`` drives the fused copy and this reference with the
+same random steps and requires the same answers and the same :class:`Census` after every step.
 
-* :meth:`RunState.load` reads what a job needs in one go and takes the job's lease.
-* :meth:`RunState.complete` commits a node's result (first commit wins), records its edges'
-  arrivals at their targets once per edge, activates the targets that became ready, and
-  finishes the job — all keyed by the job's identity, so a repeat changes nothing twice.
-* :meth:`RunState.finalize` writes the run's final status once and wakes waiting clients.
+Contract every implementation keeps:
 
-:class:`ComposedRunState` builds these from :class:`ContextStore` and :class:`CoordinationStore`
-(a few round trips per node, each step atomic on its own; the order of steps keeps every crash
-point recoverable). A driver that owns both stores may offer a fused :class:`RunState` through
-the ``flowcraft_make_run_state`` hook that does each step in one round trip.
+* **Keyed by the job's identity.** Every step that changes state is keyed by ``(run_id,
+  job key, attempt)``; repeating it with the same job changes nothing twice and answers as the
+  first call did, except where a step says otherwise (a repeated arrival reports readiness
+  again; a lease taken once is not taken again). That is what makes the engine correct on an
+  at-least-once queue.
+* **Atomic where it says so.** :meth:`~RunState.load`, :meth:`~RunState.park`,
+  :meth:`~RunState.fail_attempt`, :meth:`~RunState.missing` and :meth:`~RunState.finalize`'s
+  final-status write are each atomic. :meth:`~RunState.complete` may be atomic as a whole (a
+  fused copy) or a sequence of atomic parts (the reference: commit, arrivals, then activation
+  with finish in one batch); either way the ready targets are activated no later than the job
+  is finished, so the count of activated-but-unfinished jobs never reaches zero while work
+  remains, and every crash point is recovered by a redelivery of the same job.
+* **Leases.** :meth:`~RunState.load` takes the job's lease if it is free (``Loaded.lease``).
+  Whoever took it gives it back with exactly one of: :meth:`~RunState.complete`,
+  :meth:`~RunState.park`, :meth:`~RunState.fail_attempt`, :meth:`~RunState.missing`,
+  :meth:`~RunState.sleep` (when the job must sleep on) or :meth:`~RunState.release`. Each of
+  those releases it in the same round trip as its other writes. A lease also lapses after its
+  TTL; :meth:`~RunState.renew` keeps an executing node's lease alive.
+* **The census is the one formula.** A run is done when no activated job is unfinished, and
+  awaiting when the only unfinished jobs are parked wait nodes (:class:`Census`). Every step that
+  reports on the run reports a :class:`Census` computed from counts read in that same step.
+* **Finalisation is written once.** The first :meth:`~RunState.finalize` (or a fused
+  :meth:`~RunState.complete` that finalizes) wins; later ones change nothing but still wake
+  waiters and tidy, since the winner may have died between its write and its signal.
 """
 
 from __future__ import annotations
@@ -23,7 +45,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys, run_keys
+from flowcraft_core.engine.keys import ACTIVE_RUNS, INPUT, RUN, RunKeys, blueprint_key, run_keys
+from flowcraft_core.errors import RunExists
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op
 
 
@@ -63,26 +86,106 @@ class Prefetch:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class Census:
+    """A run's final status and token counts, as one step read them. The only place where
+    "done" and "awaiting" are decided."""
+
+    final: dict[str, Any] | None = None  # {status, error} once finalized
+    activated: int = 0  # job keys activated
+    finished: int = 0  # job keys finished
+    waiting: int = 0  # wait nodes parked (ever)
+    resumed: int = 0  # wait nodes resumed
+
+    @property
+    def unfinished(self) -> int:
+        return self.activated - self.finished
+
+    @property
+    def parked(self) -> int:
+        return self.waiting - self.resumed
+
+    @property
+    def done(self) -> bool:
+        """No activated job is unfinished: the run is complete (whether or not finalized)."""
+        return self.unfinished <= 0
+
+    @property
+    def awaiting(self) -> bool:
+        """The only unfinished jobs are parked wait nodes: the run waits for a resume."""
+        return self.parked > 0 and self.unfinished == self.parked
+
+    @property
+    def generation(self) -> int:
+        """Resumes so far: names the signal of the run's next idle point."""
+        return self.resumed
+
+    @property
+    def status(self) -> str:
+        """completed, failed or cancelled once final; else awaiting or running."""
+        if self.final is not None:
+            return str(self.final["status"])
+        return "awaiting" if self.awaiting else "running"
+
+
 @dataclass(slots=True)
 class Completion:
     committed: bool | None  # None: no commit asked; False: another commit won, nothing routed
     ready: list[tuple[str, bool]]  # targets that became ready: (job key, live?)
-    done: bool = False  # nothing of the run is left to do
-    awaiting: bool = False  # only parked wait nodes are left
-    generation: int = 0  # number of resumes so far (names the awaiting signal)
+    # The run right after this step; its ``final`` is as it was before any finalization by
+    # this step (reported in ``finalized``).
+    census: Census = field(default_factory=Census)
     finalized: bool | None = None  # done and already finalized here: whether this call won
     prefetched: Loaded | None = None  # the Prefetch target's load, if it became ready
 
+    @property
+    def done(self) -> bool:
+        return self.census.done
+
+    @property
+    def awaiting(self) -> bool:
+        return self.census.awaiting
+
+
+FINAL_COMPLETED = {"status": "completed", "error": None}
+
+
+def final_record(status: str, error: Mapping[str, Any] | None) -> str:
+    """The stored form of a run's final status (one form for every implementation)."""
+    return json.dumps({"status": status, "error": dict(error) if error is not None else None})
+
 
 class RunState(Protocol):
-    """The engine's state steps (see the module docstring)."""
+    """Every write to a run's bookkeeping (see the module docstring for the contract)."""
 
     prefetches: bool
     """Whether :meth:`complete` honours a :class:`Prefetch` (else the engine never asks)."""
 
+    async def start(
+        self,
+        run_id: str,
+        *,
+        input: Any,
+        meta: Mapping[str, Any],
+        digest: str,
+        blueprint: str,
+        jobs: Sequence[str],
+    ) -> None:
+        """Store a new run: its ``input`` and ``meta`` in its context, the pinned ``blueprint``
+        (JSON, by ``digest``, kept alive by every start) and the activation of its start
+        ``jobs`` (job keys), all before the caller enqueues them. Raises
+        :class:`~flowcraft_core.errors.RunExists`, writing nothing, when ``run_id`` already has
+        a context; raises TypeError/ValueError, writing nothing, when ``input`` has no JSON
+        form. Not idempotent on purpose: a second start of one id is refused."""
+        ...
+
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
-    ) -> Loaded: ...
+    ) -> Loaded:
+        """Atomically read what ``job`` needs (the run's final status, the context ``keys``
+        that exist, its failed attempts and, with ``join``, its arrivals) and take its lease
+        with ``token`` for ``lease_ttl`` seconds if no one holds it."""
+        ...
 
     async def complete(
         self,
@@ -94,40 +197,84 @@ class RunState(Protocol):
         retention: float,
         prefetch: Prefetch | None = None,
     ) -> Completion:
-        """Commit, route and finish ``job``. A state may also finalize a run that this makes
-        done (as "completed", with ``retention``), reporting it in ``finalized``, and may
-        honour ``prefetch``, reporting it in ``prefetched``."""
+        """Commit ``commit`` first-wins on ``guard`` (when given; if another commit won,
+        nothing else happens and ``committed`` is False), record each arrival at its target
+        once per edge, activate the targets that became ready (:func:`decide`), finish the job
+        and release its lease. A state may also finalize a run this makes done (as
+        "completed", kept for ``retention``), reporting it in ``finalized``, and may honour
+        ``prefetch``, reporting the target's load in ``prefetched``. When the run is left
+        awaiting, its idle signal for the census's generation is latched."""
         ...
 
-    async def park(self, job: Job) -> Completion: ...
+    async def park(self, job: Job) -> Completion:
+        """Record the wait node ``job`` as parked and release its lease; latch the idle signal
+        when that leaves the run awaiting. Idempotent."""
+        ...
 
-    async def release(self, job: Job) -> None: ...
+    async def resume(self, job: Job, *, guard: str, commit: Mapping[str, Any]) -> bool:
+        """Commit the parked wait node's result first-wins on ``guard`` and mark it resumed
+        (before the caller enqueues it, so the run never looks idle in between). The mark is
+        made even when another resume won the commit, since that caller may have died right
+        after it. True when this call's commit won."""
+        ...
 
-    async def fail_attempt(self, job: Job) -> bool: ...
+    async def parked(self, run_id: str) -> list[str]:
+        """The job keys of the wait nodes parked and not yet resumed, sorted."""
+        ...
+
+    async def fail_attempt(self, job: Job) -> bool:
+        """Record that ``job.attempt`` failed and release the lease; True for the first
+        delivery to record it, which alone schedules the next attempt."""
+        ...
+
+    async def missing(self, job: Job) -> int:
+        """Count a delivery of ``job`` that found no implementation, and release its lease.
+        Returns the count so far (every call counts: it bounds redeliveries, not attempts)."""
+        ...
+
+    async def sleep(self, job: Job, duration: float) -> float:
+        """Seconds the sleep node ``job`` has still to sleep, its wake time fixed by the first
+        call (``duration`` seconds from then). When it is more than a millisecond, the lease
+        is released: the caller enqueues the job again for then."""
+        ...
+
+    async def release(self, job: Job) -> None:
+        """Give back ``job``'s lease (a no-op if it is not held)."""
+        ...
+
+    async def renew(self, job: Job, lease_ttl: float) -> bool:
+        """Extend ``job``'s lease by ``lease_ttl`` seconds; False if it no longer exists."""
+        ...
 
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
-    ) -> bool: ...
+    ) -> bool:
+        """Write the run's final status once (True for the call that wrote it), then — every
+        time — wake its waiters, drop it from the active runs and keep its context and
+        bookkeeping for ``retention`` seconds."""
+        ...
 
+    async def census(self, run_id: str) -> Census:
+        """The run's final status and token counts, read atomically."""
+        ...
 
-def census(
-    committed: bool | None,
-    ready: list[tuple[str, bool]],
-    activated: int,
-    finished: int,
-    waiting: int,
-    resumed: int,
-) -> Completion:
-    """The :class:`Completion` that the run's token counts mean: done when no activated job
-    is unfinished; awaiting when the only unfinished ones are parked wait nodes."""
-    unfinished, parked = activated - finished, waiting - resumed
-    return Completion(
-        committed=committed,
-        ready=ready,
-        done=unfinished <= 0,
-        awaiting=parked > 0 and unfinished == parked,
-        generation=resumed,
-    )
+    async def wait(self, run_id: str, generation: int | None, timeout: float | None) -> None:
+        """Block until the run is finalized or, when ``generation`` is given, reaches the idle
+        point of that generation (or ``timeout`` seconds pass). Woken by a push."""
+        ...
+
+    async def active_runs(self) -> set[str]:
+        """The ids of the runs started and not yet finalized (reconcile's work list)."""
+        ...
+
+    async def frontier(self, run_id: str, *, idle: float) -> list[Job]:
+        """The jobs that reconcile re-enqueues for a run with no progress for ``idle`` seconds:
+        every job activated and not finished, except parked wait nodes, each at the attempt
+        after its last failed one. Returns [] for a run that progressed recently, whose context
+        expired, or that is finalized (which also leaves the active runs). When it returns
+        jobs it marks progress now, so concurrent reconciles do not all enqueue them; a
+        reconcile that dies before enqueueing is retried ``idle`` seconds later."""
+        ...
 
 
 def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) -> bool | None:
@@ -150,8 +297,16 @@ def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) ->
     return None
 
 
+def job_for(run_id: str, digest: str, job_key: str, attempt: int = 1) -> Job:
+    """The :class:`Job` of ``job_key`` (``node#instance``) in ``run_id``."""
+    node_id, _, instance = job_key.rpartition("#")
+    return Job(run_id, node_id, digest, int(instance or 0), attempt)
+
+
 class ComposedRunState:
-    """:class:`RunState` composed from the two store protocols."""
+    """The reference :class:`RunState`, composed from the two store protocols: a few round trips
+    per step, each part atomic on its own, in an order that keeps every crash point
+    recoverable."""
 
     prefetches = False
 
@@ -161,6 +316,34 @@ class ComposedRunState:
         self.context = context
         self.coordination = coordination
         self.ttl = ttl  # bookkeeping keys outlive any run; finished runs expire sooner
+
+    async def start(
+        self,
+        run_id: str,
+        *,
+        input: Any,
+        meta: Mapping[str, Any],
+        digest: str,
+        blueprint: str,
+        jobs: Sequence[str],
+    ) -> None:
+        # The context commit is first-wins on the run's metadata: it is what refuses a second
+        # start. A client dying between it and the batch leaves a run stored but never
+        # activated (reported running; cancel finalizes it); nothing is ever half-activated.
+        if not await self.context.commit(run_id, RUN, {INPUT: input, RUN: dict(meta)}):
+            raise RunExists(f"a run with id {run_id!r} already exists; it was left unchanged")
+        rk = run_keys(run_id)
+        ttl = self.ttl
+        bp_key = blueprint_key(digest)
+        await self.coordination.batch(
+            [
+                Op.set_if_absent(bp_key, blueprint, ttl),
+                Op.extend(bp_key, ttl),
+                *(Op.add_member(rk.activated, key, ttl) for key in jobs),
+                Op.add_member(ACTIVE_RUNS, run_id),
+                Op.set(rk.progress, repr(time.time()), ttl),
+            ]
+        )
 
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
@@ -230,16 +413,24 @@ class ComposedRunState:
         # Targets are activated before this job finishes, in one atomic batch, so the count of
         # activated-but-unfinished jobs never touches zero while work remains.
         tail = [Op.add_member(rk.activated, target, ttl) for target, _ in ready]
-        tail += [Op.add_member(rk.finished, job.key, ttl), *self._census(rk, job)]
-        return self._completion(committed, ready, await self.coordination.batch(tail))
+        tail += [Op.add_member(rk.finished, job.key, ttl), *self._census_ops(rk, job)]
+        completion = Completion(
+            committed, ready, self._census_of(await self.coordination.batch(tail))
+        )
+        await self._announce_idle(rk, completion.census)
+        return completion
 
     async def park(self, job: Job) -> Completion:
         rk = run_keys(job.run_id)
-        ops = [Op.add_member(rk.waiting, job.key, self.ttl), *self._census(rk, job)]
-        return self._completion(None, [], await self.coordination.batch(ops))
+        ops = [Op.add_member(rk.waiting, job.key, self.ttl), *self._census_ops(rk, job)]
+        completion = Completion(None, [], self._census_of(await self.coordination.batch(ops)))
+        await self._announce_idle(rk, completion.census)
+        return completion
 
-    def _census(self, rk: RunKeys, job: Job) -> list[Op]:
+    def _census_ops(self, rk: RunKeys, job: Job) -> list[Op]:
+        """The tail of a step that finishes with ``job``: census counts, lease, progress."""
         return [
+            Op.get(rk.final),
             Op.count(rk.activated),
             Op.count(rk.finished),
             Op.count(rk.waiting),
@@ -249,18 +440,33 @@ class ComposedRunState:
         ]
 
     @staticmethod
-    def _completion(
-        committed: bool | None, ready: list[tuple[str, bool]], results: list[Any]
-    ) -> Completion:
-        activated, finished, waiting, resumed = results[-6:-2]
-        return census(committed, ready, activated, finished, waiting, resumed)
+    def _census_of(results: list[Any]) -> Census:
+        final, activated, finished, waiting, resumed = results[-7:-2]
+        return Census(json.loads(final) if final else None, activated, finished, waiting, resumed)
+
+    async def _announce_idle(self, rk: RunKeys, census: Census) -> None:
+        if census.awaiting and census.final is None:
+            await self.coordination.signal(rk.signal_idle(census.generation), ttl=self.ttl)
+
+    async def resume(self, job: Job, *, guard: str, commit: Mapping[str, Any]) -> bool:
+        won = await self.context.commit(job.run_id, guard, commit)
+        await self.coordination.add_member(run_keys(job.run_id).resumed, job.key, ttl=self.ttl)
+        return won
+
+    async def parked(self, run_id: str) -> list[str]:
+        rk = run_keys(run_id)
+        waiting, resumed = await self.coordination.batch(
+            [Op.members(rk.waiting), Op.members(rk.resumed)]
+        )
+        return sorted(waiting - resumed)
 
     async def release(self, job: Job) -> None:
         await self.coordination.delete(run_keys(job.run_id).lease(job.key))
 
+    async def renew(self, job: Job, lease_ttl: float) -> bool:
+        return await self.coordination.extend(run_keys(job.run_id).lease(job.key), lease_ttl)
+
     async def fail_attempt(self, job: Job) -> bool:
-        """Record that ``job.attempt`` failed and release the lease; True for the first
-        delivery to record it, which alone schedules the next attempt."""
         rk = run_keys(job.run_id)
         (added, _), _ = await self.coordination.batch(
             [
@@ -270,14 +476,33 @@ class ComposedRunState:
         )
         return bool(added)
 
+    async def missing(self, job: Job) -> int:
+        rk = run_keys(job.run_id)
+        tries, _ = await self.coordination.batch(
+            [Op.incr(rk.missing(job.key), ttl=self.ttl), Op.delete(rk.lease(job.key))]
+        )
+        return int(tries)
+
+    async def sleep(self, job: Job, duration: float) -> float:
+        rk = run_keys(job.run_id)
+        key = rk.sleep(job.key)
+        wake = repr(time.time() + duration)
+        _, stored = await self.coordination.batch(
+            [Op.set_if_absent(key, wake, self.ttl), Op.get(key)]
+        )
+        remaining = float(stored or wake) - time.time()
+        if remaining <= 0.001:
+            return 0.0
+        await self.release(job)
+        return remaining
+
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
         rk = run_keys(run_id)
-        record = json.dumps({"status": status, "error": error})
         results = await self.coordination.batch(
             [
-                Op.set_if_absent(rk.final, record, retention),
+                Op.set_if_absent(rk.final, final_record(status, error), retention),
                 # The run's bookkeeping goes with its context (per-node keys keep run_ttl).
                 *(
                     Op.extend(key, retention)
@@ -293,6 +518,64 @@ class ComposedRunState:
         await self.context.expire(run_id, retention)
         return won
 
+    async def census(self, run_id: str) -> Census:
+        rk = run_keys(run_id)
+        final, activated, finished, waiting, resumed = await self.coordination.batch(
+            [
+                Op.get(rk.final),
+                Op.count(rk.activated),
+                Op.count(rk.finished),
+                Op.count(rk.waiting),
+                Op.count(rk.resumed),
+            ]
+        )
+        return Census(json.loads(final) if final else None, activated, finished, waiting, resumed)
+
+    async def wait(self, run_id: str, generation: int | None, timeout: float | None) -> None:
+        rk = run_keys(run_id)
+        signals = [rk.signal_done]
+        if generation is not None:
+            signals.append(rk.signal_idle(generation))
+        await self.coordination.wait_any(signals, timeout)
+
+    async def active_runs(self) -> set[str]:
+        return await self.coordination.members(ACTIVE_RUNS)
+
+    async def frontier(self, run_id: str, *, idle: float) -> list[Job]:
+        rk = run_keys(run_id)
+        final, progress, activated, finished, waiting, resumed = await self.coordination.batch(
+            [
+                Op.get(rk.final),
+                Op.get(rk.progress),
+                Op.members(rk.activated),
+                Op.members(rk.finished),
+                Op.members(rk.waiting),
+                Op.members(rk.resumed),
+            ]
+        )
+        if final is not None:
+            await self.coordination.remove_member(ACTIVE_RUNS, run_id)
+            return []
+        now = time.time()
+        if progress is not None and now - float(progress) < idle:
+            return []
+        meta = await self.context.get(run_id, RUN)
+        if not isinstance(meta, dict):
+            return []  # its context expired: nothing left to resume from
+        keys = sorted(activated - finished - (waiting - resumed))
+        if not keys:
+            return []
+        # Each job resumes at the attempt after its last failed one, never an attempt that
+        # already failed (that one would only re-announce its retry).
+        *failures, _ = await self.coordination.batch(
+            [*(Op.count(rk.failures(k)) for k in keys), Op.set(rk.progress, repr(now), self.ttl)]
+        )
+        digest = str(meta["digest"])
+        return [
+            job_for(run_id, digest, key, int(failed) + 1)
+            for key, failed in zip(keys, failures, strict=True)
+        ]
+
 
 def run_state_for(
     context: ContextStore,
@@ -306,10 +589,9 @@ def run_state_for(
     ``flowcraft_make_run_state`` hook) when ``fused`` and one is offered, else the composed
     one. Engines and clients both take it from here, so a run is finalized the same way
     whoever finalizes it."""
-    offered = (
+    offered: RunState | None = (
         hook.flowcraft_make_run_state(context=context, coordination=coordination, ttl=ttl)
         if fused
         else None
     )
-    state: RunState = offered or ComposedRunState(context, coordination, ttl=ttl)
-    return state
+    return offered or ComposedRunState(context, coordination, ttl=ttl)

@@ -26,6 +26,7 @@ from flowcraft_core import (
 )
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.reconcile import reconcile
+from flowcraft_core.errors import RunExists
 from flowcraft_core.plugins import new_manager
 from flowcraft_core.protocols import Job
 from flowcraft_memory import Faults, MemoryQueue
@@ -1309,4 +1310,20 @@ async def test_worker_sweeper_revives_a_stalled_run() -> None:
         result = await client.result(run_id, 5)
     assert result.status == "completed"
     assert result.outputs == {"a": 2}
+    assert calls.counter == {"a": 1}
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "composed"])
+async def test_a_second_start_of_a_run_id_is_refused(fused: bool) -> None:
+    calls = Calls()
+    settings = EngineSettings(fused_state=fused)
+    flow = bp([{"id": "a", "uses": "add"}])
+    backends = open_backends(unique_url())
+    client = Client(backends, settings=settings)
+    await client.start(flow, 1, run_id="taken")
+    with pytest.raises(RunExists, match="'taken' already exists"):
+        await client.start(flow, 100, run_id="taken")
+    async with Worker(Registry({"add": calls.add()}), backends, settings=settings):
+        result = await client.result("taken", 5)
+    assert result.outputs == {"a": 2}  # the first start's input, once
     assert calls.counter == {"a": 1}
