@@ -36,6 +36,7 @@ from .queueing import (
     QueueDeliveryContract,
     QueueRedeliveryContract,
 )
+from .run_state import RunStateContract
 from .signals import SignalContract
 from .target import Clock, DriverParts, Target
 from .ttl import TTLContract
@@ -89,6 +90,7 @@ class DriverConformance(
     QueueDelayContract,
     QueueConcurrencyContract,
     MultiProcessContract,
+    RunStateContract,
     WorkflowScenarios,
 ):
     """Every conformance test. Subclass it as ``Test...`` and set :attr:`backend_url`, or

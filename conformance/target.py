@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pluggy
 
 from flowcraft_core.drivers import Backends, driver_for, open_backends
+from flowcraft_core.engine.state import RunState
 from flowcraft_core.errors import DriverError
 from flowcraft_core.hookspecs import DriverInfo
 from flowcraft_core.plugins import default_manager
@@ -58,6 +59,7 @@ class DriverParts:
 Built: TypeAlias = Backends | DriverParts
 Factory: TypeAlias = Callable[..., Built | Awaitable[Built]]
 Clock: TypeAlias = Callable[[], float]
+RunStateFactory: TypeAlias = Callable[[ContextStore, CoordinationStore, float], "RunState | None"]
 ClockedFactory: TypeAlias = Callable[[Clock], CoordinationStore | Awaitable[CoordinationStore]]
 
 
@@ -67,8 +69,11 @@ class Target:
 
     ``factory(namespace)`` returns fresh components (sync or async; it is called on the suite's
     event loop). ``clocked_coordination(clock)``, if given, returns a coordination store whose
-    TTLs follow ``clock`` (seconds), for the TTL state machine. ``url`` and ``info`` are set for
-    URL targets: other processes can open the same driver, and its declaration is checked.
+    TTLs follow ``clock`` (seconds), for the TTL state machine. ``run_state(context,
+    coordination, ttl)``, if given, returns the driver's fused run state over its stores (or
+    None); without it the installed plugins' ``flowcraft_make_run_state`` hook is asked.
+    ``url`` and ``info`` are set for URL targets: other processes can open the same driver, and
+    its declaration is checked.
     """
 
     name: str
@@ -79,6 +84,7 @@ class Target:
     url: str | None = None
     info: DriverInfo | None = None
     selective: bool = False  # factory takes (namespace, components)
+    run_state: RunStateFactory | None = None
 
     @classmethod
     def from_url(
@@ -110,6 +116,14 @@ class Target:
                 setattr(parts, component, built)
             return parts
 
+        def run_state(
+            context: ContextStore, coordination: CoordinationStore, ttl: float
+        ) -> RunState | None:
+            offered: RunState | None = manager.hook.flowcraft_make_run_state(
+                context=context, coordination=coordination, ttl=ttl
+            )
+            return offered
+
         return cls(
             name=f"{info.name} ({url})",
             factory=factory,
@@ -119,6 +133,7 @@ class Target:
             url=url,
             info=info,
             selective=True,
+            run_state=run_state,
         )
 
     @classmethod
@@ -130,6 +145,7 @@ class Target:
         capabilities: Mapping[str, Any] | None = None,
         provides: tuple[str, ...] | frozenset[str] = COMPONENTS,
         clocked_coordination: ClockedFactory | None = None,
+        run_state: RunStateFactory | None = None,
     ) -> Target:
         """A target for a driver built in code. ``capabilities`` are declared here, since there
         is no ``DriverInfo`` to read them from."""
@@ -139,7 +155,19 @@ class Target:
             capabilities=dict(capabilities or {}),
             provides=frozenset(provides),
             clocked_coordination=clocked_coordination,
+            run_state=run_state,
         )
+
+    def fused_state(
+        self, context: ContextStore, coordination: CoordinationStore, ttl: float
+    ) -> RunState | None:
+        """The driver's fused run state over these stores, or None if it offers none."""
+        if self.run_state is not None:
+            return self.run_state(context, coordination, ttl)
+        offered: RunState | None = default_manager().hook.flowcraft_make_run_state(
+            context=context, coordination=coordination, ttl=ttl
+        )
+        return offered
 
     def url_for(self, namespace: str) -> str | None:
         """The URL another process opens to share this namespace (None for factory targets)."""

@@ -14,9 +14,11 @@ from typing import Any
 
 from flowcraft_conformance.target import Clock, DriverParts, Target
 
+from flowcraft_core.engine.state import Census, Completion
 from flowcraft_core.protocols import Job, Op
 from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, MemoryQueue
 from flowcraft_memory.driver import flowcraft_driver_info
+from flowcraft_memory.run_state import MemoryRunState
 
 
 class NonAtomicCounter(MemoryCoordinationStore):
@@ -103,6 +105,27 @@ class DuplicateCountingCoordination(MemoryCoordinationStore):
         return super()._apply(op)
 
 
+class AnyJoinFiresTwice(MemoryRunState):
+    """The fused run state with one rule changed: every taken edge into an ``any`` join makes
+    it ready (and activates it again), not just the first."""
+
+    async def complete(self, job: Job, **kwargs: Any) -> Completion:
+        completion = await super().complete(job, **kwargs)
+        if completion.committed is not False:
+            for a in kwargs["arrivals"]:
+                if a.join == "any" and a.live and (a.target, True) not in completion.ready:
+                    completion.ready.append((a.target, True))
+        return completion
+
+
+class CensusIgnoresParkedWaits(MemoryRunState):
+    """The fused run state whose census counts no parked wait node."""
+
+    async def census(self, run_id: str) -> Census:
+        census = await super().census(run_id)
+        return dataclasses.replace(census, waiting=census.resumed)
+
+
 @dataclass(frozen=True)
 class Broken:
     """A broken driver and the contract that must catch it."""
@@ -112,6 +135,7 @@ class Broken:
     queue: Callable[[], Any] = MemoryQueue
     context: Callable[[], Any] = MemoryContextStore
     coordination: Callable[..., Any] = MemoryCoordinationStore
+    run_state: Callable[..., Any] | None = None
 
     def target(self) -> Target:
         def factory(namespace: str) -> DriverParts:
@@ -122,6 +146,13 @@ class Broken:
             name=f"broken: {self.name}",
             capabilities=flowcraft_driver_info().capabilities,
             clocked_coordination=lambda clock: self.coordination(clock),
+            run_state=(
+                None
+                if self.run_state is None
+                else lambda context, coordination, ttl: self.run_state(  # type: ignore[misc]
+                    context, coordination, ttl=ttl
+                )
+            ),
         )
 
 
@@ -137,4 +168,6 @@ BROKEN = [
         "coordination store",
         coordination=DuplicateCountingCoordination,
     ),
+    Broken("an any join fires twice", "run state", run_state=AnyJoinFiresTwice),
+    Broken("census ignores parked waits", "run state", run_state=CensusIgnoresParkedWaits),
 ]

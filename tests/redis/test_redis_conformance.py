@@ -22,4 +22,6 @@ def test_redis_driver_conforms(redis_server: str) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert result.stdout.rstrip().endswith("conforms"), result.stdout[-2000:]
-    assert "108 test(s)" in result.stdout  # every scenario under every fault, fused and composed
+    assert (
+        "109 test(s)" in result.stdout
+    )  # every scenario under every fault, fused and composed, and the run state machine

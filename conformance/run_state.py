@@ -1,0 +1,412 @@
+"""Contract: a driver's fused run state (:class:`flowcraft_core.engine.state.RunState`, offered
+through the ``flowcraft_make_run_state`` hook) gives the reference's answers.
+
+A differential state machine drives the driver's fused state and the reference,
+:class:`~flowcraft_core.engine.state.ComposedRunState` composed over the same driver's stores, with
+the same random steps on two runs (one each, so their keys never meet): a start (and a refused
+second start), loads, completions with random live and dead arrivals at ``all`` and ``any``
+joins, repeated deliveries of an earlier completion, prefetches, parks, resumes, failed attempts,
+missing implementations, sleeps, releases, lease renewals, finalizations and reconcile frontiers.
+After every step both must have given the same result, and the runs' :class:`Census` and parked
+waits must be equal.
+
+The engine's own use is replayed on both sides: a completion that leaves the run done and did
+not finalize it is followed by :meth:`RunState.finalize`, and a prefetch the state did not
+honour is followed by a :meth:`RunState.load` of the target, so a state that fuses those steps
+is compared with one that does not. Skipped, with the reason, when the driver offers no fused
+state (then the engine uses the reference itself, and the workflow scenarios cover it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, invariant, rule
+
+from flowcraft_core.engine.keys import INPUT, output_key
+from flowcraft_core.engine.state import (
+    Arrival,
+    Completion,
+    ComposedRunState,
+    Loaded,
+    Prefetch,
+    RunState,
+)
+from flowcraft_core.errors import RunExists
+from flowcraft_core.protocols import Job
+
+from .capabilities import requires
+from .harness import BoundMachine, Harness, run_machine
+
+TTL = 600.0
+RETENTION = 300.0
+LEASE_TTL = 60.0
+DIGEST = "conformance-run-state"
+BLUEPRINT = json.dumps({"id": "run-state", "nodes": [], "edges": []})
+
+# Job keys ("node#instance") and, for those that are join targets, (join, incoming edges).
+TARGETS: Mapping[str, tuple[str, int]] = {
+    "one#0": ("all", 1),
+    "all#0": ("all", 2),
+    "any#0": ("any", 2),
+    "wide#0": ("all", 3),
+    "wide_any#1": ("any", 3),
+}
+JOBS = ("s#0", "p#0", "w#0", *TARGETS)
+
+
+def node_of(job_key: str) -> tuple[str, int]:
+    node, _, instance = job_key.rpartition("#")
+    return node, int(instance)
+
+
+def guard_of(job_key: str) -> str:
+    return output_key(*node_of(job_key))
+
+
+FIELDS = (INPUT, "note", *(guard_of(key) for key in JOBS))
+
+jobs = st.sampled_from(JOBS)
+attempts = st.integers(1, 3)
+values = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=3), st.booleans())
+field_lists = st.lists(st.sampled_from(FIELDS), max_size=4, unique=True)
+
+
+@st.composite
+def arrival_lists(draw: st.DrawFn) -> list[Arrival]:
+    chosen = draw(
+        st.lists(
+            st.sampled_from(sorted(TARGETS)).flatmap(
+                lambda t: st.tuples(st.just(t), st.integers(0, TARGETS[t][1] - 1))
+            ),
+            max_size=4,
+            unique=True,
+        )
+    )
+    return [
+        Arrival(target, str(edge), draw(st.booleans()), TARGETS[target][0], TARGETS[target][1])
+        for target, edge in chosen
+    ]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One completion, kept so that it can be delivered again unchanged."""
+
+    job: str
+    attempt: int
+    commit: dict[str, Any] | None
+    arrivals: tuple[Arrival, ...]
+    prefetch: tuple[str, tuple[str, ...], bool] | None
+
+
+def loaded_view(loaded: Loaded | None) -> Any:
+    if loaded is None:
+        return None
+    return {
+        "final": loaded.final,
+        "values": json.dumps(loaded.values, sort_keys=True),
+        "lease": loaded.lease,
+        "failures": loaded.failures,
+        "arrived": loaded.arrived,
+        "live": sorted(loaded.live),
+        "first": loaded.first,
+    }
+
+
+class Side:
+    """One run state and the run it drives."""
+
+    def __init__(self, name: str, state: RunState, run_id: str) -> None:
+        self.name = name
+        self.state = state
+        self.run_id = run_id
+
+    def job(self, job_key: str, attempt: int = 1) -> Job:
+        node, instance = node_of(job_key)
+        return Job(self.run_id, node, DIGEST, instance, attempt)
+
+    async def start(self, input: Any, start: Sequence[str]) -> Any:
+        try:
+            await self.state.start(
+                self.run_id,
+                input=input,
+                meta={"flow": "run-state", "digest": DIGEST, "started": 0.0, "waits": True},
+                digest=DIGEST,
+                blueprint=BLUEPRINT,
+                jobs=list(start),
+            )
+        except RunExists:
+            return "refused: RunExists"
+        return "started"
+
+    async def complete(self, d: Delivery) -> Any:
+        job = self.job(d.job, d.attempt)
+        prefetch = None
+        if d.prefetch is not None:
+            target, fields, join = d.prefetch
+            prefetch = Prefetch(target, fields, join, LEASE_TTL, "prefetch-token")
+        completion: Completion = await self.state.complete(
+            job,
+            guard=guard_of(d.job),
+            commit=d.commit,
+            arrivals=list(d.arrivals),
+            retention=RETENTION,
+            prefetch=prefetch if self.state.prefetches else None,
+        )
+        finalized = completion.finalized
+        if completion.done and finalized is None and completion.committed is not False:
+            # As the engine does after a completion that leaves the run done.
+            finalized = await self.state.finalize(
+                self.run_id, "completed", None, retention=RETENTION
+            )
+        prefetched = completion.prefetched
+        if (
+            prefetch is not None
+            and prefetched is None
+            and (prefetch.target, True) in completion.ready
+        ):
+            # What the engine loads next when the state did not prefetch it.
+            prefetched = await self.state.load(
+                self.job(prefetch.target),
+                prefetch.keys,
+                join=prefetch.join,
+                lease_ttl=LEASE_TTL,
+                token="prefetch-token",
+            )
+        census = completion.census
+        return {
+            "committed": completion.committed,
+            "ready": completion.ready,
+            "census": (
+                census.final,
+                census.activated,
+                census.finished,
+                census.waiting,
+                census.resumed,
+            ),
+            "done": completion.done,
+            "awaiting": completion.awaiting,
+            "finalized": finalized,
+            "prefetched": loaded_view(prefetched),
+        }
+
+    async def park(self, job_key: str) -> Any:
+        c = await self.state.park(self.job(job_key))
+        census = c.census
+        return (
+            c.committed,
+            c.ready,
+            census.activated,
+            census.finished,
+            census.waiting,
+            census.resumed,
+            c.done,
+            c.awaiting,
+        )
+
+    async def frontier(self) -> Any:
+        found = await self.state.frontier(self.run_id, idle=0.0)
+        return [(j.node_id, j.instance, j.attempt, j.flow) for j in found]
+
+    async def observe(self) -> Any:
+        census = await self.state.census(self.run_id)
+        return {
+            "census": (
+                census.final,
+                census.activated,
+                census.finished,
+                census.waiting,
+                census.resumed,
+            ),
+            "status": census.status,
+            "parked": await self.state.parked(self.run_id),
+            "active": self.run_id in await self.state.active_runs(),
+        }
+
+
+class RunStateMachine(BoundMachine):
+    """The driver's fused state and the reference, step by step (see the module docstring)."""
+
+    fused: RunState
+    reference: RunState
+
+    def __init__(self) -> None:
+        super().__init__()
+        token = self.harness.new_id("rs")
+        self.sides = (
+            Side("fused", self.fused, f"{token}-fused"),
+            Side("reference", self.reference, f"{token}-ref"),
+        )
+        self.deliveries: list[Delivery] = []
+        self.steps: list[str] = []
+
+    def both(self, step: str, call: Any) -> Any:
+        """Run ``call(side)`` on both sides; their results must be equal."""
+        self.steps.append(step)
+
+        async def go() -> list[Any]:
+            return [await call(side) for side in self.sides]
+
+        fused, reference = self.harness.run(go())
+        assert fused == reference, (
+            f"the fused run state differs from the reference at step {len(self.steps)}, "
+            f"{step}:\n  fused:     {fused!r}\n  reference: {reference!r}\n"
+            "steps so far:\n  " + "\n  ".join(self.steps)
+        )
+        return fused
+
+    # -- steps --------------------------------------------------------------------------------
+
+    @initialize(input=values, start=st.lists(jobs, min_size=1, max_size=3, unique=True))
+    def start(self, input: Any, start: list[str]) -> None:
+        self.both(f"start(input={input!r}, jobs={start})", lambda s: s.start(input, start))
+
+    @rule(input=values)
+    def start_again(self, input: Any) -> None:
+        self.both(f"start again(input={input!r})", lambda s: s.start(input, ["p#0"]))
+
+    @rule(
+        job=jobs,
+        fields=field_lists,
+        join=st.booleans(),
+    )
+    def load(self, job: str, fields: list[str], join: bool) -> None:
+        async def call(s: Side) -> Any:
+            loaded = await s.state.load(
+                s.job(job), fields, join=join, lease_ttl=LEASE_TTL, token="load-token"
+            )
+            return loaded_view(loaded)
+
+        self.both(f"load({job}, {fields}, join={join})", call)
+
+    @rule(
+        job=jobs,
+        attempt=attempts,
+        commit=st.one_of(st.none(), st.tuples(values, st.one_of(st.none(), values))),
+        arrivals=arrival_lists(),
+        prefetch=st.tuples(st.booleans(), field_lists),
+    )
+    def complete(
+        self,
+        job: str,
+        attempt: int,
+        commit: tuple[Any, Any] | None,
+        arrivals: list[Arrival],
+        prefetch: tuple[bool, list[str]],
+    ) -> None:
+        writes: dict[str, Any] | None = None
+        if commit is not None:
+            output, note = commit
+            writes = {guard_of(job): output}
+            if note is not None:
+                writes["note"] = note
+        ask = None
+        live = [a.target for a in arrivals if a.live]
+        if prefetch[0] and live:
+            ask = (live[0], tuple(prefetch[1]), TARGETS[live[0]][1] > 1)
+        delivery = Delivery(job, attempt, writes, tuple(arrivals), ask)
+        self.deliveries.append(delivery)
+        self.both(f"complete({delivery})", lambda s: s.complete(delivery))
+
+    @rule(data=st.data())
+    def deliver_again(self, data: st.DataObject) -> None:
+        if not self.deliveries:
+            return
+        delivery = data.draw(st.sampled_from(self.deliveries))
+        self.both(f"complete again({delivery})", lambda s: s.complete(delivery))
+
+    @rule(job=jobs)
+    def park(self, job: str) -> None:
+        self.both(f"park({job})", lambda s: s.park(job))
+
+    @rule(job=jobs, output=values)
+    def resume(self, job: str, output: Any) -> None:
+        async def call(s: Side) -> Any:
+            return await s.state.resume(
+                s.job(job), guard=guard_of(job), commit={guard_of(job): output}
+            )
+
+        self.both(f"resume({job}, {output!r})", call)
+
+    @rule(job=jobs, attempt=attempts)
+    def fail_attempt(self, job: str, attempt: int) -> None:
+        self.both(
+            f"fail_attempt({job}, attempt {attempt})",
+            lambda s: s.state.fail_attempt(s.job(job, attempt)),
+        )
+
+    @rule(job=jobs)
+    def missing(self, job: str) -> None:
+        self.both(f"missing({job})", lambda s: s.state.missing(s.job(job)))
+
+    @rule(job=jobs, duration=st.sampled_from([0.0, 60.0]))
+    def sleep(self, job: str, duration: float) -> None:
+        async def call(s: Side) -> Any:
+            return await s.state.sleep(s.job(job), duration) > 0
+
+        self.both(f"sleep({job}, {duration})", call)
+
+    @rule(job=jobs)
+    def release(self, job: str) -> None:
+        self.both(f"release({job})", lambda s: s.state.release(s.job(job)))
+
+    @rule(job=jobs)
+    def renew(self, job: str) -> None:
+        self.both(f"renew({job})", lambda s: s.state.renew(s.job(job), LEASE_TTL))
+
+    @rule(
+        status=st.sampled_from(["completed", "failed", "cancelled"]),
+        error=st.one_of(st.none(), st.fixed_dictionaries({"message": st.text(max_size=3)})),
+    )
+    def finalize(self, status: str, error: dict[str, Any] | None) -> None:
+        self.both(
+            f"finalize({status}, {error!r})",
+            lambda s: s.state.finalize(s.run_id, status, error, retention=RETENTION),
+        )
+
+    @rule()
+    def frontier(self) -> None:
+        self.both("frontier()", lambda s: s.frontier())
+
+    @invariant()
+    def same_census(self) -> None:
+        if not self.steps:
+            return  # before the start
+        self.both("census()", lambda s: s.observe())
+        self.steps.pop()
+
+
+@requires("context", "coordination")
+class RunStateContract:
+    """The run state contract (see the module docstring)."""
+
+    contract = "run state"
+
+    def test_fused_run_state_matches_the_reference(self, conformance: Harness) -> None:
+        backends = conformance.open()
+        context, coordination = backends.context, backends.coordination
+        assert context is not None and coordination is not None
+        fused = conformance.target.fused_state(context, coordination, TTL)
+        if fused is None or type(fused) is ComposedRunState:
+            pytest.skip(
+                f"{conformance.name} offers no fused run state (flowcraft_make_run_state "
+                "returned None): its runs use the reference itself"
+            )
+        reference = ComposedRunState(context, coordination, ttl=TTL)
+        machine = type(
+            "RunStateMachine",
+            (RunStateMachine,),
+            {
+                "fused": fused,
+                "reference": reference,
+                "__module__": RunStateMachine.__module__,
+                "__qualname__": RunStateMachine.__qualname__,
+            },
+        )
+        run_machine(machine, conformance)
