@@ -191,8 +191,11 @@ def _parse_json(text: str, where: str) -> Any:
 def _parse_yaml(text: str, where: str) -> Any:
     import yaml
 
+    # libyaml's loader when PyYAML has it: it refuses deep nesting in milliseconds, where the
+    # pure-Python one recurses for seconds before its RecursionError.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise BlueprintError([Problem(where, f"not valid YAML: {exc}")]) from None
     except RecursionError:

@@ -62,8 +62,10 @@ def test_hostile_file_is_a_validation_error(name: str, tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
     message = str(info.value)
     assert "Traceback" not in message
-    if name.startswith("deep"):
+    if name == "deep.json":
         assert f"nested more than {MAX_NESTING} levels deep" in message
+    elif name == "deep.yaml":  # libyaml's own bound, or ours with the pure-Python loader
+        assert "nesting depth" in message or "levels deep" in message
     elif name.startswith("bigint"):
         assert "digits" in message
     else:
