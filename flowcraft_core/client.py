@@ -258,6 +258,7 @@ class Client:
         meta = await self.backends.context.get(run_id, keys.RUN)
         if not isinstance(meta, dict):
             raise RunNotFound(f"run {run_id} has no metadata")
+        await self._check_action(run_id, str(meta["digest"]), node_id, action)
         commit: dict[str, Any] = {keys.output_key(node_id): output}
         if action is not None:
             commit[keys.action_key(node_id)] = action
@@ -274,6 +275,31 @@ class Client:
                 "this call's action and output were not used"
             )
         return node_id
+
+    async def _check_action(
+        self, run_id: str, digest: str, node_id: str, action: str | None
+    ) -> None:
+        """Refuse a resume that no edge of the wait node would take: the run would go on
+        with every branch dead and "complete" having done nothing."""
+        compiled = self._compiled.get(digest)
+        if compiled is None:
+            raw = await self.coordination.get(keys.blueprint_key(digest))
+            if raw is None:
+                raise RunNotFound(f"run {run_id}'s blueprint {digest} is not stored")
+            compiled = self._compiled.setdefault(digest, CompiledFlow(Blueprint.from_json(raw)))
+        outgoing = compiled.nodes[node_id].outgoing
+        if not outgoing:
+            return
+        actions = sorted({e.action for e in outgoing if e.action is not None})
+        unlabelled = any(e.action is None for e in outgoing)
+        if (action is None and unlabelled) or action in actions:
+            return
+        valid = ", ".join(repr(a) for a in actions) or "none"
+        plain = " (or no action, for its edges without one)" if unlabelled else ""
+        given = "no action" if action is None else f"action {action!r}"
+        raise FlowcraftError(
+            f"node {node_id!r} of run {run_id} has no edge for {given}; its actions: {valid}{plain}"
+        )
 
     async def close(self) -> None:
         await self.backends.close()

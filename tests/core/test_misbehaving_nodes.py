@@ -262,3 +262,60 @@ async def test_a_quick_worker_reports_no_stall() -> None:
             await h.run(bp([{"id": "q", "uses": "quick"}]))
         stalls = h.worker.stalls
     assert stalls == 0
+
+
+# -- resume ---------------------------------------------------------------------------------
+
+
+async def test_resume_with_an_action_no_edge_has_is_refused_listing_the_valid_ones() -> None:
+    from flowcraft_core import FlowcraftError
+
+    async def echo(ctx: NodeContext) -> Any:
+        return ctx.node_id
+
+    flow = bp(
+        [
+            {"id": "w", "uses": "wait"},
+            {"id": "yes", "uses": "echo"},
+            {"id": "no", "uses": "echo"},
+        ],
+        [
+            {"source": "w", "target": "yes", "action": "approve"},
+            {"source": "w", "target": "no", "action": "reject"},
+        ],
+    )
+    async with harness({"echo": echo}) as h:
+        run_id = await h.client.start(flow)
+        assert (await h.client.result(run_id, 5)).status == "awaiting"
+        with pytest.raises(FlowcraftError) as bogus:
+            await h.client.resume(run_id, "bogus")
+        with pytest.raises(FlowcraftError) as none:
+            await h.client.resume(run_id, None)
+        still = await h.client.status(run_id)
+        await h.client.resume(run_id, "approve", {"by": "ana"})
+        result = await h.client.result(run_id, 5)
+    assert "'bogus'" in str(bogus.value) and "'approve', 'reject'" in str(bogus.value)
+    assert "no action" in str(none.value)
+    assert still == "awaiting"  # the refused resumes changed nothing
+    assert result.status == "completed"
+    assert result.outputs == {"w": {"by": "ana"}, "yes": "yes"}
+
+
+async def test_resume_without_an_action_takes_unlabelled_edges() -> None:
+    from flowcraft_core import FlowcraftError
+
+    async def echo(ctx: NodeContext) -> Any:
+        return ctx.input
+
+    flow = bp(
+        [{"id": "w", "uses": "wait"}, {"id": "next", "uses": "echo"}],
+        [{"source": "w", "target": "next"}],
+    )
+    async with harness({"echo": echo}) as h:
+        run_id = await h.client.start(flow)
+        await h.client.result(run_id, 5)
+        with pytest.raises(FlowcraftError, match="no action, for its edges without one"):
+            await h.client.resume(run_id, "go")
+        await h.client.resume(run_id, None, 7)
+        result = await h.client.result(run_id, 5)
+    assert result.outputs == {"w": 7, "next": 7}
