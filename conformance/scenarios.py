@@ -28,7 +28,7 @@ from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.client import Client, RunResult
 from flowcraft_core.drivers import Backends
 from flowcraft_core.engine import EngineSettings
-from flowcraft_core.node import NodeContext, Result
+from flowcraft_core.node import BaseNode, NodeContext, Result
 from flowcraft_core.protocols import Handler, Job, Queue
 from flowcraft_core.registry import Registry
 from flowcraft_core.worker import Worker
@@ -126,6 +126,72 @@ async def _recall(ctx: NodeContext) -> Any:
     return await ctx.context.get("note")
 
 
+# Implementations of the cases taken from Flowcraft's own tests (their nodes return constants,
+# suffix their input, or read and write the context).
+
+
+async def _const(ctx: NodeContext) -> Any:
+    _count(ctx, "const")
+    action = ctx.params.get("action")
+    output = ctx.params.get("output")
+    return Result(output=output, action=action) if action is not None else output
+
+
+async def _suffix(ctx: NodeContext) -> Any:
+    _count(ctx, "suffix")
+    value = ctx.input
+    for part in ctx.params.get("path", []):
+        value = value[part]
+    return f"{value}{ctx.params['suffix']}"
+
+
+async def _passthrough(ctx: NodeContext) -> Any:
+    _count(ctx, "passthrough")
+    return ctx.input
+
+
+async def _set(ctx: NodeContext) -> Any:
+    _count(ctx, "set")
+    ctx.context.set(ctx.params["key"], ctx.params["value"])
+    return ctx.params.get("output")
+
+
+async def _read(ctx: NodeContext) -> Any:
+    _count(ctx, "read")
+    return f"{ctx.params.get('prefix', '')}{await ctx.context.get(ctx.params['key'])}"
+
+
+async def _fail(ctx: NodeContext) -> Any:
+    _count(ctx, "fail")
+    raise RuntimeError(f"{ctx.node_id} failed permanently")
+
+
+class _Lifecycle(BaseNode):
+    """A class node whose ``exec`` fails until attempt ``params.succeed_on`` (never, if 0)."""
+
+    def prep(self, ctx: NodeContext) -> Any:
+        _count(ctx, "prep")
+        return {"prepared": ctx.input}
+
+    def exec(self, prep_result: Any, ctx: NodeContext) -> Any:
+        _count(ctx, "exec")
+        succeed_on = self.params.get("succeed_on", 1)
+        if not succeed_on or ctx.attempt < succeed_on:
+            raise RuntimeError(f"exec failed on attempt {ctx.attempt}")
+        return {**prep_result, "attempt": ctx.attempt}
+
+    def fallback(self, error: Exception, ctx: NodeContext) -> Any:
+        _count(ctx, "fallback")
+        return {"fallback": str(error)}
+
+    async def post(self, exec_result: Any, ctx: NodeContext) -> Any:
+        _count(ctx, "post")
+        return Result(output={"posted": exec_result}, action=self.params.get("action"))
+
+    def recover(self, error: Exception, ctx: NodeContext) -> None:
+        _count(ctx, "recover")
+
+
 def registry() -> Registry:
     """The implementations every scenario uses."""
     return Registry(
@@ -141,6 +207,13 @@ def registry() -> Registry:
             "rescue": _rescue,
             "remember": _remember,
             "recall": _recall,
+            "const": _const,
+            "suffix": _suffix,
+            "passthrough": _passthrough,
+            "set": _set,
+            "read": _read,
+            "fail": _fail,
+            "lifecycle": _Lifecycle,
         }
     )
 
@@ -163,6 +236,8 @@ class Scenario:
     min_seconds: float = 0.0
     error_node: str | None = None
     error_type: str | None = None
+    context: dict[str, Any] | None = None  # the run's initial context
+    final_context: dict[str, Any] | None = None  # the run's own context keys at the end
 
     @property
     def flow(self) -> Blueprint:
@@ -424,6 +499,279 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+def _n(node_id: str, uses: str, **fields: Any) -> dict[str, Any]:
+    return {"id": node_id, "uses": uses, **fields}
+
+
+def _const_node(node_id: str, output: Any, action: str | None = None, **fields: Any) -> Any:
+    params: dict[str, Any] = {"output": output}
+    if action is not None:
+        params["action"] = action
+    return _n(node_id, "const", params=params, **fields)
+
+
+# Cases from Flowcraft 2.10.1's own tests (packages/core/test/runtime.test.ts, named per case),
+# with Flowcraft's expected outputs; and the language's other shapes (ids, alternatives,
+# initial context, class nodes).
+FLOWCRAFT_SCENARIOS: list[Scenario] = [
+    Scenario(
+        # 'should correctly resolve a simple string `inputs` mapping' and '... complex object'
+        "fc_inputs_string_and_object",
+        _bp(
+            "fc-inputs",
+            [
+                _const_node("A", {"key": "value"}),
+                _n("B", "suffix", params={"suffix": "_B", "path": ["key"]}, inputs="A"),
+                _n(
+                    "C",
+                    "suffix",
+                    params={"suffix": "_C", "path": ["data", "key"]},
+                    inputs={"data": "A"},
+                ),
+            ],
+            [{"source": "A", "target": "B"}, {"source": "A", "target": "C"}],
+        ),
+        input=None,
+        status="completed",
+        outputs={"A": {"key": "value"}, "B": "value_B", "C": "value_C"},
+        calls={"A:const": 1, "B:suffix": 1, "C:suffix": 1},
+    ),
+    Scenario(
+        # 'should apply edge transform to the inputs-referenced node output, not the edge
+        # source' and 'should store transformed value in _inputs when edge has transform and
+        # target has explicit inputs'
+        "fc_transform_of_inputs_reference",
+        _bp(
+            "fc-transform-inputs",
+            [
+                _const_node("start", {"deeply": {"nested": {"value": "extracted"}}, "data": 42}),
+                _const_node("middle", "pass-through"),
+                _n("end", "passthrough", inputs="start"),
+                _n("C", "passthrough", inputs="start"),
+            ],
+            [
+                {"source": "start", "target": "middle"},
+                {"source": "middle", "target": "end", "transform": "input.deeply.nested.value"},
+                {"source": "middle", "target": "C", "transform": "input.data"},
+            ],
+        ),
+        input=None,
+        status="completed",
+        outputs={
+            "start": {"deeply": {"nested": {"value": "extracted"}}, "data": 42},
+            "middle": "pass-through",
+            "end": "extracted",
+            "C": 42,
+        },
+        calls={"start:const": 1, "middle:const": 1, "end:passthrough": 1, "C:passthrough": 1},
+    ),
+    Scenario(
+        # 'should only follow ONE conditional edge when multiple conditions are mutually
+        # exclusive': conditions read a node's output by its id, in JavaScript spelling
+        "fc_conditions_on_node_ids",
+        _bp(
+            "fc-conditional-routing",
+            [
+                _n(
+                    "route",
+                    "set",
+                    params={"key": "total", "value": 1665, "output": {"total": 1665}},
+                ),
+                _const_node("autoApprove", {"status": "approved"}),
+                _const_node("waitManager", {"status": "pending"}),
+                _const_node("reject", {"status": "rejected"}),
+            ],
+            [
+                {"source": "route", "target": "autoApprove", "condition": "route.total < 500"},
+                {
+                    "source": "route",
+                    "target": "waitManager",
+                    "condition": "route.total >= 500 && route.total <= 2000",
+                },
+                {"source": "route", "target": "reject", "condition": "route.total > 2000"},
+            ],
+        ),
+        input=None,
+        status="completed",
+        outputs={"route": {"total": 1665}, "waitManager": {"status": "pending"}},
+        final_context={"total": 1665},
+        calls={"route:set": 1, "waitManager:const": 1},
+    ),
+    Scenario(
+        # 'should execute a flow with conditional edges and context', 'should evaluate an edge
+        # `condition` ... if true', '... if the condition is false', 'should follow the
+        # default (unconditional) edge if no other paths match'
+        "fc_actions_conditions_context",
+        _bp(
+            "fc-conditional-flow",
+            [
+                _n("A", "set", params={"key": "shared_value", "value": 42, "output": "start"}),
+                _const_node("B", {"status": "OK"}, action="path-c"),
+                _n("C", "read", params={"key": "shared_value", "prefix": "C received "}),
+                _const_node("D", "D should not run"),
+                _const_node("E", "E", action="unknown"),
+                _const_node("F", "F should not run"),
+                _const_node("G", "G"),
+                _const_node("H", "H should not run"),
+            ],
+            [
+                {"source": "A", "target": "B"},
+                {
+                    "source": "B",
+                    "target": "C",
+                    "action": "path-c",
+                    "condition": "result.output.status === 'OK' && shared_value === 42",
+                },
+                {"source": "B", "target": "D", "action": "path-d"},
+                {"source": "C", "target": "E"},
+                {"source": "E", "target": "F", "action": "known"},
+                {"source": "E", "target": "G"},
+                {"source": "G", "target": "H", "condition": "1 === 2"},
+            ],
+        ),
+        input=None,
+        status="completed",
+        outputs={"A": "start", "B": {"status": "OK"}, "C": "C received 42", "E": "E", "G": "G"},
+        final_context={"shared_value": 42},
+        calls={"A:set": 1, "B:const": 1, "C:read": 1, "E:const": 1, "G:const": 1},
+    ),
+    Scenario(
+        # 'should retry a node and execute fallback after max retries exceeded': the fallback's
+        # output under its own id, null under the failed node, and the failed node's edge
+        # carries the fallback's output
+        "fc_retry_then_fallback",
+        _bp(
+            "fc-retry-fallback-flow",
+            [
+                _const_node("start", "start"),
+                _n("failingNode", "fail", config={"maxRetries": 3, "fallback": "fallbackNode"}),
+                _const_node("fallbackNode", "fallback-success"),
+                _n("endNode", "suffix", params={"suffix": ""}),
+            ],
+            [
+                {"source": "start", "target": "failingNode"},
+                {"source": "failingNode", "target": "endNode", "transform": "'end-with-' + input"},
+            ],
+        ),
+        input=None,
+        status="completed",
+        outputs={
+            "start": "start",
+            "failingNode": None,
+            "fallbackNode": "fallback-success",
+            "endNode": "end-with-fallback-success",
+        },
+        calls={
+            "start:const": 1,
+            "failingNode:fail": 3,
+            "fallbackNode:const": 1,
+            "endNode:suffix": 1,
+        },
+    ),
+    Scenario(
+        # Initial context (Flowcraft's run(blueprint, initialState)) and the `inputs: "input"`
+        # idiom; a transform reading context keys and a node's output through `context`.
+        "fc_initial_context",
+        _bp(
+            "fc-initial-context",
+            [
+                _n("first", "passthrough", inputs="input"),
+                _n("second", "passthrough"),
+                _n("third", "read", params={"key": "tenant"}),
+            ],
+            [
+                {
+                    "source": "first",
+                    "target": "second",
+                    "transform": "{'n': input.n, 'tenant': context.tenant, 'first': context.first}",
+                },
+                {"source": "second", "target": "third"},
+            ],
+        ),
+        input="the run input, unused",
+        context={"input": {"n": 7}, "tenant": "acme"},
+        status="completed",
+        outputs={
+            "first": {"n": 7},
+            "second": {"n": 7, "tenant": "acme", "first": {"n": 7}},
+            "third": "acme",
+        },
+        final_context={"input": {"n": 7}, "tenant": "acme"},
+        calls={"first:passthrough": 1, "second:passthrough": 1, "third:read": 1},
+    ),
+    Scenario(
+        # Two edges between one pair are alternatives (one input, not a join), and node ids
+        # may hold '#', '.', '/' and any unicode, without colliding with instance keys.
+        "fc_alternatives_and_any_ids",
+        _bp(
+            "fc-ids",
+            [
+                _const_node("a#1", "hash", action="yes"),
+                _n("b.c/d", "suffix", params={"suffix": "!"}),
+                _n("ünï 🚀", "passthrough", inputs="b.c/d"),
+                _n("a", "passthrough", inputs="a#1"),
+            ],
+            [
+                {"source": "a#1", "target": "b.c/d", "action": "yes"},
+                {"source": "a#1", "target": "b.c/d", "action": "no", "transform": "'wrong'"},
+                {"source": "b.c/d", "target": "ünï 🚀"},
+                {"source": "ünï 🚀", "target": "a"},
+            ],
+        ),
+        input=None,
+        status="completed",
+        outputs={"a#1": "hash", "b.c/d": "hash!", "ünï 🚀": "hash!", "a": "hash"},
+        calls={"a#1:const": 1, "b.c/d:suffix": 1, "ünï 🚀:passthrough": 1, "a:passthrough": 1},
+    ),
+    Scenario(
+        # Flowcraft's class-node lifecycle (test/runtime/executors.test.ts, 'should handle
+        # retries on failure', 'should execute fallback on error'): prep -> exec (retried)
+        # -> fallback -> post, recover after a failure; post's action routes.
+        "fc_class_lifecycle",
+        _bp(
+            "fc-lifecycle",
+            [
+                _n("retried", "lifecycle", params={"succeed_on": 2}, config={"maxRetries": 2}),
+                _n(
+                    "rescued",
+                    "lifecycle",
+                    params={"succeed_on": 0, "action": "saved"},
+                    config={"maxRetries": 2},
+                ),
+                _n("after", "passthrough"),
+                _n("never", "passthrough"),
+            ],
+            [
+                {"source": "retried", "target": "rescued"},
+                {"source": "rescued", "target": "after", "action": "saved"},
+                {"source": "rescued", "target": "never"},
+            ],
+        ),
+        input="in",
+        status="completed",
+        outputs={
+            "retried": {"posted": {"prepared": "in", "attempt": 2}},
+            "rescued": {"posted": {"fallback": "exec failed on attempt 2"}},
+            "after": {"posted": {"fallback": "exec failed on attempt 2"}},
+        },
+        calls={
+            # a new instance per attempt: prep runs before each exec
+            "retried:prep": 2,
+            "retried:exec": 2,
+            "retried:post": 1,
+            "retried:recover": 1,
+            "rescued:prep": 2,
+            "rescued:exec": 2,
+            "rescued:fallback": 1,
+            "rescued:post": 1,
+            "rescued:recover": 2,
+            "after:passthrough": 1,
+        },
+    ),
+]
+SCENARIOS.extend(FLOWCRAFT_SCENARIOS)
+
+
 def _check_any(result: RunResult) -> None:
     outputs = result.outputs
     assert outputs["a"] == {"node": "a", "input": None, "label": None}, outputs
@@ -485,6 +833,9 @@ def expected_calls(scenario: Scenario, fault: str) -> dict[str, int]:
         if scenario.name == "timeout_then_fallback":
             # the re-delivered last attempt times out again before its fallback reruns
             expected["t:slow"] = scenario.calls["t:slow"] + 1
+        if scenario.name == "fc_class_lifecycle":
+            # the re-run of the attempt that succeeded fails nothing, so recovers nothing
+            expected["retried:recover"] = scenario.calls["retried:recover"]
     return expected
 
 
@@ -512,7 +863,7 @@ async def run_scenario(
     client = Client(parts, settings=settings)
     started = time.monotonic()
     async with worker:
-        run_id = await client.start(scenario.flow, scenario.input)
+        run_id = await client.start(scenario.flow, scenario.input, context=scenario.context)
         result = await client.result(run_id, timeout)
         if scenario.resume is not None:
             assert result.status == "awaiting", f"{scenario.name}: {result}"
@@ -535,6 +886,8 @@ def verify(scenario: Scenario, fault: str, result: RunResult, calls: dict[str, i
         assert result.outputs == scenario.outputs, f"{scenario.name} [{fault}]: {result.outputs}"
     if scenario.check is not None:
         scenario.check(result)
+    if scenario.final_context is not None:
+        assert result.context == scenario.final_context, f"{scenario.name} [{fault}]: {result}"
     if scenario.error_node is not None:
         assert result.error is not None
         assert result.error["node"] == scenario.error_node, result.error

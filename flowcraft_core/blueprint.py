@@ -39,9 +39,11 @@ class NodeConfig:
     timeout: float | None = None
     fallback: str | None = None
     join_strategy: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=True)
+    """Fields this version does not know, kept as they were (and otherwise ignored)."""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = dict(self.extra)
         if self.max_retries != 1:
             out["maxRetries"] = self.max_retries
         if self.retry_delay:
@@ -68,9 +70,12 @@ class NodeDef:
     params: dict[str, Any] = field(default_factory=dict)
     inputs: str | dict[str, str] | None = None
     config: NodeConfig = field(default_factory=NodeConfig)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Fields this version does not know (``_sourceLocation``, a UI's ``position`` or
+    ``data``), kept as they were and otherwise ignored."""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "uses": self.uses}
+        out: dict[str, Any] = {**self.extra, "id": self.id, "uses": self.uses}
         if self.params:
             out["params"] = self.params
         if self.inputs is not None:
@@ -91,9 +96,11 @@ class EdgeDef:
     action: str | None = None
     condition: str | None = None
     transform: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Fields this version does not know, kept as they were and otherwise ignored."""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"source": self.source, "target": self.target}
+        out: dict[str, Any] = {**self.extra, "source": self.source, "target": self.target}
         if self.action is not None:
             out["action"] = self.action
         if self.condition is not None:
@@ -115,6 +122,8 @@ class Blueprint:
     nodes: tuple[NodeDef, ...] = ()
     edges: tuple[EdgeDef, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Top-level fields this version does not know, kept as they were and otherwise ignored."""
 
     def node(self, node_id: str) -> NodeDef:
         for n in self.nodes:
@@ -124,6 +133,7 @@ class Blueprint:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            **self.extra,
             "id": self.id,
             "nodes": [n.to_dict() for n in self.nodes],
             "edges": [e.to_dict() for e in self.edges],
@@ -260,9 +270,7 @@ class _Reader:
         if not isinstance(bid, str) or not bid:
             self.bad("blueprint", "'id' must be a non-empty string")
             bid = "?"
-        unknown = set(data) - {"id", "nodes", "edges", "metadata"}
-        if unknown:
-            self.bad("blueprint", f"unknown field(s): {', '.join(sorted(unknown))}")
+        extra = _extra(data, {"id", "nodes", "edges", "metadata"})
         raw_nodes = data.get("nodes", [])
         raw_edges = data.get("edges", [])
         metadata = _absent_as_empty(data.get("metadata"))
@@ -277,7 +285,9 @@ class _Reader:
             metadata = {}
         nodes = [n for i, raw in enumerate(raw_nodes) if (n := self.node(i, raw)) is not None]
         edges = [e for i, raw in enumerate(raw_edges) if (e := self.edge(i, raw)) is not None]
-        return Blueprint(id=bid, nodes=tuple(nodes), edges=tuple(edges), metadata=metadata)
+        return Blueprint(
+            id=bid, nodes=tuple(nodes), edges=tuple(edges), metadata=metadata, extra=extra
+        )
 
     def node(self, index: int, raw: Any) -> NodeDef | None:
         where = f"nodes[{index}]"
@@ -290,9 +300,7 @@ class _Reader:
         else:
             self.bad(where, "'id' must be a non-empty string")
             nid = f"?{index}"
-        unknown = set(raw) - _NODE_KEYS
-        if unknown:
-            self.bad(where, f"unknown field(s): {', '.join(sorted(unknown))}")
+        extra = _extra(raw, _NODE_KEYS)
         uses = raw.get("uses")
         if not isinstance(uses, str) or not uses:
             self.bad(where, "'uses' must be a non-empty string")
@@ -309,15 +317,13 @@ class _Reader:
             self.bad(where, "'inputs' must be a string or an object of strings")
             inputs = None
         config = self.config(where, _absent_as_empty(raw.get("config")))
-        return NodeDef(id=nid, uses=uses, params=params, inputs=inputs, config=config)
+        return NodeDef(id=nid, uses=uses, params=params, inputs=inputs, config=config, extra=extra)
 
     def config(self, where: str, raw: Any) -> NodeConfig:
         if not isinstance(raw, dict):
             self.bad(where, "'config' must be an object")
             return NodeConfig()
-        unknown = set(raw) - _CONFIG_KEYS
-        if unknown:
-            self.bad(where, f"unknown config field(s): {', '.join(sorted(unknown))}")
+        extra = _extra(raw, _CONFIG_KEYS)
         max_retries = raw.get("maxRetries", 1)
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
             self.bad(where, f"config.maxRetries must be an integer >= 1, got {max_retries!r}")
@@ -348,6 +354,7 @@ class _Reader:
             timeout=timeout,
             fallback=fallback,
             join_strategy=join,
+            extra=extra,
         )
 
     def edge(self, index: int, raw: Any) -> EdgeDef | None:
@@ -355,9 +362,7 @@ class _Reader:
         if not isinstance(raw, dict):
             self.bad(where, "an edge must be an object")
             return None
-        unknown = set(raw) - _EDGE_KEYS
-        if unknown:
-            self.bad(where, f"unknown field(s): {', '.join(sorted(unknown))}")
+        extra = _extra(raw, _EDGE_KEYS)
         ok = True
         for key in ("source", "target"):
             if not isinstance(raw.get(key), str) or not raw.get(key):
@@ -375,7 +380,14 @@ class _Reader:
             action=raw.get("action"),
             condition=raw.get("condition"),
             transform=raw.get("transform"),
+            extra=extra,
         )
+
+
+def _extra(raw: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """Fields outside ``known``: kept, never a reason to refuse (Flowcraft's compiler adds
+    ``_sourceLocation``, UIs add ``position`` and ``data``)."""
+    return {k: v for k, v in raw.items() if k not in known}
 
 
 def _absent_as_empty(value: Any) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 WAIT = "wait"
 SLEEP = "sleep"
 BUILTIN_USES: frozenset[str] = frozenset({WAIT, SLEEP})
@@ -9,3 +12,18 @@ BUILTIN_USES: frozenset[str] = frozenset({WAIT, SLEEP})
 #: Longest ``sleep`` (ms): seven days, well inside the lifetime of an unfinished run's
 #: bookkeeping (``EngineSettings.run_ttl``, 30 days), so a sleeping run is never forgotten.
 MAX_SLEEP_MS = 7 * 86_400_000
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(value: Any) -> float | None:
+    """A ``sleep`` duration in ms: a number of ms, or a string as Flowcraft writes them
+    (``"5s"``, ``"1m"``, ``"2h"``, ``"1d"``, and ``"500ms"``); None if it is neither."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and len(value) <= 32:
+        match = _DURATION.fullmatch(value.strip())
+        if match:
+            return float(int(match.group(1)) * _UNIT_MS[match.group(2)])
+    return None

@@ -38,12 +38,15 @@ FINAL_STATUSES = ("completed", "failed", "cancelled")
 class RunResult:
     """What a run came to: ``status`` is completed, failed, cancelled, awaiting (or running,
     from :meth:`Client.snapshot`); ``outputs`` maps node id to the output of every node that
-    completed; ``error`` is set when the run failed."""
+    completed; ``error`` is set when the run failed; ``context`` holds the run's own context
+    keys (the initial context and node code's writes; Flowcraft's ``result.context`` without
+    the engine's ``_``-prefixed keys)."""
 
     run_id: str
     status: str
     outputs: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,7 +54,22 @@ class RunResult:
             "status": self.status,
             "outputs": self.outputs,
             "error": self.error,
+            "context": self.context,
         }
+
+
+def _initial_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping):
+        raise FlowcraftError(f"the run context must be an object, got {type(context).__name__}")
+    bad = [k for k in context if not isinstance(k, str) or not k or k.startswith("_")]
+    if bad:
+        raise FlowcraftError(
+            "the run context's keys must be non-empty strings not starting with '_' (those are "
+            f"the engine's: _input, _outputs.<node>, ...); got {', '.join(map(repr, bad[:5]))}"
+        )
+    return dict(context)
 
 
 class RunTimeout(TimeoutError, FlowcraftError):
@@ -124,10 +142,20 @@ class Client:
         return text
 
     async def start(
-        self, flow: Blueprint | str, input: Any = None, *, run_id: str | None = None
+        self,
+        flow: Blueprint | str,
+        input: Any = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> str:
-        """Store the run with its pinned blueprint and enqueue its start nodes."""
+        """Store the run with its pinned blueprint and enqueue its start nodes.
+
+        ``context`` is the run's initial context (Flowcraft's ``run(blueprint, initialState)``):
+        node code, ``inputs`` references and edge expressions read its keys. Keys starting with
+        ``_`` are the engine's and are refused."""
         compiled = self.compile(flow)
+        initial = _initial_context(context)
         run_id = run_id or uuid.uuid4().hex
         meta = {
             "flow": compiled.id,
@@ -145,9 +173,11 @@ class Client:
                 digest=compiled.digest,
                 blueprint=self._blueprint_json(compiled),
                 jobs=[job.key for job in jobs],
+                context=initial,
             )
         except (TypeError, ValueError) as exc:
-            raise FlowcraftError(f"the run input is not JSON-serialisable: {exc}") from None
+            what = "the run input or context" if initial else "the run input"
+            raise FlowcraftError(f"{what} is not JSON-serialisable: {exc}") from None
         await self.backends.queue.enqueue_many(jobs)
         for job in jobs:
             self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
@@ -217,7 +247,8 @@ class Client:
         prefix = keys.OUTPUT_PREFIX
         # Only instance 0's keys have this prefix (keys.output_key), whatever the node ids hold.
         outputs = {k[len(prefix) :]: v for k, v in everything.items() if k.startswith(prefix)}
-        return RunResult(run_id=run_id, status=status, outputs=outputs, error=error)
+        context = {k: v for k, v in everything.items() if not k.startswith("_")}
+        return RunResult(run_id, status, outputs, error, context)
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: no new node starts. False if it had already finished."""
@@ -317,8 +348,15 @@ class SyncClient:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def start(self, flow: Blueprint | str, input: Any = None, *, run_id: str | None = None) -> str:
-        return self._run(self._client.start(flow, input, run_id=run_id))
+    def start(
+        self,
+        flow: Blueprint | str,
+        input: Any = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        return self._run(self._client.start(flow, input, context=context, run_id=run_id))
 
     def status(self, run_id: str) -> str:
         return self._run(self._client.status(run_id))

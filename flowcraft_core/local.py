@@ -21,6 +21,7 @@ async def run_workflow(
     registry: Registry | dict[str, Any],
     input: Any = None,
     *,
+    context: dict[str, Any] | None = None,
     backend: str | Backends | None = "memory://",
     concurrency: int = 8,
     timeout: float | None = None,
@@ -35,7 +36,7 @@ async def run_workflow(
     worker = Worker(registry, backends, concurrency=concurrency, settings=settings, pm=pm)
     worker.engine.remember(client.compile(blueprint))
     async with worker:
-        run_id = await client.start(blueprint, input)
+        run_id = await client.start(blueprint, input, context=context)
         return await client.result(run_id, timeout)
 
 

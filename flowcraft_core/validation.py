@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable
 from typing import Any, TypeGuard
 
 from flowcraft_core.blueprint import JOIN_STRATEGIES, Blueprint
-from flowcraft_core.builtins import BUILTIN_USES, MAX_SLEEP_MS, SLEEP
+from flowcraft_core.builtins import BUILTIN_USES, MAX_SLEEP_MS, SLEEP, duration_ms
 from flowcraft_core.errors import BlueprintError, ExpressionError, Problem
 from flowcraft_core.expressions import CONDITION_NAMES, TRANSFORM_NAMES, compile_expression
 
@@ -93,10 +93,11 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
             add(Problem(where, f"config.joinStrategy must be 'all' or 'any', got {join!r}"))
         if n.uses == SLEEP:
             duration = n.params.get("duration")
-            if not _is_number(duration) or not 0 <= duration <= MAX_SLEEP_MS:
+            ms = duration_ms(duration)
+            if ms is None or not 0 <= ms <= MAX_SLEEP_MS:
                 message = (
                     f"sleep needs params.duration in ms (a number from 0 to {MAX_SLEEP_MS}, "
-                    f"seven days), got {duration!r}"
+                    f"seven days) or as '500ms', '5s', '1m', '2h', '1d', got {duration!r}"
                 )
                 add(Problem(where, message))
 

@@ -143,7 +143,6 @@ def test_reader_reports_every_problem_with_its_place() -> None:
     problems = _problems(data)
     got = {(p.where, p.message.split(" ")[0]) for p in problems}
     expected_places = {
-        "blueprint",
         "node 'a'",
         "node 'b'",
         "nodes[2]",
@@ -160,24 +159,52 @@ def test_reader_reports_every_problem_with_its_place() -> None:
     def has(where: str, fragment: str) -> bool:
         return any(m.startswith(f"{where}: ") and fragment in m for m in messages)
 
-    assert has("blueprint", "unknown field(s): extra")
     assert has("node 'a'", "maxRetries must be an integer >= 1")
     assert has("node 'a'", "joinStrategy must be 'all' or 'any'")
     assert has("node 'b'", "'uses' must be a non-empty string")
     assert has("node 'b'", "'params' must be an object")
-    assert has("node 'b'", "unknown field(s): colour")
     assert has("nodes[2]", "'id' must be a non-empty string")
     assert has("nodes[3]", "a node must be an object")
     assert has("node 'c'", "retryDelay must be a number of ms >= 0")
     assert has("node 'c'", "timeout must be a number of ms > 0")
     assert has("node 'c'", "fallback must be a node id")
     assert has("node 'd'", "'inputs' must be a string or an object of strings")
-    assert has("node 'd'", "unknown config field(s): speed")
     assert has("edges[0]", "'target' must be a non-empty string")
     assert has("edges[1]", "'condition' must be a string")
-    assert has("edges[1]", "unknown field(s): weight")
     assert has("edges[2]", "an edge must be an object")
-    assert len(problems) >= 17
+    assert not any("unknown" in m for m in messages)  # unknown fields are kept, not refused
+    assert len(problems) >= 13
+
+
+def test_unknown_fields_are_kept_and_ignored() -> None:
+    """Fields from Flowcraft's compiler and from UIs make no blueprint invalid and survive a
+    round trip (so the pinned blueprint is the one the user wrote)."""
+    data = {
+        "id": "ui",
+        "version": 2,
+        "nodes": [
+            {
+                "id": "a",
+                "uses": "x",
+                "_sourceLocation": {"file": "flow.ts", "line": 3},
+                "position": {"x": 10, "y": 20},
+                "data": {"label": "A"},
+                "config": {"maxRetries": 2, "fancy": True},
+            },
+            {"id": "b", "uses": "x"},
+        ],
+        "edges": [{"source": "a", "target": "b", "id": "e1", "animated": True}],
+    }
+    bp = Blueprint.from_dict(data)
+    assert bp.nodes[0].extra == {
+        "_sourceLocation": {"file": "flow.ts", "line": 3},
+        "position": {"x": 10, "y": 20},
+        "data": {"label": "A"},
+    }
+    assert bp.nodes[0].config.max_retries == 2
+    assert bp.edges[0].extra == {"id": "e1", "animated": True}
+    assert Blueprint.from_dict(bp.to_dict()) == bp
+    assert bp.to_dict() == data
 
 
 def test_reader_error_names_the_blueprint() -> None:

@@ -180,12 +180,23 @@ def test_sleep_needs_a_duration() -> None:
     b = bp(
         node("s1", "sleep"),
         node("s2", "sleep", params={"duration": -5}),
-        node("s3", "sleep", params={"duration": "1s"}),
+        node("s3", "sleep", params={"duration": "1 sec"}),
         node("s4", "sleep", params={"duration": True}),
         node("ok", "sleep", params={"duration": 2.5}),
+        # Flowcraft's duration strings, and ms.
+        *(node(f"ok-{d}", "sleep", params={"duration": d}) for d in ("1s", "5m", "2h", "1d")),
+        node("ok-ms", "sleep", params={"duration": "500ms"}),
+        node("long", "sleep", params={"duration": "8d"}),  # beyond the seven-day maximum
     )
-    assert [p.where for p in validate(b)] == ["node 's1'", "node 's2'", "node 's3'", "node 's4'"]
+    assert [p.where for p in validate(b)] == [
+        "node 's1'",
+        "node 's2'",
+        "node 's3'",
+        "node 's4'",
+        "node 'long'",
+    ]
     assert "params.duration" in validate(b)[0].message
+    assert "'5s'" in validate(b)[0].message
 
 
 def test_start_nodes_in_declaration_order() -> None:

@@ -90,6 +90,24 @@ def parse_json(value: str | None, what: str) -> Any:
     return None
 
 
+context_option = click.option(
+    "--context",
+    "context_json",
+    default=None,
+    metavar="JSON",
+    help="The run's initial context, a JSON object (Flowcraft's initial state).",
+)
+
+
+def parse_context(value: str | None) -> dict[str, Any] | None:
+    context = parse_json(value, "--context")
+    if context is None:
+        return None
+    if not isinstance(context, dict):
+        fail_usage(f"--context must be a JSON object, got {type(context).__name__}")
+    return dict(context)
+
+
 async def connect(backend: str | None) -> Backends:
     """Open backends and prove they answer, with a one-line error naming the URL if not."""
     backends = open_backends(backend)

@@ -10,10 +10,12 @@ from flowcraft_core.cli.common import (
     EXIT_USAGE,
     backend_option,
     connect,
+    context_option,
     exit_code,
     guarded,
     json_option,
     load_blueprint,
+    parse_context,
     parse_json,
     print_result,
     run_async,
@@ -38,6 +40,7 @@ from flowcraft_core.validation import validate
     help="A dict of callables or a Registry, e.g. examples.orders:registry.",
 )
 @click.option("--input", "input_json", default=None, metavar="JSON", help="The run input.")
+@context_option
 @backend_option
 @click.option("--concurrency", default=8, show_default=True, help="Jobs at a time.")
 @click.option(
@@ -53,6 +56,7 @@ def run(
     blueprint: str,
     registry_spec: str,
     input_json: str | None,
+    context_json: str | None,
     backend: str | None,
     concurrency: int,
     timeout: float | None,
@@ -69,6 +73,7 @@ def run(
     registry = load_registry(registry_spec)
     check(bp, known_uses=registry)
     run_input = parse_json(input_json, "--input")
+    context = parse_context(context_json)
 
     async def go() -> RunResult:
         backends = await connect(backend or "memory://")
@@ -77,6 +82,7 @@ def run(
                 bp,
                 registry,
                 run_input,
+                context=context,
                 backend=backends,
                 concurrency=concurrency,
                 timeout=timeout,

@@ -13,10 +13,12 @@ from flowcraft_core.cli.common import (
     EXIT_RUN_NOT_COMPLETED,
     backend_option,
     connect,
+    context_option,
     exit_code,
     guarded,
     json_option,
     load_blueprint,
+    parse_context,
     parse_json,
     print_result,
     run_async,
@@ -41,14 +43,24 @@ def with_client(backend: str | None, action: Callable[[Client], Awaitable[T]]) -
 @click.command()
 @click.argument("blueprint", metavar="BLUEPRINT")
 @click.option("--input", "input_json", default=None, metavar="JSON", help="The run input.")
+@context_option
 @click.option("--run-id", default=None, help="Use this run id instead of a random one.")
 @backend_option
 @guarded
-def start(blueprint: str, input_json: str | None, run_id: str | None, backend: str | None) -> None:
+def start(
+    blueprint: str,
+    input_json: str | None,
+    context_json: str | None,
+    run_id: str | None,
+    backend: str | None,
+) -> None:
     """Store BLUEPRINT with a new run and enqueue it; print the run id as the last line."""
     bp = load_blueprint(blueprint)
     run_input = parse_json(input_json, "--input")
-    click.echo(with_client(backend, lambda c: c.start(bp, run_input, run_id=run_id)))
+    context = parse_context(context_json)
+    click.echo(
+        with_client(backend, lambda c: c.start(bp, run_input, context=context, run_id=run_id))
+    )
 
 
 @click.command()

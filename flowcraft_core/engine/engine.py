@@ -28,7 +28,7 @@ from typing import Any
 import pluggy
 
 from flowcraft_core.blueprint import MAX_RETRY_DELAY_MS, Blueprint
-from flowcraft_core.builtins import SLEEP, WAIT
+from flowcraft_core.builtins import SLEEP, WAIT, duration_ms
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node
 from flowcraft_core.engine.errors import describe, problem
@@ -469,7 +469,7 @@ class Engine:
         await self._announce(job, completion)
 
     async def _still_asleep(self, job: Job, node: Node, loaded: Loaded) -> bool:
-        duration = float(node.definition.params.get("duration", 0)) / 1000
+        duration = (duration_ms(node.definition.params.get("duration", 0)) or 0.0) / 1000
         remaining = await self.state.sleep(job, duration)
         if remaining <= 0:
             return False

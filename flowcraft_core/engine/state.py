@@ -170,8 +170,10 @@ class RunState(Protocol):
         digest: str,
         blueprint: str,
         jobs: Sequence[str],
+        context: Mapping[str, Any] | None = None,
     ) -> None:
-        """Store a new run: its ``input`` and ``meta`` in its context, the pinned ``blueprint``
+        """Store a new run: its ``input``, ``meta`` and initial ``context`` keys in its
+        context, the pinned ``blueprint``
         (JSON, by ``digest``, kept alive by every start) and the activation of its start
         ``jobs`` (job keys), all before the caller enqueues them. Raises
         :class:`~flowcraft_core.errors.RunExists`, writing nothing, when ``run_id`` already has
@@ -326,11 +328,13 @@ class ComposedRunState:
         digest: str,
         blueprint: str,
         jobs: Sequence[str],
+        context: Mapping[str, Any] | None = None,
     ) -> None:
         # The context commit is first-wins on the run's metadata: it is what refuses a second
         # start. A client dying between it and the batch leaves a run stored but never
         # activated (reported running; cancel finalizes it); nothing is ever half-activated.
-        if not await self.context.commit(run_id, RUN, {INPUT: input, RUN: dict(meta)}):
+        values = {**(context or {}), INPUT: input, RUN: dict(meta)}
+        if not await self.context.commit(run_id, RUN, values):
             raise RunExists(f"a run with id {run_id!r} already exists; it was left unchanged")
         rk = run_keys(run_id)
         ttl = self.ttl

@@ -49,7 +49,7 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     lines = proc.stdout.strip().splitlines()
     assert lines, f"no stdout; stderr: {proc.stderr}"
     data = json.loads(lines[-1])
-    assert set(data) == {"run_id", "status", "outputs", "error"}, data
+    assert set(data) == {"run_id", "status", "outputs", "error", "context"}, data
     return data
 
 
