@@ -297,6 +297,9 @@ class _Reader:
         nid = raw.get("id")
         if isinstance(nid, str) and nid:
             where = f"node {nid!r}"
+            if not _encodable(nid):
+                # Any other string is an id, but every store keeps keys as UTF-8.
+                self.bad(where, "'id' holds a lone surrogate, which is not Unicode text")
         else:
             self.bad(where, "'id' must be a non-empty string")
             nid = f"?{index}"
@@ -382,6 +385,14 @@ class _Reader:
             transform=raw.get("transform"),
             extra=extra,
         )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _extra(raw: dict[str, Any], known: set[str]) -> dict[str, Any]:
