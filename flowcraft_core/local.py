@@ -28,16 +28,26 @@ async def run_workflow(
     settings: EngineSettings | None = None,
     pm: pluggy.PluginManager | None = None,
 ) -> RunResult:
-    """Start ``blueprint`` and work on it here until it is finished or awaiting a resume."""
+    """Start ``blueprint`` and work on it here until it is finished or awaiting a resume.
+
+    Returns (or raises :class:`~flowcraft_core.client.RunTimeout` after ``timeout`` seconds)
+    without waiting for nodes still running: they are cancelled, uncommitted, and their jobs
+    handed back to the queue (on a shared backend, another worker takes them up)."""
     registry = Registry.of(registry)
     check(blueprint, known_uses=registry)
     backends = backend if isinstance(backend, Backends) else open_backends(backend, pm=pm)
     client = Client(backends, settings=settings, pm=pm)
     worker = Worker(registry, backends, concurrency=concurrency, settings=settings, pm=pm)
     worker.engine.remember(client.compile(blueprint))
-    async with worker:
+    await worker.start()
+    try:
         run_id = await client.start(blueprint, input, context=context)
         return await client.result(run_id, timeout)
+    finally:
+        # Not a drain: once the run is finished, awaiting, or given up on, a node still
+        # running (a failed run's sibling, the node that outlived the timeout) must not hold
+        # the caller; the step it is in commits whole or not at all, and a redelivery redoes it.
+        await worker.stop(drain=False)
 
 
 def run_workflow_sync(

@@ -7,9 +7,11 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -137,6 +139,21 @@ def mask(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with ``code`` now, even if sync node code abandoned in a thread (timed out or
+    cancelled: Python cannot stop it) is still running, which a normal exit would wait for."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not stuck:
+        sys.exit(code)
+    logging.getLogger(__name__).warning(
+        "leaving %d thread(s) of sync node code still running (abandoned)", len(stuck)
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def exit_code(result: RunResult) -> int:

@@ -14,6 +14,7 @@ from flowcraft_core.cli.common import (
     exit_code,
     guarded,
     json_option,
+    leave,
     load_blueprint,
     parse_context,
     parse_json,
@@ -89,7 +90,11 @@ def run(
                 settings=EngineSettings.from_env(),
             )
         except RunTimeout as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(
+                f"error: {exc}; nodes still running were cancelled, uncommitted, and their "
+                "jobs handed back to the queue",
+                err=True,
+            )
             snapshot = exc.snapshot
             snapshot.error = {"type": "Timeout", "message": str(exc)}
             return snapshot
@@ -113,7 +118,7 @@ def run(
     else:
         result = run_async(go())
     print_result(result, as_json)
-    sys.exit(exit_code(result))
+    leave(exit_code(result))
 
 
 @click.command(name="validate")

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +405,7 @@ def test_drivers_lists_memory_and_redis() -> None:
 
 SLOW_MODULE = """
 import asyncio
+import threading
 
 
 async def slow(ctx):
@@ -411,27 +413,55 @@ async def slow(ctx):
     return "late"
 
 
-registry = {"slow": slow}
+async def forever(ctx):
+    await asyncio.Event().wait()
+
+
+def forever_sync(ctx):  # a thread Python cannot stop
+    threading.Event().wait()
+
+
+async def quick(ctx):
+    return "now"
+
+
+registry = {"slow": slow, "forever": forever, "forever_sync": forever_sync, "quick": quick}
 """
 
 
-def test_run_timeout_reports_a_result_line(tmp_path: Path) -> None:
+def run_timed(tmp_path: Path, uses: str, *args: str) -> tuple[float, Any]:
     (tmp_path / "fc_cli_slow.py").write_text(textwrap.dedent(SLOW_MODULE))
     blueprint = _write(
-        tmp_path / "slow.json", {"id": "slow", "nodes": [{"id": "s", "uses": "slow"}]}
+        tmp_path / f"{uses}.json",
+        {"id": uses, "nodes": [{"id": "a", "uses": uses}, {"id": "b", "uses": uses}]},
     )
+    started = time.monotonic()
     proc = flowcraft(
         "run",
         blueprint,
         "--registry",
         "fc_cli_slow:registry",
-        "--timeout",
-        "0.2",
         "--json",
+        *args,
         pythonpath=tmp_path,
     )
+    return time.monotonic() - started, proc
+
+
+@pytest.mark.parametrize(
+    ("uses", "timeout"), [("slow", "0.5"), ("forever", "0.5"), ("forever_sync", "1.5")]
+)
+def test_run_timeout_returns_on_time(tmp_path: Path, uses: str, timeout: str) -> None:
+    # What a run costs here without any wait (interpreter start-up and imports, slow under
+    # load), measured beside it: the nodes themselves would take 30 s or never end.
+    baseline, quick = run_timed(tmp_path, "quick")
+    assert quick.returncode == 0, quick.stderr
+    elapsed, proc = run_timed(tmp_path, uses, "--timeout", timeout)
+    assert elapsed < baseline + float(timeout) + 3, (elapsed, baseline, proc.stderr)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
+    assert f"did not finish within {timeout} s; nodes still running were cancelled" in (proc.stderr)
     result = last_json(proc)
     assert result["status"] == "running"
     assert result["outputs"] == {}
+    assert result["error"]["type"] == "Timeout"

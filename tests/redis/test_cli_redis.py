@@ -29,6 +29,7 @@ from procs import (
     wait_until,
 )
 
+from flowcraft_core import Client, NodeContext, Registry, Worker, open_backends
 from flowcraft_redis import RedisQueue
 
 EXAMPLE = "examples/order_fulfilment.json"
@@ -155,6 +156,58 @@ def test_a_run_that_does_not_finish_in_time_exits_1_with_its_snapshot(
     assert data["status"] == "running"
     assert data["error"]["type"] == "Timeout"
     assert "did not finish within 0.5 s" in proc.stderr
+
+
+SLOW_NODES = """
+import asyncio
+
+
+async def slow(ctx):
+    await asyncio.sleep(30)
+    return "late"
+
+
+registry = {"slow": slow}
+"""
+
+
+@pytest.mark.timeout(90)
+async def test_run_on_redis_gives_up_on_time_and_hands_the_node_back(
+    make_url: Callable[..., str], tmp_path: Path
+) -> None:
+    url = make_url()
+    (tmp_path / "fc_slow_nodes.py").write_text(SLOW_NODES)
+    (tmp_path / "slow.json").write_text(
+        json.dumps({"id": "slow", "nodes": [{"id": "s", "uses": "slow"}]})
+    )
+    env = child_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{child_env()['PYTHONPATH']}")
+    started = time.monotonic()
+    proc = flowcraft(
+        "run", str(tmp_path / "slow.json"), "--registry", "fc_slow_nodes:registry",
+        "--backend", url, "--timeout", "0.5", "--json", env=env,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    ok(proc, 1)
+    data = last_json(proc)
+    assert data["status"] == "running"
+    assert data["outputs"] == {}
+    assert elapsed < 20, elapsed  # the node sleeps 30 s: nobody waited for it
+    # Nothing of the cancelled attempt was committed, and its job went back to the queue: a
+    # worker with a quick implementation finishes the very same run.
+
+    async def quick(ctx: NodeContext) -> str:
+        return "quick"
+
+    backends = open_backends(url)
+    try:
+        client = Client(backends)
+        assert (await client.snapshot(data["run_id"])).outputs == {}
+        async with Worker(Registry({"slow": quick}), backends):
+            result = await client.result(data["run_id"], timeout=30)
+    finally:
+        await backends.close()
+    assert result.status == "completed", result.error
+    assert result.outputs == {"s": "quick"}
 
 
 @pytest.mark.timeout(60)
