@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pluggy
 
-from flowcraft_core.drivers import Backends, driver_for, open_backends
+from flowcraft_core.drivers import Backends, driver_for, mask, open_backends
 from flowcraft_core.engine.state import RunState
 from flowcraft_core.errors import DriverError
 from flowcraft_core.hookspecs import DriverInfo
@@ -112,7 +112,9 @@ class Target:
                 hook = getattr(manager.hook, f"flowcraft_make_{component}")
                 built = hook(url=private)
                 if built is None:
-                    raise DriverError(f"driver {info.name!r} returned no {component} for {url!r}")
+                    raise DriverError(
+                        f"driver {info.name!r} returned no {component} for {mask(url)!r}"
+                    )
                 setattr(parts, component, built)
             return parts
 
@@ -125,7 +127,7 @@ class Target:
             return offered
 
         return cls(
-            name=f"{info.name} ({url})",
+            name=f"{info.name} ({mask(url)})",
             factory=factory,
             capabilities=declared,
             provides=provides,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,18 @@ ENV_COMPONENTS = {
     "context": "FLOWCRAFT_CONTEXT",
     "coordination": "FLOWCRAFT_COORDINATION",
 }
+
+
+# scheme://user:PASSWORD@ — the user (possibly empty) is kept, the password is what is hidden.
+# A password cannot hold "/" or whitespace unescaped, so one URL's match never runs into the next.
+_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^/\s@:]*:)[^\s/]*@")
+
+
+def mask(text: str) -> str:
+    """``text`` (a URL, several, or a message quoting them) with the password of every URL in
+    it replaced by ``***``. The one place flowcraft hides passwords: anything that prints or
+    logs a backend URL passes it through here first."""
+    return _PASSWORD.sub(r"\g<keep>***@", text)
 
 
 @dataclass
@@ -51,7 +64,7 @@ def scheme_of(url: str) -> str:
     scheme = urlsplit(url).scheme
     if not scheme:
         raise DriverError(
-            f"backend URL {url!r} has no scheme (expected e.g. memory:// or redis://)"
+            f"backend URL {mask(url)!r} has no scheme (expected e.g. memory:// or redis://)"
         )
     return scheme.lower()
 
@@ -71,7 +84,9 @@ def driver_for(url: str, pm: pluggy.PluginManager | None = None) -> DriverInfo:
     if close:
         hint = f" Did you mean {close[0]}://?"
     listing = ", ".join(f"{i.name} ({', '.join(s + '://' for s in i.schemes)})" for i in infos)
-    msg = f"no installed driver handles {scheme}:// (from {url!r}).{hint} Installed: {listing}."
+    msg = (
+        f"no installed driver handles {scheme}:// (from {mask(url)!r}).{hint} Installed: {listing}."
+    )
     if scheme in broken:
         msg += f" The driver {scheme!r} is installed but failed to import: {broken[scheme]}"
     raise DriverError(msg)
@@ -87,7 +102,7 @@ def _build(url: str, component: str, pm: pluggy.PluginManager) -> Any:
     hook = getattr(pm.hook, f"flowcraft_make_{component}")
     built = hook(url=url)
     if built is None:
-        raise DriverError(f"driver {info.name!r} returned no {component} for {url!r}")
+        raise DriverError(f"driver {info.name!r} returned no {component} for {mask(url)!r}")
     return built
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from flowcraft_core.drivers import mask
 from flowcraft_core.errors import DriverError
 
 SCHEMES = ("redis", "rediss")
@@ -116,20 +117,6 @@ class RedisSettings:
 
     def connection_kwargs(self) -> dict[str, Any]:
         return dict(self.options)
-
-
-def mask(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
 
 
 def parse_duration(text: str) -> float:

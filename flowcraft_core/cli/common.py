@@ -17,7 +17,7 @@ import click
 
 from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.client import RunResult
-from flowcraft_core.drivers import Backends, open_backends
+from flowcraft_core.drivers import Backends, mask, open_backends
 from flowcraft_core.errors import BlueprintError, DriverError, FlowcraftError, RegistryError
 from flowcraft_core.protocols import Op
 
@@ -120,7 +120,7 @@ async def connect(backend: str | None) -> Backends:
         await _close_quietly(backends)
         urls = ", ".join(sorted(set(backends.urls.values())))
         raise DriverError(
-            f"cannot reach backend {mask(urls)}: {type(exc).__name__}: {exc}"
+            mask(f"cannot reach backend {urls}: {type(exc).__name__}: {exc}")
         ) from None
     return backends
 
@@ -128,17 +128,6 @@ async def connect(backend: str | None) -> Backends:
 async def _close_quietly(backends: Backends) -> None:
     with contextlib.suppress(Exception):
         await backends.close()
-
-
-def mask(url: str) -> str:
-    """Hide a password in a URL."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def leave(code: int) -> NoReturn:

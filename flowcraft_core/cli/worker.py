@@ -12,6 +12,7 @@ import sys
 import click
 
 from flowcraft_core.cli.common import backend_option, connect, guarded, run_async
+from flowcraft_core.drivers import mask
 from flowcraft_core.engine import EngineSettings
 from flowcraft_core.engine.reconcile import reconcile
 from flowcraft_core.registry import load_registry
@@ -51,7 +52,9 @@ async def serve(
         stale_after=stale_after,
     )
     await worker.start()
-    log.info("worker %d ready (%d at a time) on %s", os.getpid(), concurrency, backends.urls)
+    log.info(
+        "worker %d ready (%d at a time) on %s", os.getpid(), concurrency, mask(str(backends.urls))
+    )
     click.echo(f"flowcraft worker {os.getpid()} ready", err=True)
     try:
         await stop.wait()

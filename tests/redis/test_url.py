@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from flowcraft_core.drivers import mask
 from flowcraft_core.errors import DriverError
-from flowcraft_redis.url import DAY, RedisSettings, mask, parse_duration, parse_url
+from flowcraft_redis.url import DAY, RedisSettings, parse_duration, parse_url
 
 
 def test_defaults() -> None:
