@@ -1,9 +1,12 @@
-"""The engine's state steps done directly on the in-memory stores' dicts.
+"""The run state's hot steps (load, complete) done directly on the in-memory stores' dicts.
 
 Each step runs without yielding to the event loop, so it is atomic, and it skips the
 operation objects and awaits of the composed steps: the in-memory driver's per-node cost is
 then mostly the engine's own. Semantics are those of
-:class:`flowcraft_core.engine.state.ComposedRunState`, whose rarer steps it inherits.
+:class:`flowcraft_core.engine.state.ComposedRunState`, whose other steps (start, park, resume,
+fail_attempt, missing, sleep, release, renew, finalize, census, wait, frontier) it inherits:
+on these stores no await of theirs yields to the loop between a read and its write, so they are
+atomic too.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The run state's hot steps fused into one Lua script each (``run_load.lua``,
-``run_complete.lua``, ``run_finalize.lua``): with the context and coordination of one Redis, a
-node costs two round trips — load, then commit-and-route — however wide the run, and a chain one
-(the completion prefetches the successor's load).
+"""The run state's hot steps fused into one Lua script each (``run_start.lua``,
+``run_load.lua``, ``run_complete.lua``, ``run_finalize.lua``): with the context and
+coordination of one Redis, a node costs two round trips — load, then commit-and-route — however
+wide the run, and a chain one (the completion prefetches the successor's load). A start is one
+round trip, and refuses a taken run id atomically.
 
 Offered through the ``flowcraft_make_run_state`` hook when both stores are this driver's on the
 same database; otherwise the engine composes the steps from the two protocols. The rarer steps
@@ -17,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, run_keys
+from flowcraft_core.engine.keys import ACTIVE_RUNS, INPUT, RUN, blueprint_key, run_keys
 from flowcraft_core.engine.state import (
     Arrival,
     Census,
@@ -25,13 +26,15 @@ from flowcraft_core.engine.state import (
     ComposedRunState,
     Loaded,
     Prefetch,
+    final_record,
 )
+from flowcraft_core.errors import RunExists
 from flowcraft_core.protocols import Job
 from flowcraft_core.protocols.context import encode
 from flowcraft_redis.context import RedisContextStore
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
 
-_COMPLETED = json.dumps({"status": "completed", "error": None})
+_COMPLETED = final_record("completed", None)
 
 
 class RedisRunState(ComposedRunState):
@@ -46,6 +49,40 @@ class RedisRunState(ComposedRunState):
         self._ctx = context
         self._co = coordination
         self._connections = coordination.connections
+
+    async def start(
+        self,
+        run_id: str,
+        *,
+        input: Any,
+        meta: Mapping[str, Any],
+        digest: str,
+        blueprint: str,
+        jobs: Sequence[str],
+    ) -> None:
+        rk = run_keys(run_id)
+        co = self._co.key
+        # Encoded before anything is sent: an input without a JSON form writes nothing.
+        args: list[str | int] = [
+            milliseconds(self.ttl),
+            repr(time.time()),
+            run_id,
+            blueprint,
+            INPUT,
+            encode(input),
+            RUN,
+            encode(dict(meta)),
+            *jobs,
+        ]
+        redis_keys = [
+            self._ctx.key(run_id),
+            co(blueprint_key(digest)),
+            co(rk.activated),
+            co(ACTIVE_RUNS),
+            co(rk.progress),
+        ]
+        if not await self._connections.script("run_start.lua")(keys=redis_keys, args=args):
+            raise RunExists(f"a run with id {run_id!r} already exists; it was left unchanged")
 
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
@@ -159,7 +196,7 @@ class RedisRunState(ComposedRunState):
             self._ctx.key(run_id),
             *(co(k) for k in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.progress)),
         ]
-        record = json.dumps({"status": status, "error": error})
+        record = final_record(status, error)
         won = await self._connections.script("run_finalize.lua")(
             keys=redis_keys, args=[record, milliseconds(retention), run_id]
         )
