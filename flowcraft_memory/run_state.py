@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_core.engine.keys import run_keys
+from flowcraft_core.engine.keys import JOIN_ANY, run_keys
 from flowcraft_core.engine.state import (
     Arrival,
     Census,
@@ -78,7 +78,7 @@ class MemoryRunState(ComposedRunState):
             first = False
             if a.live:
                 live = co.add_member_now(rk.live(a.target), a.edge, ttl)[1]
-                if a.join == "any":
+                if a.join == JOIN_ANY:
                     first = co.set_if_absent_now(rk.first(a.target), a.edge, ttl)
             else:
                 live = co.count_now(rk.live(a.target))

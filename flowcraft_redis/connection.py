@@ -11,6 +11,7 @@ not acknowledged and is delivered again, and every step it replays is idempotent
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -22,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.retry import Retry
 
+from flowcraft_core.engine import keys
 from flowcraft_core.errors import DriverError
 from flowcraft_redis.url import RedisSettings, settings_of
 
@@ -80,9 +82,27 @@ def sync_client(settings: RedisSettings) -> redis.Redis:
     return redis.Redis.from_pool(pool)
 
 
+def _lua(value: str | tuple[str, ...]) -> str:
+    """``value`` as a Lua literal (a string, or a table of strings)."""
+    if isinstance(value, tuple):
+        return "{" + ", ".join(_lua(v) for v in value) + "}"
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+SCRIPT_CONSTANTS: dict[str, str] = {
+    # What the scripts must agree on with flowcraft_core.engine.keys, from there alone.
+    "ACTIVATED": _lua(keys.ACTIVATED),
+    "JOB_KEY_KINDS": _lua(keys.JOB_KEY_KINDS),
+    "JOIN_ANY": _lua(keys.JOIN_ANY),
+}
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
 def load_script(name: str) -> str:
-    """The text of the Lua script ``name`` shipped beside this module."""
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    """The text of the Lua script ``name`` shipped beside this module, with every ``{{NAME}}``
+    replaced by :data:`SCRIPT_CONSTANTS`' Lua literal (an unknown name is a KeyError)."""
+    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return _PLACEHOLDER.sub(lambda m: SCRIPT_CONSTANTS[m.group(1)], text)
 
 
 def unreachable(settings: RedisSettings, exc: BaseException) -> DriverError:

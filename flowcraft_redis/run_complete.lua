@@ -17,6 +17,9 @@
 -- When this finish leaves nothing to do, the run is finalized here too (as finalize.lua).
 -- Prefetching loads the successor a worker will continue with inline, so a chain costs one
 -- round trip per node instead of two.
+-- Names in double braces are rendered at load from flowcraft_core.engine.keys (see
+-- flowcraft_redis.connection.SCRIPT_CONSTANTS): never spelled here by hand.
+local ACTIVATED, JOB_KEY_KINDS, JOIN_ANY = {{ACTIVATED}}, {{JOB_KEY_KINDS}}, {{JOIN_ANY}}
 local ttl = ARGV[1]
 local run = KEYS[1]
 local committed = -1
@@ -44,11 +47,11 @@ local function add(key, member)
 end
 
 -- Every job's own keys ("<run keys>:<kind>:<job>") go with the run: found through the
--- activated set, whose name is "<run keys>:act".
+-- activated set, whose name is "<run keys>" .. ACTIVATED.
 local function expire_jobs(activated_key, retention)
-    local base = string.sub(activated_key, 1, -4)
+    local base = string.sub(activated_key, 1, -#ACTIVATED - 1)
     for _, job in ipairs(redis.call('SMEMBERS', activated_key)) do
-        for _, kind in ipairs({'lease', 'in', 'live', 'first', 'sleep', 'fails', 'missing'}) do
+        for _, kind in ipairs(JOB_KEY_KINDS) do
             redis.call('PEXPIRE', base .. kind .. ':' .. job, retention)
         end
     end
@@ -66,15 +69,16 @@ while a <= #ARGV do
     local first = false
     if is_live then
         add(live_key, edge)
-        if join == 'any' then
+        if join == JOIN_ANY then
             first = redis.call('SET', first_key, edge, 'NX', 'PX', ttl) and true or false
         end
     end
     local live = redis.call('SCARD', live_key)
-    -- The same rule as flowcraft_core.engine.state.decide: a repeated arrival reports
-    -- readiness again, so a crash between recording and enqueueing is recovered.
+    -- The same rule as flowcraft_core.engine.state.decide (the conformance contract "run state"
+    -- checks that they agree): a repeated arrival reports readiness again, so a crash between
+    -- recording and enqueueing is recovered.
     local verdict = nil
-    if join == 'any' then
+    if join == JOIN_ANY then
         if is_live and (first or not added) then
             verdict = '1'
         elseif total >= expected and live == 0 then

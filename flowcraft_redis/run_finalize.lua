@@ -4,6 +4,9 @@
 --          5.. the run's bookkeeping keys
 --   ARGV   1 final record (JSON), 2 retention (ms), 3 run id
 -- Returns 1 if this call wrote the final status, 0 if another had.
+-- Names in double braces are rendered at load from flowcraft_core.engine.keys (see
+-- flowcraft_redis.connection.SCRIPT_CONSTANTS): never spelled here by hand.
+local ACTIVATED, JOB_KEY_KINDS = {{ACTIVATED}}, {{JOB_KEY_KINDS}}
 local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 -- Signalled even when another writer won: it may have died between its write and its signal.
 redis.call('DEL', KEYS[2])
@@ -14,10 +17,10 @@ for i = 4, #KEYS do
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
 end
 -- Every job's own keys ("<run keys>:<kind>:<job>") go too, found through the activated set
--- (KEYS[5], "<run keys>:act").
-local base = string.sub(KEYS[5], 1, -4)
+-- (KEYS[5], "<run keys>" .. ACTIVATED).
+local base = string.sub(KEYS[5], 1, -#ACTIVATED - 1)
 for _, job in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-    for _, kind in ipairs({'lease', 'in', 'live', 'first', 'sleep', 'fails', 'missing'}) do
+    for _, kind in ipairs(JOB_KEY_KINDS) do
         redis.call('PEXPIRE', base .. kind .. ':' .. job, ARGV[2])
     end
 end

@@ -22,6 +22,22 @@ FALLBACK_PREFIX = "_fallback."
 
 ACTIVE_RUNS = "runs:active"
 
+# The layout below is also what the Redis driver's Lua scripts use: they get these names
+# rendered in at load (flowcraft_redis.connection.SCRIPT_CONSTANTS), never spelled by hand.
+RUN_BASE = "run:{run_id}:"
+ACTIVATED = "act"  # the run's activated job keys, at RUN_BASE + ACTIVATED
+# The kinds of per-job keys, each at RUN_BASE + kind + ":" + job key. A run's are expired
+# with it, found through its activated set: every kind must be listed in JOB_KEY_KINDS.
+LEASE = "lease"
+ARRIVED = "in"
+LIVE = "live"
+FIRST = "first"
+SLEEP = "sleep"
+FAILURES = "fails"
+MISSING = "missing"
+JOB_KEY_KINDS = (LEASE, ARRIVED, LIVE, FIRST, SLEEP, FAILURES, MISSING)
+JOIN_ANY = "any"  # a join that fires on its first taken edge (else "all")
+
 
 def output_key(node_id: str, instance: int = 0) -> str:
     return f"{OUTPUT_PREFIX}{node_id}" if instance == 0 else f"_outputs#{instance}.{node_id}"
@@ -42,10 +58,11 @@ def blueprint_key(digest: str) -> str:
 
 class RunKeys:
     """Coordination keys of one run. Per-job keys are ``run:<id>:<kind>:<job key>`` (a fused
-    run state that expires a finished run's keys relies on that form)."""
+    run state that expires a finished run's keys relies on that form, see above)."""
 
     __slots__ = (
         "activated",
+        "base",
         "final",
         "finished",
         "progress",
@@ -57,9 +74,9 @@ class RunKeys:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        base = f"run:{run_id}:"
+        self.base = base = RUN_BASE.format(run_id=run_id)
         self.final = base + "final"  # JSON {status, error}; written once (set-if-absent)
-        self.activated = base + "act"  # job keys activated (token counting)
+        self.activated = base + ACTIVATED  # job keys activated (token counting)
         self.finished = base + "fin"  # job keys finished
         self.waiting = base + "wait"  # wait nodes parked
         self.resumed = base + "resumed"  # wait nodes resumed
@@ -67,28 +84,32 @@ class RunKeys:
         self.signal_done = base + "sig:done"
 
     def signal_idle(self, generation: int) -> str:
-        return f"run:{self.run_id}:sig:idle:{generation}"
+        return f"{self.base}sig:idle:{generation}"
+
+    def job(self, kind: str, job_key: str) -> str:
+        """The key of ``kind`` (one of :data:`JOB_KEY_KINDS`) for ``job_key``."""
+        return f"{self.base}{kind}:{job_key}"
 
     def lease(self, job_key: str) -> str:
-        return f"run:{self.run_id}:lease:{job_key}"
+        return self.job(LEASE, job_key)
 
     def arrived(self, job_key: str) -> str:
-        return f"run:{self.run_id}:in:{job_key}"
+        return self.job(ARRIVED, job_key)
 
     def live(self, job_key: str) -> str:
-        return f"run:{self.run_id}:live:{job_key}"
+        return self.job(LIVE, job_key)
 
     def first(self, job_key: str) -> str:
-        return f"run:{self.run_id}:first:{job_key}"
+        return self.job(FIRST, job_key)
 
     def sleep(self, job_key: str) -> str:
-        return f"run:{self.run_id}:sleep:{job_key}"
+        return self.job(SLEEP, job_key)
 
     def failures(self, job_key: str) -> str:
-        return f"run:{self.run_id}:fails:{job_key}"
+        return self.job(FAILURES, job_key)
 
     def missing(self, job_key: str) -> str:
-        return f"run:{self.run_id}:missing:{job_key}"
+        return self.job(MISSING, job_key)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -45,7 +45,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, INPUT, RUN, RunKeys, blueprint_key, run_keys
+from flowcraft_core.engine.keys import (
+    ACTIVE_RUNS,
+    INPUT,
+    JOIN_ANY,
+    RUN,
+    RunKeys,
+    blueprint_key,
+    run_keys,
+)
 from flowcraft_core.errors import RunExists
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op
 
@@ -288,7 +296,7 @@ def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) ->
     enqueueing twice is harmless because the target's commit is first-wins.
     """
     complete = total >= arrival.expected
-    if arrival.join == "any":
+    if arrival.join == JOIN_ANY:
         if arrival.live and (first or not added):
             return True
         if complete and live == 0:
@@ -395,7 +403,7 @@ class ComposedRunState:
             ops.append(Op.add_member(rk.arrived(a.target), a.edge, ttl))
             if a.live:
                 ops.append(Op.add_member(rk.live(a.target), a.edge, ttl))
-                if a.join == "any":
+                if a.join == JOIN_ANY:
                     ops.append(Op.set_if_absent(rk.first(a.target), a.edge, ttl))
             else:
                 ops.append(Op.count(rk.live(a.target)))
@@ -407,7 +415,7 @@ class ComposedRunState:
                 first = False
                 if a.live:
                     live = next(results)[1]
-                    if a.join == "any":
+                    if a.join == JOIN_ANY:
                         first = bool(next(results))
                 else:
                     live = next(results)
