@@ -131,7 +131,7 @@ class Side:
         node, instance = node_of(job_key)
         return Job(self.run_id, node, DIGEST, instance, attempt)
 
-    async def start(self, input: Any, start: Sequence[str]) -> Any:
+    async def start(self, input: Any, start: Sequence[str], note: Any = None) -> Any:
         try:
             await self.state.start(
                 self.run_id,
@@ -140,6 +140,7 @@ class Side:
                 digest=DIGEST,
                 blueprint=BLUEPRINT,
                 jobs=list(start),
+                context=None if note is None else {"note": note},
             )
         except RunExists:
             return "refused: RunExists"
@@ -263,13 +264,21 @@ class RunStateMachine(BoundMachine):
 
     # -- steps --------------------------------------------------------------------------------
 
-    @initialize(input=values, start=st.lists(jobs, min_size=1, max_size=3, unique=True))
-    def start(self, input: Any, start: list[str]) -> None:
-        self.both(f"start(input={input!r}, jobs={start})", lambda s: s.start(input, start))
+    @initialize(
+        input=values, start=st.lists(jobs, min_size=1, max_size=3, unique=True), note=values
+    )
+    def start(self, input: Any, start: list[str], note: Any) -> None:
+        self.both(
+            f"start(input={input!r}, jobs={start}, context note={note!r})",
+            lambda s: s.start(input, start, note),
+        )
 
-    @rule(input=values)
-    def start_again(self, input: Any) -> None:
-        self.both(f"start again(input={input!r})", lambda s: s.start(input, ["p#0"]))
+    @rule(input=values, note=values)
+    def start_again(self, input: Any, note: Any) -> None:
+        self.both(
+            f"start again(input={input!r}, context note={note!r})",
+            lambda s: s.start(input, ["p#0"], note),
+        )
 
     @rule(
         job=jobs,

@@ -59,21 +59,24 @@ class RedisRunState(ComposedRunState):
         digest: str,
         blueprint: str,
         jobs: Sequence[str],
+        context: Mapping[str, Any] | None = None,
     ) -> None:
         rk = run_keys(run_id)
         co = self._co.key
-        # Encoded before anything is sent: an input without a JSON form writes nothing.
+        values = {**(context or {}), INPUT: input, RUN: dict(meta)}
+        # Encoded before anything is sent: a value without a JSON form writes nothing.
+        pairs = [(field, encode(value)) for field, value in values.items()]
         args: list[str | int] = [
             milliseconds(self.ttl),
             repr(time.time()),
             run_id,
             blueprint,
-            INPUT,
-            encode(input),
             RUN,
-            encode(dict(meta)),
+            len(jobs),
             *jobs,
         ]
+        for field, value in pairs:
+            args += [field, value]
         redis_keys = [
             self._ctx.key(run_id),
             co(blueprint_key(digest)),
