@@ -5,7 +5,9 @@ Guaranteed, and checked against a dict-of-dicts model with JSON values of every 
 * a value reads back as its JSON round trip, types included; ``None`` is a value, distinct from
   an absent key (:data:`MISSING`);
 * runs are isolated from each other;
-* ``get_many`` returns exactly the present keys asked for; ``get_all`` the whole run;
+* values of realistic sizes (up to a few MiB) are kept whole, by every writing operation;
+* ``get_many`` returns exactly the present keys asked for, however many (hundreds, in one
+  call); ``get_all`` the whole run;
 * ``patch`` applies all its writes and deletes, atomically (no reader sees half of it);
 * ``commit`` is first-wins on its guard: it writes everything or nothing, exactly one of several
   racing commits with one guard wins, and a repeated commit changes nothing;
@@ -25,7 +27,7 @@ from flowcraft_core.protocols import MISSING, ContextStore
 from .capabilities import requires
 from .facade import SyncContextStore
 from .harness import BoundMachine, Harness, run_machine
-from .strategies import identical, json_values, round_trip
+from .strategies import identical, round_trip, sized_values
 
 KEYS = ("a", "b", "node:x#0", "ключ", "sp ace", "emoji-\U0001f642", "dotted.key", "{tag}")
 GUARDS = ("done:a", "done:b", "done:ключ")
@@ -35,6 +37,9 @@ EXPIRE = 0.3  # seconds, for the real-time expire check
 keys = st.sampled_from(KEYS)
 guards = st.sampled_from(GUARDS)
 runs = st.integers(0, 2)
+BULK = 400  # keys of the bulk rules: reads and writes of hundreds of keys in one call
+bulk_counts = st.integers(1, BULK)
+json_values = sized_values  # every rule writes values of every size
 
 
 class ContextMachine(BoundMachine):
@@ -54,7 +59,9 @@ class ContextMachine(BoundMachine):
         self.harness.release(self.parts)
 
     def _check(self, what: str, got: Any, expected: Any) -> None:
-        assert identical(got, expected), f"{what}: store gave {got!r}, expected {expected!r}"
+        assert identical(got, expected), (
+            f"{what}: store gave {_short(got)}, expected {_short(expected)}"
+        )
 
     @rule(run=runs, key=keys, value=json_values)
     def set(self, run: int, key: str, value: Any) -> None:
@@ -117,10 +124,35 @@ class ContextMachine(BoundMachine):
             for key, value in payload.items():
                 self.model[run][key] = round_trip(value)
 
+    @rule(run=runs, count=bulk_counts, value=st.integers() | st.text(max_size=8))
+    def patch_many(self, run: int, count: int, value: Any) -> None:
+        writes = {f"bulk:{i}": [i, value] for i in range(count)}
+        self.store.patch(self.runs[run], writes)
+        for key, written in writes.items():
+            self.model[run][key] = round_trip(written)
+
+    @rule(run=runs, first=st.integers(0, BULK), count=bulk_counts, extra=st.lists(keys, max_size=3))
+    def get_many_bulk(self, run: int, first: int, count: int, extra: list[str]) -> None:
+        # Hundreds of keys in one call, present and absent ones mixed.
+        wanted = [f"bulk:{i}" for i in range(first, first + count)] + extra
+        got = self.store.get_many(self.runs[run], wanted)
+        expected = {k: self.model[run][k] for k in wanted if k in self.model[run]}
+        missing = sorted(set(expected) - set(got), key=wanted.index)[:3]
+        assert not missing, (
+            f"get_many of {len(wanted)} keys returned {len(got)} of the {len(expected)} "
+            f"present, missing e.g. {missing}"
+        )
+        self._check(f"get_many({len(wanted)} keys)", got, expected)
+
     @invariant()
     def every_run_matches_the_model(self) -> None:
         for run_id, model in zip(self.runs, self.model, strict=True):
             self._check(f"get_all({run_id!r})", self.store.get_all(run_id), model)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 300 else f"{text[:200]}... ({len(text):,} characters)"
 
 
 async def _patch_race(store: ContextStore, run_id: str, rounds: int, readers: int) -> list[str]:

@@ -27,12 +27,13 @@ from typing import TypeVar
 
 from flowcraft_core.protocols import Job
 
-from .capabilities import requires
+from .capabilities import present, requires
 from .harness import Harness
 
 STOP_BOUND = 15.0  # seconds a consume() or stop() may take
 EARLY_SLACK = 0.01  # seconds of clock granularity forgiven on "never early"
 SETTLE = 0.1  # seconds to let stray deliveries arrive before judging
+LONGEST_DELAY = 30.0  # seconds: the longest delay the suite waits for
 
 Behaviour = Callable[[Job, int], Awaitable[None]]
 T = TypeVar("T")
@@ -314,6 +315,57 @@ class QueueDelayContract:
 
         problems = conformance.run(body())
         assert not problems, "; ".join(problems)
+
+    def test_delays_past_the_redelivery_bound_are_honoured(self, conformance: Harness) -> None:
+        """Delays longer than a second and than the driver's redelivery bound (where a broker
+        may keep delayed jobs somewhere else, or expire them) arrive on time too."""
+        queue = conformance.queue()
+        prefix = conformance.new_id("job")
+        declared = conformance.capability("redelivery_after_crash_s")
+        bound = max(float(declared) if present(declared) else 0.0, 1.0)
+        longest = min(bound + 1.0, LONGEST_DELAY)
+        delays = sorted({1.5, (1.5 + longest) / 2, longest})
+        jobs = make_jobs(prefix, 2 * len(delays))
+        tolerance = conformance.delay_tolerance
+
+        async def body() -> list[str]:
+            collector = Collector(prefix)
+            consumer = await within(
+                queue.consume(collector.handler, concurrency=4), STOP_BOUND, "Queue.consume()"
+            )
+            due: dict[Job, tuple[float, float]] = {}
+            for i, delay in enumerate(delays):
+                one, many = jobs[2 * i], jobs[2 * i + 1]
+                start = time.monotonic()
+                await queue.enqueue(one, delay=delay)
+                due[one] = (start, delay)
+                start = time.monotonic()
+                await queue.enqueue_many([many], delay=delay)
+                due[many] = (start, delay)
+            expected = set(jobs)
+            await collector.wait_until(
+                lambda: collector.delivered() >= expected, longest + tolerance + 2
+            )
+            await within(consumer.stop(), STOP_BOUND, "Consumer.stop()")
+            problems = _report(expected, collector)
+            for job, (start, delay) in due.items():
+                times = collector.times(job)
+                if not times:
+                    problems.append(f"a job with delay {delay:.2f}s never arrived")
+                    continue
+                after = times[0] - start
+                if after < delay - EARLY_SLACK:
+                    problems.append(
+                        f"a job with delay {delay:.2f}s arrived early, after {after:.3f}s"
+                    )
+                elif after > delay + tolerance:
+                    problems.append(
+                        f"a job with delay {delay:.2f}s arrived late, after {after:.3f}s"
+                    )
+            return problems
+
+        problems = conformance.run(body())
+        assert not problems, "; ".join(dict.fromkeys(problems))
 
     def test_delayed_jobs_do_not_hold_back_others(self, conformance: Harness) -> None:
         queue = conformance.queue()

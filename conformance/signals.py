@@ -5,7 +5,10 @@
   waiter polling the backend less often than that fails);
 * ``wait_any`` over several keys returns the one signalled;
 * a timeout returns None, no earlier than the timeout;
-* with ``multi_process``, a signal through one client wakes a waiter on another.
+* with ``multi_process``, a signal through one client wakes a waiter on another;
+* all of it holds over several keys and several waiters at once, checked by a state machine
+  against a model of which keys are latched: a latched key is seen whichever place it has in
+  the keys waited on, by every waiter, and no waiter consumes it.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+
 from flowcraft_core.protocols import CoordinationStore
 
 from .capabilities import requires
-from .harness import Harness
+from .harness import BoundMachine, Harness, run_machine
 
 WAKE_BOUND = 0.25  # seconds from signal to wake-up
 WAITERS = 5
@@ -40,11 +46,106 @@ async def _wake_times(
     return list(results), [t - signalled_at for t in woke]
 
 
+MACHINE_KEYS = 6
+NOT_SIGNALLED = 0.05  # seconds a machine's wait on unsignalled keys lasts before it judges
+key_sets = st.lists(
+    st.integers(0, MACHINE_KEYS - 1), min_size=1, max_size=MACHINE_KEYS, unique=True
+)
+waiter_counts = st.integers(1, 4)
+
+
+class SignalMachine(BoundMachine):
+    """``signal`` / ``wait_any`` over several keys and waiters against the set of latched keys.
+    With ``multi_process`` the signals go through a second client of the same namespace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        h = self.harness
+        namespace = h.new_id("sigm")
+        self.parts = [h.open(namespace, components=["coordination"])]
+        if h.has("multi_process"):
+            self.parts.append(h.open(namespace, components=["coordination"]))
+        self.waiting = self.parts[0].coordination
+        self.signalling = self.parts[-1].coordination
+        self.keys = [f"{namespace}:k{i}" for i in range(MACHINE_KEYS)]
+        self.latched: set[int] = set()
+
+    def teardown(self) -> None:
+        for parts in self.parts:
+            self.harness.release(parts)
+
+    async def _wait(self, keys: list[str], waiters: int, timeout: float) -> list[str | None]:
+        assert self.waiting is not None
+        return list(
+            await asyncio.gather(*(self.waiting.wait_any(keys, timeout) for _ in range(waiters)))
+        )
+
+    def _judge(self, chosen: list[int], got: list[str | None], latched: set[int]) -> None:
+        keys = [self.keys[i] for i in chosen]
+        allowed = {self.keys[i] for i in chosen if i in latched}
+        for n, result in enumerate(got, 1):
+            if allowed:
+                assert result in allowed, (
+                    f"waiter {n} of {len(got)} on {len(keys)} keys got {result!r}; latched "
+                    f"among them: {sorted(allowed)} (at positions "
+                    f"{[keys.index(k) for k in sorted(allowed)]})"
+                )
+            else:
+                assert result is None, f"waiter {n} got {result!r}, but none of its keys is latched"
+
+    @rule(index=st.integers(0, MACHINE_KEYS - 1))
+    def signal(self, index: int) -> None:
+        assert self.signalling is not None
+        self.harness.run(self.signalling.signal(self.keys[index]))
+        self.latched.add(index)
+
+    @rule(chosen=key_sets, waiters=waiter_counts)
+    def wait_latched(self, chosen: list[int], waiters: int) -> None:
+        """Waiters on keys of which some are latched return at once, each with one of them."""
+        latched = set(self.latched)
+        timeout = 2.0 if latched & set(chosen) else NOT_SIGNALLED
+        start = time.monotonic()
+        got = self.harness.run(self._wait([self.keys[i] for i in chosen], waiters, timeout))
+        elapsed = time.monotonic() - start
+        self._judge(chosen, got, latched)
+        if latched & set(chosen):
+            assert elapsed < WAKE_BOUND * 2, (
+                f"{waiters} waiter(s) on latched keys took {elapsed:.3f}s, not at once"
+            )
+
+    @rule(chosen=key_sets, waiters=waiter_counts, data=st.data())
+    def wake(self, chosen: list[int], waiters: int, data: st.DataObject) -> None:
+        """A signal on one of the keys waited on wakes every waiter."""
+        target = data.draw(st.sampled_from(chosen), label="signalled")
+        keys = [self.keys[i] for i in chosen]
+
+        async def body() -> list[str | None]:
+            assert self.signalling is not None
+            tasks = asyncio.gather(*(self._wait(keys, 1, 5.0) for _ in range(waiters)))
+            await asyncio.sleep(NOT_SIGNALLED)  # let every waiter block
+            await self.signalling.signal(self.keys[target])
+            return [r for results in await tasks for r in results]
+
+        got = self.harness.run(body())
+        self.latched.add(target)
+        self._judge(chosen, got, self.latched)
+
+
 @requires("coordination", "signal")
 class SignalContract:
     """The signal contract (see the module docstring)."""
 
     contract = "signals"
+
+    def test_signal_state_machine(self, conformance: Harness) -> None:
+        """Signals and waits over several keys and waiters, in random order, agree with the
+        model. Each wait on unsignalled keys costs a short timeout, so fewer, shorter runs."""
+        run_machine(
+            SignalMachine,
+            conformance,
+            max_examples=max(1, conformance.max_examples // 4),
+            stateful_step_count=15,
+        )
 
     def test_signal_is_latched(self, conformance: Harness) -> None:
         store = conformance.coordination()

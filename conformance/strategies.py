@@ -36,6 +36,25 @@ json_values: st.SearchStrategy[Any] = st.recursive(
 )
 
 
+def _sized(unit: str, size: int) -> str:
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+#: Values of realistic sizes, from 256 B to 2 MiB (sizes spread on a log scale),
+#: built by repetition so that generating them costs nothing: strings, and lists and objects
+#: holding such strings.
+big_values: st.SearchStrategy[Any] = st.builds(
+    _sized,
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=4),
+    st.integers(9, 21).flatmap(lambda e: st.integers(2 ** (e - 1), 2**e)),
+).flatmap(lambda big: st.sampled_from([big, [big, 1], {"blob": big, "n": None}, [[big]]]))
+
+#: JSON values, small and of every shape, or (one in ten) big.
+sized_values: st.SearchStrategy[Any] = st.integers(0, 9).flatmap(
+    lambda pick: big_values if pick == 0 else json_values
+)
+
+
 def round_trip(value: Any) -> Any:
     """What a store must give back for ``value``."""
     return json.loads(json.dumps(value))

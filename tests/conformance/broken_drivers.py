@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from flowcraft_conformance.target import Clock, DriverParts, Target
 
 from flowcraft_core.engine.state import Census, Completion
 from flowcraft_core.protocols import Job, Op
+from flowcraft_core.protocols.context import encode
 from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, MemoryQueue
 from flowcraft_memory.driver import flowcraft_driver_info
 from flowcraft_memory.run_state import MemoryRunState
@@ -46,6 +47,14 @@ class LossyQueue(MemoryQueue):
         await super().enqueue(job, delay=delay)
 
 
+class DropsLongDelays(MemoryQueue):
+    """Jobs delayed by more than a second are silently dropped (a broker's short delay queue)."""
+
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
+        if delay <= 1.0:
+            await super().enqueue(job, delay=delay)
+
+
 class DroppingPatchContext(MemoryContextStore):
     """``patch`` silently drops the last of several writes."""
 
@@ -61,6 +70,56 @@ class DroppingCommitContext(MemoryContextStore):
 
     async def commit(self, run_id: str, guard: str, set: Any) -> bool:
         return await super().commit(run_id, guard, {k: v for k, v in set.items() if k == guard})
+
+
+def _small(values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if len(encode(v)) <= 1024}
+
+
+class LosesBigValues(MemoryContextStore):
+    """Every write of a value whose JSON is over 1 KiB is silently dropped (a size limit)."""
+
+    async def set(self, run_id: str, key: str, value: Any) -> None:
+        if len(encode(value)) <= 1024:
+            await super().set(run_id, key, value)
+
+    async def patch(self, run_id: str, set: Any, delete: Any = ()) -> None:
+        await super().patch(run_id, _small(set), delete)
+
+    async def commit(self, run_id: str, guard: str, set: Any) -> bool:
+        return await super().commit(run_id, guard, {**_small(set), guard: set[guard]})
+
+
+class ShortGetMany(MemoryContextStore):
+    """``get_many`` answers for the first ten keys asked and forgets the rest."""
+
+    async def get_many(self, run_id: str, keys: Any) -> dict[str, Any]:
+        return await super().get_many(run_id, list(keys)[:10])
+
+
+class LatchedOnFirstKeyOnly(MemoryCoordinationStore):
+    """``wait_any`` looks for a latched signal on the first of its keys only; the others wake
+    it only when signalled while it waits."""
+
+    async def wait_any(self, keys: Sequence[str], timeout: float | None) -> str | None:
+        if len(keys) > 1 and keys[0] not in self._signals:
+            latched = self._signals
+            self._signals = {k for k in latched if k not in keys[1:]}
+            try:
+                return await super().wait_any(keys, timeout)
+            finally:
+                self._signals |= latched
+        return await super().wait_any(keys, timeout)
+
+
+class LatchConsumedByFirstWaiter(MemoryCoordinationStore):
+    """A latched signal is taken by the first ``wait_any`` that sees it (a queue, not a latch)."""
+
+    async def wait_any(self, keys: Sequence[str], timeout: float | None) -> str | None:
+        got = await super().wait_any(keys, timeout)
+        if got is not None:
+            self._signals.discard(got)
+        return got
 
 
 class TTLIgnoringCoordination(MemoryCoordinationStore):
@@ -161,8 +220,15 @@ BROKEN = [
     Broken("loses one job in fifty", "queue delivery", queue=LossyQueue),
     Broken("patch drops a write", "context store", context=DroppingPatchContext),
     Broken("commit drops its writes", "context store", context=DroppingCommitContext),
+    Broken("writes over 1 KiB lost", "context store", context=LosesBigValues),
+    Broken("get_many stops after ten keys", "context store", context=ShortGetMany),
     Broken("ttl ignored", "coordination TTL", coordination=TTLIgnoringCoordination),
+    Broken("latch seen on the first key only", "signals", coordination=LatchedOnFirstKeyOnly),
+    Broken(
+        "latch consumed by the first waiter", "signals", coordination=LatchConsumedByFirstWaiter
+    ),
     Broken("no redelivery after a crash", "queue redelivery", queue=NoRedeliveryQueue),
+    Broken("jobs delayed over a second dropped", "queue delays", queue=DropsLongDelays),
     Broken(
         "add_member counts duplicates",
         "coordination store",
