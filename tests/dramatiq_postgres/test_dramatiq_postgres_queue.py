@@ -1,0 +1,131 @@
+"""dramatiq-postgres through the shared glue: a SIGKILLed worker's job comes back within the
+declared bound, a delay longer than that bound arrives once and on time across a consumer
+restart, jobs are JSON rows, and a refused connection is a one-line error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from flowcraft_core.errors import DriverError
+from flowcraft_core.protocols import Job
+from flowcraft_dramatiq_postgres import PostgresDramatiqQueue, PostgresQueueSettings
+
+WORKER = Path(__file__).with_name("dramatiq_postgres_worker.py")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def queue(postgres: str) -> AsyncIterator[PostgresDramatiqQueue]:
+    q = PostgresDramatiqQueue(
+        PostgresQueueSettings(url=postgres, queue=f"t-{uuid.uuid4().hex[:12]}")
+    )
+    yield q
+    await q.purge()
+    await q.close()
+
+
+async def test_a_killed_workers_job_is_redelivered_within_the_bound(
+    queue: PostgresDramatiqQueue, postgres: str
+) -> None:
+    bound = queue.settings.redelivery_bound
+    await queue.enqueue(Job("victim", "n", "f"))
+    got: list[float] = []
+
+    async def handle(job: Job) -> None:
+        got.append(time.monotonic())
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    worker = subprocess.Popen(
+        [sys.executable, str(WORKER), postgres, queue.queue_name],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    survivor = None
+    try:
+        assert worker.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(worker.stdout.readline), 30)
+        assert line.strip() == "victim", "the worker process never got the job"
+        survivor = await queue.consume(handle, concurrency=2)
+        await asyncio.sleep(1.0)
+        assert got == [], "a live worker's job was taken from it"
+        killed = time.monotonic()
+        os.kill(worker.pid, signal.SIGKILL)
+        await asyncio.to_thread(worker.wait, 10)
+        while not got and time.monotonic() < killed + bound + 10:
+            await asyncio.sleep(0.01)
+        assert got, f"the job was not redelivered within {bound + 10:.1f} s"
+        print(f"redelivered {got[0] - killed:.3f} s after SIGKILL (bound {bound:.2f} s)")
+        assert got[0] - killed <= bound
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        if survivor is not None:
+            await survivor.stop()
+    assert await queue.size() == 0
+
+
+async def test_a_delay_past_the_bound_arrives_once_on_time_as_json(
+    queue: PostgresDramatiqQueue, postgres: str
+) -> None:
+    delay = queue.settings.redelivery_bound + 1.0
+    job = Job("late", "ноде", "f", instance=2)
+    arrivals: list[float] = []
+
+    async def record(got: Job) -> None:
+        assert got == job
+        arrivals.append(time.monotonic())
+
+    start = time.monotonic()
+    await queue.enqueue(job, delay=delay)
+    with psycopg.connect(postgres) as conn:
+        row = conn.execute(
+            "SELECT message FROM flowcraft_dramatiq.queue WHERE queue_name = %s",
+            (f"{queue.queue_name}.DQ",),
+        ).fetchone()
+    assert row is not None, "the delayed job is not a row of the delay queue"
+    assert row[0]["args"] == [json.loads(json.dumps(job.to_dict()))]
+    first = await queue.consume(record)
+    await asyncio.sleep(1.0)
+    await first.stop()
+    second = await queue.consume(record)
+    while not arrivals and time.monotonic() < start + delay + 5:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(1.0)
+    await second.stop()
+    assert len(arrivals) == 1, f"the delayed job arrived {len(arrivals)} times"
+    assert delay <= arrivals[0] - start <= delay + 1.0, arrivals[0] - start
+
+
+async def test_a_refused_connection_is_a_one_line_error_naming_the_server() -> None:
+    queue = PostgresDramatiqQueue(
+        PostgresQueueSettings(url="postgresql://u:s3cret@127.0.0.1:1/test", queue="nowhere")
+    )
+    try:
+        with pytest.raises(DriverError) as caught:
+            await asyncio.wait_for(queue.enqueue(Job("r", "n", "f")), 30)
+        message = str(caught.value)
+        assert message.startswith("cannot reach PostgreSQL at postgresql://u:***@127.0.0.1:1/")
+        assert "s3cret" not in message and "\n" not in message
+    finally:
+        await queue.close()
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(DriverError, match="postgresql://"):
+        PostgresDramatiqQueue(PostgresQueueSettings(url="mysql://h/db"))
+    with pytest.raises(DriverError, match="1 to 40 bytes"):
+        PostgresDramatiqQueue(PostgresQueueSettings(url="postgresql://h/db", queue="q" * 41))
