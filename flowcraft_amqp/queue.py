@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,34 @@ from flowcraft_core.protocols.queue import Handler
 from flowcraft_dramatiq import DramatiqConsumer, DramatiqQueue
 
 T = TypeVar("T")
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why: pika's own exception (Dramatiq wraps it), whose repr carries the
+    cause (refused, authentication, unknown vhost) where its str is often empty."""
+    if isinstance(exc, BrokerConnectionError) and exc.args and isinstance(exc.args[0], Exception):
+        exc = exc.args[0]
+    text = (
+        repr(exc) if isinstance(exc, pika.exceptions.AMQPError) else f"{type(exc).__name__}: {exc}"
+    )
+    return " ".join(text.split())
+
+
+class _Quiet(logging.Filter):
+    """Drops pika's connection-failure records unless logging is verbose: the failure reaches
+    the caller as one DriverError line instead of a page of tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL or logging.getLogger().isEnabledFor(logging.INFO)
+
+
+for _name in (
+    "pika.adapters.utils.connection_workflow",
+    "pika.adapters.utils.io_services_utils",
+    "pika.adapters.blocking_connection",
+    "pika.connection",
+):
+    logging.getLogger(_name).addFilter(_Quiet())
 
 
 class AmqpQueue(DramatiqQueue):
@@ -46,7 +75,7 @@ class AmqpQueue(DramatiqQueue):
             return await super()._call(fn, *args, **kwargs)
         except (BrokerConnectionError, pika.exceptions.AMQPError, OSError) as exc:
             raise DriverError(
-                f"cannot reach RabbitMQ at {self.settings.masked}: {type(exc).__name__}: {exc}"
+                f"cannot reach RabbitMQ at {self.settings.masked}: {_reason(exc)}"
             ) from None
 
     async def consume(self, handler: Handler, *, concurrency: int = 1) -> DramatiqConsumer:
