@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import LOCAL, postgres_url
+from dramatiq_postgres_servers import LOCAL, postgres_url
 from flowcraft_conformance.suite import DriverConformance
 from flowcraft_conformance.target import DriverParts
 
