@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from flowcraft_core.drivers import mask
 from flowcraft_core.errors import DriverError
 
 SCHEMES = ("amqp", "amqps")
@@ -56,20 +57,6 @@ class AmqpSettings:
         as soon as the connection closes (immediately when the process dies); a cancelled
         handler is redelivered like one that raised, so that bound is the larger."""
         return self.redelivery_after_error
-
-
-def mask(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
 
 
 def _seconds(name: str, text: str, low: float, high: float) -> float:

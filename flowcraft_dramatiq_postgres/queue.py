@@ -15,10 +15,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from dramatiq.middleware import Middleware
 
+from flowcraft_core.drivers import mask
 from flowcraft_core.errors import DriverError
 from flowcraft_core.protocols.queue import Handler
 from flowcraft_dramatiq import DramatiqConsumer, DramatiqQueue
@@ -35,19 +35,6 @@ MAX_QUEUE_NAME = 40
 
 _schemas: set[str] = set()
 _schemas_lock = threading.Lock()
-
-
-def mask(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostinfo}").geturl()
 
 
 @dataclass(frozen=True, slots=True)
