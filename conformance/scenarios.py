@@ -218,6 +218,11 @@ def registry() -> Registry:
     )
 
 
+#: The same implementations as a module attribute, for ``flowcraft worker --registry
+#: flowcraft_conformance.scenarios:REGISTRY`` (scenarios run by real worker processes).
+REGISTRY = registry()
+
+
 # -- scenarios ------------------------------------------------------------------------------
 
 
