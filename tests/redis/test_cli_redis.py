@@ -48,7 +48,7 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     lines = proc.stdout.strip().splitlines()
     assert lines, proc.stderr
     data: dict[str, Any] = json.loads(lines[-1])
-    assert list(data) == ["run_id", "status", "outputs", "error"], data
+    assert list(data) == ["run_id", "status", "outputs", "error", "context"], data
     return data
 
 
@@ -370,3 +370,38 @@ def test_worker_processes_stop_together_on_sigterm(
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_start_with_a_context_on_worker_processes(
+    make_url: Callable[..., str], tmp_path: Path
+) -> None:
+    """``flowcraft start --context``: the initial context reaches node code, ``inputs`` and
+    conditions on another process (a Flowcraft case: conditions on a context key)."""
+    url = make_url()
+    blueprint = tmp_path / "ctx.json"
+    blueprint.write_text(
+        json.dumps(
+            {
+                "id": "ctx",
+                "nodes": [
+                    {"id": "first", "uses": "passthrough", "inputs": "input"},
+                    {"id": "big", "uses": "read", "params": {"key": "tenant"}},
+                    {"id": "small", "uses": "read", "params": {"key": "tenant"}},
+                ],
+                "edges": [
+                    {"source": "first", "target": "big", "condition": "limit < first.n"},
+                    {"source": "first", "target": "small", "condition": "!(limit < first.n)"},
+                ],
+            }
+        )
+    )
+    context = json.dumps({"input": {"n": 7}, "tenant": "acme", "limit": 5})
+    with Procs(tmp_path) as procs:
+        procs.worker(url, "flowcraft_conformance.scenarios:REGISTRY", concurrency=2)
+        started = ok(flowcraft("start", str(blueprint), "--context", context, "--backend", url))
+        run_id = started.stdout.strip().splitlines()[-1]
+        final = last_json(ok(flowcraft("wait", run_id, "--backend", url, "--json")))
+    assert final["status"] == "completed", final
+    assert final["outputs"] == {"first": {"n": 7}, "big": "acme"}
+    assert final["context"] == {"input": {"n": 7}, "tenant": "acme", "limit": 5}
