@@ -322,14 +322,14 @@ class Client:
         if not outgoing:
             return
         actions = sorted({e.action for e in outgoing if e.action is not None})
-        unlabelled = any(e.action is None for e in outgoing)
-        if (action is None and unlabelled) or action in actions:
+        # As the engine routes (Flowcraft's determineNextNodes): an action no edge names
+        # falls back to the edges without an action, so with any of those it is taken.
+        if action in actions or any(e.action is None for e in outgoing):
             return
         valid = ", ".join(repr(a) for a in actions) or "none"
-        plain = " (or no action, for its edges without one)" if unlabelled else ""
         given = "no action" if action is None else f"action {action!r}"
         raise FlowcraftError(
-            f"node {node_id!r} of run {run_id} has no edge for {given}; its actions: {valid}{plain}"
+            f"node {node_id!r} of run {run_id} has no edge for {given}; its actions: {valid}"
         )
 
     async def close(self) -> None:
