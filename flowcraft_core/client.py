@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import Census, run_state_for
-from flowcraft_core.errors import FlowcraftError, RunNotFound
+from flowcraft_core.errors import FlowcraftError, RunExists, RunNotFound
 from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import CoordinationStore, Job
 from flowcraft_core.validation import check
@@ -165,20 +165,37 @@ class Client:
             "waits": any(n.builtin == "wait" for n in compiled.nodes.values()),
         }
         jobs = [Job(run_id, node_id, compiled.digest) for node_id in compiled.start_ids]
+        tries = 0
+
+        async def store() -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                await self._state.start(
+                    run_id,
+                    input=input,
+                    meta=meta,
+                    digest=compiled.digest,
+                    blueprint=self._blueprint_json(compiled),
+                    jobs=[job.key for job in jobs],
+                    context=initial,
+                )
+            except RunExists:
+                # A retry after a lost reply finds the run its first try stored: that one is
+                # ours (same metadata, start time included), so this start succeeded.
+                if tries == 1 or await self.backends.context.get(run_id, keys.RUN) != meta:
+                    raise
+
         try:
-            await self._state.start(
-                run_id,
-                input=input,
-                meta=meta,
-                digest=compiled.digest,
-                blueprint=self._blueprint_json(compiled),
-                jobs=[job.key for job in jobs],
-                context=initial,
-            )
+            await _retrying(f"starting run {run_id}", store)
         except (TypeError, ValueError) as exc:
             what = "the run input or context" if initial else "the run input"
             raise FlowcraftError(f"{what} is not JSON-serialisable: {exc}") from None
-        await self.backends.queue.enqueue_many(jobs)
+        # Enqueueing the start jobs twice is harmless (every step is idempotent); not
+        # enqueueing them would leave the run to reconcile.
+        await _retrying(
+            f"enqueueing the start of run {run_id}", lambda: self.backends.queue.enqueue_many(jobs)
+        )
         for job in jobs:
             self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
         self.guests.flowcraft_run_started(run_id=run_id, flow_id=compiled.id, input=input)
@@ -334,6 +351,30 @@ class Client:
 
     async def close(self) -> None:
         await self.backends.close()
+
+
+#: Seconds a start keeps retrying a backend that fails (a dropped connection, a restart).
+START_RETRY_SECONDS = 10.0
+
+
+async def _retrying(what: str, call: Callable[[], Awaitable[None]]) -> None:
+    """``call()``, again after a failure of the backend (not of the caller's data or of
+    flowcraft's rules), with a backoff, for up to :data:`START_RETRY_SECONDS`. Only for calls
+    that are safe to repeat after an ambiguous failure."""
+    deadline = time.monotonic() + START_RETRY_SECONDS
+    backoff = 0.05
+    while True:
+        try:
+            await call()
+            return
+        except (FlowcraftError, TypeError, ValueError):
+            raise
+        except Exception as exc:
+            if time.monotonic() + backoff >= deadline:
+                raise
+            log.warning("%s: %s; retrying in %.2fs", what, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
 
 
 class SyncClient:

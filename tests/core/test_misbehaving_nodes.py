@@ -319,3 +319,65 @@ async def test_resume_without_a_matching_action_takes_unlabelled_edges(action: s
         await h.client.resume(run_id, action, 7)
         result = await h.client.result(run_id, 5)
     assert result.outputs == {"w": 7, "next": 7}
+
+
+# -- a start whose reply is lost --------------------------------------------------------------
+
+
+class _LosesReplies:
+    """The client's run state, with the connection failing around ``start`` the first
+    ``times`` times: before it reaches the backend, or after it was applied."""
+
+    def __init__(self, state: Any, *, after: bool, times: int = 1) -> None:
+        self._state = state
+        self.after = after
+        self.left = times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
+
+    async def start(self, run_id: str, **kwargs: Any) -> None:
+        if self.left and not self.after:
+            self.left -= 1
+            raise ConnectionError("connection reset before the request")
+        await self._state.start(run_id, **kwargs)
+        if self.left:
+            self.left -= 1
+            raise ConnectionError("connection reset before the reply")
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["lost-request", "lost-reply"])
+async def test_a_start_survives_a_dropped_connection_without_creating_two_runs(
+    after: bool,
+) -> None:
+    from flowcraft_core.engine.keys import ACTIVE_RUNS
+
+    executions = 0
+
+    async def once(ctx: NodeContext) -> int:
+        nonlocal executions
+        executions += 1
+        return 1
+
+    async with harness({"once": once}) as h:
+        h.client._state = _LosesReplies(h.client._state, after=after, times=2)  # type: ignore[assignment]
+        run_id = await h.client.start(bp([{"id": "a", "uses": "once"}]), {"x": 1})
+        result = await h.client.result(run_id, 5)
+        active = await h.backends.coordination.members(ACTIVE_RUNS)
+    assert result.status == "completed", result.error
+    assert executions == 1
+    assert active == set()  # exactly one run was stored, and it finished
+
+
+async def test_a_start_of_a_taken_run_id_is_still_refused() -> None:
+    from flowcraft_core.errors import RunExists
+
+    async def once(ctx: NodeContext) -> int:
+        return 1
+
+    flow = bp([{"id": "a", "uses": "once"}])
+    async with harness({"once": once}) as h:
+        await h.client.start(flow, 1, run_id="taken")
+        h.client._state = _LosesReplies(h.client._state, after=False)  # type: ignore[assignment]
+        with pytest.raises(RunExists):
+            await h.client.start(flow, 2, run_id="taken")

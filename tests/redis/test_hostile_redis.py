@@ -129,3 +129,59 @@ def test_bad_url_parameters_exit_2(redis_server: str, query: str, named: str) ->
     )
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert named in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_starts_survive_client_kill_and_create_each_run_once(
+    make_url: Callable[..., str],
+) -> None:
+    import threading
+    import uuid
+
+    import redis
+
+    from flowcraft_redis import parse_url
+
+    url = make_url()
+    name = f"fc-killed-{uuid.uuid4().hex[:8]}"
+    client_url = f"{url}&client_name={name}"
+    raw = redis.Redis.from_url(parse_url(url).url)
+    stop = threading.Event()
+    kills = 0
+
+    def monkey() -> None:
+        # Kills only this test's client connections (by name), never anyone else's.
+        nonlocal kills
+        while not stop.wait(0.01):
+            for conn in raw.client_list():
+                if conn.get("name") == name:
+                    try:
+                        raw.client_kill_filter(_id=conn["id"])
+                        kills += 1
+                    except redis.ResponseError:
+                        pass  # already gone
+
+    async def one(ctx: NodeContext) -> int:
+        return int(ctx.input["i"])
+
+    flow = Blueprint.from_dict({"id": "killed", "nodes": [{"id": "a", "uses": "one"}]})
+    backends = open_backends(url)
+    client = Client(client_url)
+    thread = threading.Thread(target=monkey, daemon=True)
+    thread.start()
+    try:
+        run_ids = [await client.start(flow, {"i": i}) for i in range(40)]
+    finally:
+        stop.set()
+        thread.join()
+        await client.close()
+    worker = Worker(Registry({"one": one}), backends, concurrency=8)
+    follower = Client(backends)
+    async with worker:
+        results = [await follower.result(r, timeout=30) for r in run_ids]
+    stored = [k for k in raw.scan_iter(match=f"{parse_url(url).prefix}:ctx:*", count=1000)]
+    raw.close()
+    await backends.close()
+    assert kills > 0, "the monkey never killed a connection: the test proves nothing"
+    assert len(set(run_ids)) == 40
+    assert [r.outputs["a"] for r in results] == list(range(40))
+    assert len(stored) == 40  # one context per run: no start stored a second run
