@@ -1059,3 +1059,42 @@ def test_javascript_spellings_fail_only_with_expression_error(source: str, scope
 def test_javascript_rewrite_of_any_text_raises_only_expression_error(source: str) -> None:
     with contextlib.suppress(ExpressionError):
         compile_expression(source, names=None).evaluate({"a": {"b": [1]}})
+
+
+_JS_SPY_TEMPLATES = [
+    "S.length",
+    "S.in",
+    "S.class.from",
+    "!S",
+    "!!S.x",
+    "S === 1",
+    "1 !== S",
+    "S && 1",
+    "0 || S",
+    "!(S === undefined)",
+    "S.x.length > 0 && true",
+    "[S].length === 1 && S",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    template=st.sampled_from(_JS_SPY_TEMPLATES),
+    placement=st.sampled_from(["input", "input.x", "input[0]", "k", "k.x"]),
+)
+def test_javascript_spellings_never_touch_foreign_objects(template: str, placement: str) -> None:
+    """With the JavaScript spellings and an open scope (conditions), a foreign object in the
+    scope is never looked at: evaluation raises ExpressionError without touching it."""
+    log: list[str] = []
+    spy = Spy(log)
+    values = {
+        "input": {"input": spy},
+        "input.x": {"input": {"x": spy}},
+        "input[0]": {"input": [spy]},
+        "k": {"k": spy},
+        "k.x": {"k": {"x": spy}},
+    }
+    expr = compile_expression(template.replace("S", placement), names=None)
+    with pytest.raises(ExpressionError):
+        expr.evaluate(values[placement])
+    assert log == []
