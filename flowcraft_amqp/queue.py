@@ -56,8 +56,9 @@ class AmqpQueue(DramatiqQueue):
     worker process that dies has its jobs redelivered at once, and a stopping consumer hands
     back what it prefetched by closing its connection. A handler that raises, or is cancelled,
     gets its job again after a backoff (100 ms doubling to 5 s). Delayed jobs wait on Dramatiq's
-    delay queue (``<queue>.DQ``), held unacknowledged by a consumer until due. A broker that
-    cannot be reached is a :class:`DriverError` naming the URL.
+    delay queue (``<queue>.DQ``), held unacknowledged by a consumer until due, at most
+    ``max_hold`` seconds at a time. A broker that cannot be reached is a :class:`DriverError`
+    naming the URL.
     """
 
     driver = "amqp"
@@ -65,7 +66,12 @@ class AmqpQueue(DramatiqQueue):
 
     def __init__(self, url: str | AmqpSettings, *, threads: int = 4) -> None:
         self.settings = settings_of(url)
-        super().__init__(queue_name=self.settings.queue, poll=self.settings.poll, threads=threads)
+        super().__init__(
+            queue_name=self.settings.queue,
+            poll=self.settings.poll,
+            max_hold=self.settings.max_hold,
+            threads=threads,
+        )
 
     def new_broker(self, middleware: list[Middleware]) -> FlowcraftRabbitmqBroker:
         return FlowcraftRabbitmqBroker(self.settings, middleware)

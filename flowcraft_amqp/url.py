@@ -4,7 +4,9 @@
 ``amqps://`` is the same over TLS. ``queue`` names the deployment's Dramatiq queue (default
 ``flowcraft``): deployments on one virtual host are kept apart by it. ``poll`` (seconds, default
 0.1) is the longest an idle consumer waits before looking at its delayed jobs, so it bounds how
-late a delayed job can be. ``expires`` (seconds) lets RabbitMQ delete the deployment's queues,
+late a delayed job can be. ``max_hold`` (seconds, default 900) is the longest a consumer holds a
+delayed job: a longer delay travels in legs, so RabbitMQ's ``consumer_timeout`` (30 minutes by
+default) never takes one back. ``expires`` (seconds) lets RabbitMQ delete the deployment's queues,
 and every job still in them, once nobody has consumed or declared them for that long: for
 throwaway deployments and tests only. Any other query parameter is passed to pika's
 ``URLParameters`` (``heartbeat``, ``connection_attempts``, ``socket_timeout``, ...), which checks
@@ -38,6 +40,9 @@ class AmqpSettings:
     """Longest wait of an idle consumer (Dramatiq's ``worker_timeout``), in seconds."""
     expires: float | None = None
     """Seconds after which RabbitMQ deletes the queues if unused (``x-expires``); None: never."""
+    max_hold: float = 900.0
+    """Longest a consumer holds a delayed job unacknowledged (seconds); keep it well under the
+    server's ``consumer_timeout``."""
 
     @property
     def masked(self) -> str:
@@ -97,16 +102,19 @@ def parse_url(url: str) -> AmqpSettings:
         if name in seen:
             raise bad(f"{name!r} is given more than once")
         seen.add(name)
-        if name in ("queue", "poll", "expires"):
+        if name in ("queue", "poll", "expires", "max_hold"):
             ours[name] = value
         else:
             theirs.append((name, value))
 
     defaults = AmqpSettings()
     poll, expires, queue = defaults.poll, defaults.expires, ours.get("queue", defaults.queue)
+    max_hold = defaults.max_hold
     try:
         if "poll" in ours:
             poll = _seconds("poll", ours["poll"], 0.005, 60.0)
+        if "max_hold" in ours:
+            max_hold = _seconds("max_hold", ours["max_hold"], 1.0, 86400.0)
         if "expires" in ours:
             expires = _seconds("expires", ours["expires"], 1.0, 365 * 86400.0)
     except ValueError as exc:
@@ -122,7 +130,7 @@ def parse_url(url: str) -> AmqpSettings:
         pika.URLParameters(pika_url)
     except Exception as exc:  # pika raises ValueError, TypeError, KeyError for bad options
         raise bad(str(exc)) from None
-    return AmqpSettings(url=pika_url, queue=queue, poll=poll, expires=expires)
+    return AmqpSettings(url=pika_url, queue=queue, poll=poll, expires=expires, max_hold=max_hold)
 
 
 def require_pika() -> Any:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import math
 import threading
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.actor import Actor
+from dramatiq.common import current_millis
+from dramatiq.middleware import CurrentMessage
 from dramatiq.worker import Worker
 
 from flowcraft_core.protocols.queue import Handler, Job
@@ -16,8 +20,12 @@ from flowcraft_dramatiq.redeliver import Redeliver
 if TYPE_CHECKING:
     from flowcraft_dramatiq.queue import DramatiqQueue
 
+log = logging.getLogger(__name__)
+
 #: The Dramatiq actor every job is a message to.
 ACTOR_NAME = "flowcraft_job"
+#: The message option holding a long-delayed job's due time (ms since the epoch).
+DUE = "flowcraft_due"
 #: How long a draining stop waits for in-flight handlers (ms): as long as they take.
 _DRAIN_FOREVER = 30 * 86400 * 1000
 
@@ -59,7 +67,7 @@ class DramatiqConsumer:
         self.handler = handler
         self.concurrency = concurrency
         self.loop = loop
-        self.broker = queue.new_broker([Redeliver()])
+        self.broker = queue.new_broker([Redeliver(), CurrentMessage()])
         self.actor: Actor[Any, None] = Actor(
             self._process,
             broker=self.broker,
@@ -95,6 +103,10 @@ class DramatiqConsumer:
     def _process(self, data: dict[str, Any]) -> None:
         """The actor, on a Dramatiq worker thread: run the handler on the loop, wait for it,
         and raise what it raised (so the message is not acknowledged)."""
+        message = CurrentMessage.get_current_message()
+        due = None if message is None else message.options.get(DUE)
+        if due is not None and self._not_yet(message, int(due)):
+            return
         job = Job.from_dict(data)
         future = asyncio.run_coroutine_threadsafe(_call(self.handler, job), self.loop)
         with self._lock:
@@ -112,6 +124,20 @@ class DramatiqConsumer:
         finally:
             with self._lock:
                 self._running.discard(future)
+
+    def _not_yet(self, message: Any, due: int) -> bool:
+        """Send a job that arrived before its due time on its next leg; False once it is due.
+        A failed send raises, so the message comes back through Redeliver and tries again."""
+        remaining = due - current_millis()
+        if remaining <= 0:
+            return False
+        hold = self.queue.max_hold
+        leg = remaining + 1 if hold is None else min(remaining + 1, math.ceil(hold * 1000) + 1)
+        log.debug(
+            "job %s is due in %d ms: on the delay queue again for %d", message, remaining, leg
+        )
+        self.broker.enqueue(message, delay=leg)
+        return True
 
     @property
     def running(self) -> int:

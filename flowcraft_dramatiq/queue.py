@@ -11,11 +11,12 @@ from typing import Any, ClassVar, TypeVar
 
 from dramatiq.actor import Actor
 from dramatiq.broker import Broker
+from dramatiq.common import current_millis
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
 from flowcraft_core.protocols.queue import Handler, Job
-from flowcraft_dramatiq.consumer import ACTOR_NAME, DramatiqConsumer
+from flowcraft_dramatiq.consumer import ACTOR_NAME, DUE, DramatiqConsumer
 from flowcraft_dramatiq.encoder import require_json
 
 T = TypeVar("T")
@@ -47,6 +48,12 @@ class DramatiqQueue:
     :class:`~flowcraft_dramatiq.redeliver.Redeliver`); a consumer that stops hands back what it
     fetched but did not start.
 
+    Dramatiq's consumers hold a delayed message unacknowledged until it is due. Where a broker
+    takes back a message held too long (RabbitMQ's ``consumer_timeout``), ``max_hold`` bounds
+    the hold: a longer delay travels in legs of at most ``max_hold`` seconds, the message
+    carrying its due time; a consumer that gets it early enqueues it again for the rest and
+    acknowledges it, without calling the handler.
+
     A driver subclasses it and implements :meth:`new_broker`. The queue owns one broker, for
     enqueueing; each consumer gets its own (its own connections and worker identity). Nothing
     uses Dramatiq's global broker, so queues of several deployments can share a process.
@@ -58,11 +65,20 @@ class DramatiqQueue:
     #: What :meth:`consume` starts.
     consumer_class: ClassVar[type[DramatiqConsumer]] = DramatiqConsumer
 
-    def __init__(self, *, queue_name: str = QUEUE_NAME, poll: float, threads: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        queue_name: str = QUEUE_NAME,
+        poll: float,
+        max_hold: float | None = None,
+        threads: int = 4,
+    ) -> None:
         require_json(self.driver)
         self.queue_name = queue_name
         #: Longest sleep of an idle consumer between fetches (Dramatiq's ``worker_timeout``).
         self.poll = poll
+        #: Longest a consumer holds a delayed job, in seconds (None: as long as the delay).
+        self.max_hold = max_hold
         self.broker = self.new_broker([])
         self.actor: Actor[Any, None] = Actor(
             _not_here,
@@ -84,17 +100,27 @@ class DramatiqQueue:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    def message(self, job: Job) -> Message[None]:
+    def message(self, job: Job, **options: Any) -> Message[None]:
         """The Dramatiq message for ``job``."""
-        return self.actor.message_with_options(args=(job.to_dict(),))
+        return self.actor.message_with_options(args=(job.to_dict(),), **options)
+
+    def _leg(self, delay: float) -> tuple[int | None, dict[str, Any]]:
+        """The Dramatiq delay of a job due in ``delay`` seconds, and the options it carries:
+        its due time when the delay is longer than :attr:`max_hold`."""
+        ms = delay_ms(delay)
+        if ms is None or self.max_hold is None or delay <= self.max_hold:
+            return ms, {}
+        return delay_ms(self.max_hold), {DUE: current_millis() + ms}
 
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
-        await self._call(self.actor.send_with_options, args=(job.to_dict(),), delay=delay_ms(delay))
+        ms, options = self._leg(delay)
+        await self._call(self.actor.send_with_options, args=(job.to_dict(),), delay=ms, **options)
 
     async def enqueue_many(self, jobs: Sequence[Job], *, delay: float = 0.0) -> None:
         if not jobs:
             return
-        await self._call(self.send_batch, [self.message(job) for job in jobs], delay_ms(delay))
+        ms, options = self._leg(delay)
+        await self._call(self.send_batch, [self.message(job, **options) for job in jobs], ms)
 
     def send_batch(self, messages: Sequence[Message[Any]], delay: int | None) -> None:
         """Enqueue ``messages`` with ``delay`` ms, on a thread of the queue's pool: one at a

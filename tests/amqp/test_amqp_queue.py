@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -169,3 +170,40 @@ async def test_unused_queues_expire_when_asked(make_url: Callable[..., str]) -> 
         assert caught.value.reply_code == 404
     finally:
         connection.close()
+
+
+async def test_a_delay_longer_than_max_hold_travels_in_legs_and_arrives_once_on_time(
+    make_url: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """RabbitMQ takes back a delivery held past its consumer_timeout; with max_hold no
+    consumer holds a delayed job longer than that, and the job still arrives once, on time."""
+    queue = AmqpQueue(make_url(max_hold=1))
+    delay = 3.5
+    arrivals: list[float] = []
+
+    async def record(job: Job) -> None:
+        arrivals.append(time.monotonic())
+
+    caplog.set_level(logging.DEBUG, logger="flowcraft_dramatiq.consumer")
+    consumer = await queue.consume(record)
+    try:
+        start = time.monotonic()
+        await queue.enqueue(Job("single", "n", "f"), delay=delay)
+        await queue.enqueue_many([Job("many", "n", "f")], delay=delay)
+        await eventually(lambda: len(arrivals) >= 2, delay + 5, "both delayed jobs")
+        await asyncio.sleep(1.0)
+    finally:
+        await consumer.stop()
+        await queue.close()
+    assert len(arrivals) == 2, f"{len(arrivals)} deliveries of 2 delayed jobs"
+    for at in arrivals:
+        assert delay <= at - start <= delay + 1.0, at - start
+    legs = [r for r in caplog.records if "on the delay queue again" in r.getMessage()]
+    assert len(legs) >= 4, f"{len(legs)} legs for two 3.5 s delays held at most 1 s each"
+
+
+def test_max_hold_defaults_under_rabbitmqs_consumer_timeout() -> None:
+    assert parse_url("amqp://h/").max_hold == 900.0  # consumer_timeout defaults to 1800 s
+    assert parse_url("amqp://h/?max_hold=60").max_hold == 60.0
+    with pytest.raises(DriverError, match="max_hold must be between"):
+        parse_url("amqp://h/?max_hold=0")
