@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean setup
+.PHONY: run test lint typecheck pytest bench chaos clean setup
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.table
+
+# 2,000 workflows under faults on a private redis-server (not part of `make test`, which runs
+# a 60-second version of it: tests/redis/test_chaos.py).
+chaos: $(STAMP)
+	$(BIN)/python tests/redis/chaos.py --runs 2000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -14,6 +14,7 @@ implementation).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -127,6 +128,43 @@ def sync_forever(ctx: NodeContext) -> Any:
         time.sleep(0.05)
 
 
+LEDGER_ENV = "CHAOS_LEDGER_PATH"  # not FLOWCRAFT_*: child_env keeps those out
+
+
+def ledger(phase: str, ctx: NodeContext) -> None:
+    """One JSON line per execution event, with the node's input: the chaos soak's ledger."""
+    path = os.environ.get(LEDGER_ENV)
+    if not path:
+        return
+    entry = {
+        "phase": phase,
+        "run": ctx.run_id,
+        "node": ctx.node_id,
+        "attempt": ctx.attempt,
+        "pid": os.getpid(),
+        "t": time.time(),
+        "input": ctx.input if phase == "start" else None,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+async def chaos_step(ctx: NodeContext) -> dict[str, Any]:
+    """A ``step`` that records its input in the ledger; with ``params.flaky`` its first
+    attempt fails."""
+    ledger("start", ctx)
+    await asyncio.sleep(float(ctx.params.get("delay", 0)))
+    if ctx.params.get("flaky") and ctx.attempt == 1:
+        ledger("fail", ctx)
+        raise ConnectionError("flaky: first attempt fails")
+    value = {"node": ctx.node_id, "value": incoming_value(ctx.input) + ctx.params.get("add", 0)}
+    ledger("end", ctx)
+    return value
+
+
 def _build(include_b: bool) -> Registry:
     reg = Registry()
     for key, impl in orders.registry.items():
@@ -137,6 +175,7 @@ def _build(include_b: bool) -> Registry:
         reg.register("step_b", counted(step))
     reg.register("unserialisable", counted(unserialisable))
     reg.register("raiser", counted(raiser))
+    reg.register("chaos_step", chaos_step)
     reg.register("forever", counted(forever))
     for key, sync_impl in (("sync_raiser", sync_raiser), ("sync_forever", sync_forever)):
         reg.register(key, counted(Registry({key: sync_impl})[key].call))

@@ -57,10 +57,11 @@ def answers(port: int) -> bool:
 class PrivateRedis:
     """A ``redis-server`` on ``port`` keeping an AOF (fsync always) in ``workdir``."""
 
-    def __init__(self, exe: str, port: int, workdir: Path) -> None:
+    def __init__(self, exe: str, port: int, workdir: Path, extra: tuple[str, ...] = ()) -> None:
         self.exe = exe
         self.port = port
         self.workdir = workdir
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -80,6 +81,7 @@ class PrivateRedis:
                 str(self.workdir),
                 "--save",
                 "",
+                *self.extra,
             ],
             stdout=log,
             stderr=log,
