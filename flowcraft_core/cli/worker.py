@@ -14,7 +14,7 @@ import click
 from flowcraft_core.cli.common import backend_option, connect, guarded, run_async
 from flowcraft_core.drivers import mask
 from flowcraft_core.engine import EngineSettings
-from flowcraft_core.engine.reconcile import reconcile
+from flowcraft_core.engine.reconcile import orphans, reconcile
 from flowcraft_core.registry import load_registry
 from flowcraft_core.worker import Worker
 
@@ -197,14 +197,23 @@ async def _probe(backend: str | None) -> None:
 def reconcile_command(backend: str | None, older_than: float) -> None:
     """Re-enqueue the ready frontier of runs without progress (always safe)."""
 
-    async def go() -> list[str]:
+    async def go() -> tuple[list[str], list[str]]:
         backends = await connect(backend)
         try:
-            return await reconcile(backends, older_than=older_than)
+            return await reconcile(backends, older_than=older_than), await orphans(backends)
         finally:
             await backends.close()
 
-    touched = run_async(go())
+    touched, lost = run_async(go())
     for run_id in touched:
         click.echo(run_id)
     click.echo(f"reconciled {len(touched)} run(s)", err=True)
+    if lost:
+        click.echo(
+            f"{len(lost)} unfinished run(s) have no bookkeeping left (expired after run_ttl, or "
+            "a start that died half way); reconcile cannot revive them and their context is "
+            "kept until they are cancelled (flowcraft cancel RUN):",
+            err=True,
+        )
+        for run_id in lost:
+            click.echo(f"  {run_id}", err=True)

@@ -381,3 +381,29 @@ async def test_a_start_of_a_taken_run_id_is_still_refused() -> None:
         h.client._state = _LosesReplies(h.client._state, after=False)  # type: ignore[assignment]
         with pytest.raises(RunExists):
             await h.client.start(flow, 2, run_id="taken")
+
+
+# -- runs nothing will move again -------------------------------------------------------------
+
+
+async def test_reconcile_reports_unfinished_runs_whose_bookkeeping_expired() -> None:
+    from flowcraft_core import Client, EngineSettings, open_backends
+    from flowcraft_core.engine.reconcile import orphans
+
+    from .helpers import unique_url
+
+    backends = open_backends(unique_url())
+    short = Client(backends, settings=EngineSettings(run_ttl=0.3))
+    normal = Client(backends)
+    flow = bp([{"id": "a", "uses": "nobody-runs-this"}])
+    stalled = await short.start(flow)  # no worker: it stays unfinished
+    fresh = await normal.start(flow)
+    await asyncio.sleep(0.5)
+    found = await orphans(backends)
+    kept = await backends.context.get_all(stalled)
+    await normal.cancel(stalled)
+    after_cancel = await orphans(backends)
+    await backends.close()
+    assert found == [stalled]  # the fresh run still has its bookkeeping
+    assert kept  # its context is kept until it is cancelled
+    assert fresh not in found and after_cancel == []
