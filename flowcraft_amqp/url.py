@@ -137,10 +137,10 @@ def require_pika() -> Any:
     """The ``pika`` module, or a :class:`DriverError` saying how to install it."""
     try:
         import pika
-    except ImportError as exc:
+    except ImportError:
+        # Worded as core words a driver whose import fails (flowcraft_core.plugins).
         raise DriverError(
-            f"the amqp:// driver needs pika, which failed to import ({exc}); "
-            "install it with: pip install 'flowcraft[amqp]'"
+            "the amqp driver needs the 'amqp' extra: pip install 'flowcraft[amqp]'"
         ) from None
     return pika
 

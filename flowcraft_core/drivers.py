@@ -13,7 +13,7 @@ import pluggy
 
 from flowcraft_core.errors import DriverError
 from flowcraft_core.hookspecs import DriverInfo
-from flowcraft_core.plugins import broken_drivers, default_manager
+from flowcraft_core.plugins import DRIVER_GROUP, Unavailable, default_manager, unavailable
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Queue
 
 DEFAULT_BACKEND = "memory://"
@@ -60,6 +60,34 @@ def installed_drivers(pm: pluggy.PluginManager | None = None) -> list[DriverInfo
     return sorted(infos, key=lambda i: i.name)
 
 
+@dataclass(frozen=True)
+class UnavailableDriver:
+    """An installed driver that cannot be used here: the schemes its entry points name, and
+    the one line saying why and what to install."""
+
+    name: str
+    schemes: tuple[str, ...]
+    reason: str
+
+
+def unavailable_drivers() -> list[UnavailableDriver]:
+    found: dict[str, list[Unavailable]] = {}
+    for entry in unavailable().values():
+        if entry.group == DRIVER_GROUP:
+            found.setdefault(entry.value, []).append(entry)
+    return sorted(
+        (
+            UnavailableDriver(
+                entries[0].label or entries[0].name,
+                tuple(e.name for e in entries),
+                entries[0].reason(),
+            )
+            for entries in found.values()
+        ),
+        key=lambda d: d.name,
+    )
+
+
 def scheme_of(url: str) -> str:
     scheme = urlsplit(url).scheme
     if not scheme:
@@ -77,19 +105,18 @@ def driver_for(url: str, pm: pluggy.PluginManager | None = None) -> DriverInfo:
     for info in infos:
         if scheme in info.schemes:
             return info
+    missing = unavailable().get(scheme)
+    if missing is not None and missing.group == DRIVER_GROUP:
+        raise DriverError(missing.reason())
     known = sorted({s for info in infos for s in info.schemes})
-    broken = broken_drivers()
     hint = ""
-    close = difflib.get_close_matches(scheme, known + list(broken), n=1)
+    close = difflib.get_close_matches(scheme, known + list(unavailable()), n=1)
     if close:
         hint = f" Did you mean {close[0]}://?"
     listing = ", ".join(f"{i.name} ({', '.join(s + '://' for s in i.schemes)})" for i in infos)
-    msg = (
+    raise DriverError(
         f"no installed driver handles {scheme}:// (from {mask(url)!r}).{hint} Installed: {listing}."
     )
-    if scheme in broken:
-        msg += f" The driver {scheme!r} is installed but failed to import: {broken[scheme]}"
-    raise DriverError(msg)
 
 
 def _build(url: str, component: str, pm: pluggy.PluginManager) -> Any:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from dataclasses import dataclass
+from importlib.metadata import Distribution, EntryPoint, entry_points
 from typing import Any
 
 import pluggy
@@ -21,8 +23,9 @@ PLUGIN_GROUP = "flowcraft.plugins"
 
 def new_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
     """A plugin manager with every hookspec; with ``load_entry_points``, every installed driver
-    and lifecycle plugin registered. A driver whose import fails is recorded, not fatal: the
-    error surfaces only if a URL asks for it (see :func:`broken_drivers`)."""
+    and lifecycle plugin registered. An entry point whose import fails is recorded, not fatal:
+    for a driver, the error surfaces only if a URL asks for it (see :func:`unavailable`). One
+    module may serve several entry points (one per URL scheme); it is registered once."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     if load_entry_points:
@@ -33,19 +36,108 @@ def new_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
                 try:
                     plugin = ep.load()
                 except Exception as exc:  # a broken third-party plugin must not break the CLI
-                    _BROKEN[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
-                    log.warning("flowcraft plugin %r failed to load: %s", ep.name, exc)
+                    # Several schemes' entry points to one module are one driver, named once.
+                    label = next(
+                        (u.label for u in _UNAVAILABLE.values() if u.value == ep.value),
+                        ep.name,
+                    )
+                    broken = Unavailable.of(ep, exc, label)
+                    _UNAVAILABLE[ep.name] = broken
+                    # A driver whose extra is not installed is a choice, not a fault.
+                    level = logging.DEBUG if broken.requirement else logging.WARNING
+                    log.log(level, "flowcraft plugin %r failed to load: %s", ep.name, exc)
                     continue
-                pm.register(plugin, name=ep.name)
+                if not pm.is_registered(plugin):
+                    pm.register(plugin, name=ep.name)
     return pm
 
 
-_BROKEN: dict[str, str] = {}
+@dataclass(frozen=True)
+class Unavailable:
+    """An installed entry point that could not be imported, and what would fix it."""
+
+    name: str
+    """The entry point's name; a driver's is the URL scheme it serves."""
+    group: str
+    value: str
+    """What it points at (``module`` or ``module:attr``)."""
+    error: str
+    requirement: str | None = None
+    """What to ``pip install`` for the module that was missing, e.g. ``flowcraft[redis]``."""
+    extra: str | None = None
+    """The extra of the entry point's own distribution that brings that module."""
+    label: str = ""
+    """What messages call it: the first entry point's name among those to the same module."""
+
+    @classmethod
+    def of(cls, ep: EntryPoint, exc: BaseException, label: str = "") -> Unavailable:
+        error = f"{ep.value}: {type(exc).__name__}: {exc}"
+        requirement, extra = None, None
+        if isinstance(exc, ModuleNotFoundError) and exc.name and ep.dist is not None:
+            requirement, extra = missing_requirement(ep.dist, exc.name, prefer=label or ep.name)
+        return cls(ep.name, ep.group, ep.value, error, requirement, extra, label or ep.name)
+
+    def reason(self, what: str = "driver") -> str:
+        """One line saying what is wrong and what to run."""
+        subject = f"the {self.label or self.name} {what}"
+        return install_line(subject, self.requirement, self.extra, self.error)
 
 
-def broken_drivers() -> dict[str, str]:
+def install_line(subject: str, requirement: str | None, extra: str | None, error: str) -> str:
+    if requirement and extra:
+        return f"{subject} needs the {extra!r} extra: pip install '{requirement}'"
+    if requirement:
+        return (
+            f"{subject} needs {requirement!r}, which is not installed: pip install '{requirement}'"
+        )
+    return f"{subject} is installed but failed to import: {error}"
+
+
+_REQUIREMENT = re.compile(r"\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)")
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*["'](?P<extra>[^"']+)["']""")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def missing_requirement(
+    dist: Distribution, module: str, *, prefer: str = ""
+) -> tuple[str | None, str | None]:
+    """What to install so that ``module`` (which failed to import) is there, read from
+    ``dist``'s own metadata: ``(dist[extra], extra)`` when one of its extras requires the
+    distribution of that name (``prefer`` wins among several), ``(name, None)`` when a plain
+    requirement does; else, when ``dist`` has an extra named ``prefer`` (a dependency of a
+    dependency is missing, say pika under ``dramatiq[rabbitmq]``), that extra; else
+    ``(None, None)``. The extras are declared once, in the package's metadata
+    (``pyproject.toml``), so no table here repeats them."""
+    wanted = _canonical(module.partition(".")[0])
+    extras: list[str] = []
+    plain: str | None = None
+    for line in dist.requires or ():
+        spec, _, marker = line.partition(";")
+        match = _REQUIREMENT.match(spec)
+        if match is None or _canonical(match["name"]) != wanted:
+            continue
+        extra = _EXTRA_MARKER.search(marker)
+        if extra is None:
+            plain = match["name"]
+        else:
+            extras.append(extra["extra"])
+    if extras:
+        chosen = prefer if prefer in extras else sorted(extras)[0]
+        return f"{dist.name}[{chosen}]", chosen
+    if plain is None and prefer in (dist.metadata.get_all("Provides-Extra") or ()):
+        return f"{dist.name}[{prefer}]", prefer
+    return plain, None
+
+
+_UNAVAILABLE: dict[str, Unavailable] = {}
+
+
+def unavailable() -> dict[str, Unavailable]:
     """Entry points that failed to import, by name, with the reason."""
-    return dict(_BROKEN)
+    return dict(_UNAVAILABLE)
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import click
 
+from flowcraft_core.cli.common import EXIT_USAGE
 from flowcraft_core.cli.run import drivers, graph, run, validate_command
+
+DISTRIBUTION = "flowcraft"
+"""The distribution this command ships in: its extras say what a missing module needs."""
 
 
 class LazyGroup(click.Group):
@@ -33,9 +38,42 @@ class LazyGroup(click.Group):
             import importlib
 
             module, attr = self.lazy[name]
-            command: click.Command = getattr(importlib.import_module(module), attr)
+            try:
+                command: click.Command = getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError as exc:
+                return _needs_extra(name, exc)
             return command
         return super().get_command(ctx, name)
+
+
+def _needs_extra(name: str, exc: ModuleNotFoundError) -> click.Command:
+    """A stand-in for command ``name`` whose module lacks ``exc.name``: listed in ``--help``,
+    and when run, one line naming the extra that brings it (read from the package's metadata,
+    the extra named like the command preferred)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from flowcraft_core.plugins import install_line, missing_requirement
+
+    try:
+        requirement, extra = missing_requirement(
+            distribution(DISTRIBUTION), exc.name or "", prefer=name
+        )
+    except PackageNotFoundError:
+        requirement, extra = None, None
+    if requirement is None:
+        raise exc
+    line = install_line(f"flowcraft {name}", requirement, extra, str(exc))
+
+    def explain() -> None:
+        click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_USAGE)
+
+    return click.Command(
+        name,
+        callback=explain,
+        help=f"(not installed: pip install '{requirement}')",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=LazyGroup)
@@ -55,8 +93,6 @@ cli.add_command(drivers)
 def main(argv: Any = None) -> None:
     # The current directory is importable, as for `python -m`: --registry names user modules.
     cwd = os.getcwd()
-    import sys
-
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     cli.main(args=argv, prog_name="flowcraft")

@@ -22,7 +22,7 @@ from flowcraft_core.cli.common import (
     run_async,
 )
 from flowcraft_core.client import RunResult, RunTimeout
-from flowcraft_core.drivers import installed_drivers
+from flowcraft_core.drivers import installed_drivers, unavailable_drivers
 from flowcraft_core.engine import EngineSettings
 from flowcraft_core.errors import BlueprintError
 from flowcraft_core.graph import to_mermaid
@@ -186,3 +186,6 @@ def drivers(as_json: bool) -> None:
         caps = ", ".join(f"{k}={v}" for k, v in sorted(i.capabilities.items()))
         table.add_row(i.name, " ".join(s + "://" for s in i.schemes), ", ".join(i.provides), caps)
     Console().print(table)
+    for missing in unavailable_drivers():
+        schemes = " ".join(s + "://" for s in missing.schemes)
+        click.echo(f"not available: {missing.name} ({schemes}): {missing.reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import distribution
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from flowcraft_core import DriverError, DriverInfo, hookimpl, open_backends
 from flowcraft_core import drivers as drivers_module
 from flowcraft_core.drivers import driver_for, installed_drivers, resolve_urls, scheme_of
-from flowcraft_core.plugins import new_manager
+from flowcraft_core.plugins import DRIVER_GROUP, Unavailable, missing_requirement, new_manager
 from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, MemoryQueue
 
 ENV = ("FLOWCRAFT_BACKEND", "FLOWCRAFT_QUEUE", "FLOWCRAFT_CONTEXT", "FLOWCRAFT_COORDINATION")
@@ -59,16 +60,60 @@ def test_url_without_scheme_is_an_error() -> None:
 
 
 def test_a_driver_that_failed_to_import_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        drivers_module,
-        "broken_drivers",
-        lambda: {"sqlite": "flowcraft_sqlite.driver: ModuleNotFoundError: No module named 'x'"},
+    broken = Unavailable(
+        "sqlite",
+        DRIVER_GROUP,
+        "flowcraft_sqlite.driver",
+        "flowcraft_sqlite.driver: ModuleNotFoundError: No module named 'x'",
     )
+    monkeypatch.setattr(drivers_module, "unavailable", lambda: {"sqlite": broken})
     with pytest.raises(DriverError) as excinfo:
         open_backends("sqlite:///runs.db")
     message = str(excinfo.value)
-    assert "installed but failed to import" in message
-    assert "No module named 'x'" in message
+    assert message == (
+        "the sqlite driver is installed but failed to import: flowcraft_sqlite.driver: "
+        "ModuleNotFoundError: No module named 'x'"
+    )
+
+
+def test_a_driver_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = Unavailable(
+        "rediss", DRIVER_GROUP, "flowcraft_redis.driver", "...", "flowcraft[redis]", "redis",
+        "redis",
+    )  # fmt: skip
+    monkeypatch.setattr(drivers_module, "unavailable", lambda: {"rediss": extra})
+    monkeypatch.setattr(
+        drivers_module, "installed_drivers", lambda pm=None: [i for i in installed_drivers()
+                                                              if i.name != "redis"]
+    )  # fmt: skip
+    with pytest.raises(DriverError) as excinfo:
+        open_backends("rediss://:pw@host/0")
+    assert str(excinfo.value) == (
+        "the redis driver needs the 'redis' extra: pip install 'flowcraft[redis]'"
+    )
+    assert drivers_module.unavailable_drivers() == [
+        drivers_module.UnavailableDriver("redis", ("rediss",), str(excinfo.value))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("module", "prefer", "expected"),
+    [
+        ("redis", "redis", ("flowcraft[redis]", "redis")),
+        ("redis.asyncio", "", ("flowcraft[redis]", "redis")),
+        ("dramatiq", "amqp", ("flowcraft[amqp]", "amqp")),  # both redis and amqp bring it
+        ("pika", "amqp", ("flowcraft[amqp]", "amqp")),  # dramatiq[rabbitmq]'s, not ours
+        ("pytest", "conformance", ("flowcraft[conformance]", "conformance")),
+        ("hypothesis", "", ("flowcraft[conformance]", "conformance")),
+        ("sqlalchemy", "sqlite", ("flowcraft[sql]", "sql")),
+        ("pluggy", "", ("pluggy", None)),  # a plain dependency
+        ("no_such_module", "", (None, None)),
+    ],
+)
+def test_the_extra_comes_from_the_package_metadata(
+    module: str, prefer: str, expected: tuple[str | None, str | None]
+) -> None:
+    assert missing_requirement(distribution("flowcraft"), module, prefer=prefer) == expected
 
 
 def test_one_url_for_all_three_components() -> None:
