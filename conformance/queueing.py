@@ -54,7 +54,7 @@ def make_jobs(prefix: str, count: int) -> list[Job]:
         Job(
             run_id=f"{prefix}-{i}",
             node_id=f"{names[i % len(names)]}-{i}",
-            flow=f"sha256:{i:064x}",
+            digest=f"sha256:{i:064x}",
             instance=i * 7919 % 1000,
             attempt=1 + i % 3,
         )

@@ -213,7 +213,7 @@ class Side:
 
     async def frontier(self) -> Any:
         found = await self.state.frontier(self.run_id, idle=0.0)
-        return [(j.node_id, j.instance, j.attempt, j.flow) for j in found]
+        return [(j.node_id, j.instance, j.attempt, j.digest) for j in found]
 
     async def observe(self) -> Any:
         census = await self.state.census(self.run_id)

@@ -175,11 +175,11 @@ class Engine:
     ) -> tuple[list[tuple[Job, bool]], tuple[str, Loaded] | None]:
         """Handle ``job`` (loaded already when ``preloaded``). Returns the ready targets and,
         when ``may_continue``, possibly the prefetched load of the one to continue with."""
-        flow = await self.flow(job.flow)
+        flow = await self.flow(job.digest)
         if flow is None:
             await self._fail(
                 job,
-                problem(job.node_id, "BlueprintNotFound", f"blueprint {job.flow} is not stored"),
+                problem(job.node_id, "BlueprintNotFound", f"blueprint {job.digest} is not stored"),
             )
             return [], None
         node = flow.nodes.get(job.node_id)
@@ -395,7 +395,7 @@ class Engine:
 
     @staticmethod
     def _retry(job: Job) -> Job:
-        return Job(job.run_id, job.node_id, job.flow, job.instance, job.attempt + 1)
+        return Job(job.run_id, job.node_id, job.digest, job.instance, job.attempt + 1)
 
     @staticmethod
     def _retry_delay(node: Node, job: Job) -> float:
@@ -633,7 +633,7 @@ class Engine:
     @staticmethod
     def _job_for(job: Job, target: str) -> Job:
         node_id, _, instance = target.rpartition("#")
-        return Job(job.run_id, node_id, job.flow, int(instance or 0))
+        return Job(job.run_id, node_id, job.digest, int(instance or 0))
 
     async def _announce(self, job: Job, completion: Completion) -> None:
         # An awaiting run's idle signal is latched by the run state itself.

@@ -25,12 +25,16 @@ class Job:
 
     ``(run_id, node_id, instance)`` is the job's identity, the key of every idempotent step.
     ``instance`` is the loop iteration or dynamic item (``0`` until loops exist). ``attempt`` is
-    1-based and ``flow`` is the digest of the run's pinned blueprint, so a worker never re-reads it.
+    1-based and ``digest`` names the run's pinned blueprint (its content digest), so a worker
+    never re-reads the run to find it.
+
+    The wire form (:meth:`to_dict`) keeps its short field names, ``"f"`` for the digest
+    included, so jobs queued by an earlier version are read unchanged.
     """
 
     run_id: str
     node_id: str
-    flow: str
+    digest: str
     instance: int = 0
     attempt: int = 1
 
@@ -43,7 +47,7 @@ class Job:
         return {
             "r": self.run_id,
             "n": self.node_id,
-            "f": self.flow,
+            "f": self.digest,
             "i": self.instance,
             "a": self.attempt,
         }
@@ -53,7 +57,7 @@ class Job:
         return cls(
             run_id=str(data["r"]),
             node_id=str(data["n"]),
-            flow=str(data["f"]),
+            digest=str(data["f"]),
             instance=int(data.get("i", 0)),
             attempt=int(data.get("a", 1)),
         )

@@ -22,7 +22,7 @@ from flowcraft_core.protocols import Consumer, Job, Queue
 
 
 def jobs(n: int, run: str = "r") -> list[Job]:
-    return [Job(run_id=run, node_id=f"n{i}", flow="digest", instance=i % 3) for i in range(n)]
+    return [Job(run_id=run, node_id=f"n{i}", digest="digest", instance=i % 3) for i in range(n)]
 
 
 async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:

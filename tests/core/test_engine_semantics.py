@@ -1014,7 +1014,7 @@ async def test_reconcile_re_enqueues_the_frontier_of_a_stalled_run() -> None:
     assert await reconcile(backends, older_than=3600) == []  # it just started: not stale
     assert queue.jobs == []
     assert await reconcile(backends, older_than=0) == [run_id]
-    assert sorted((j.run_id, j.node_id, j.flow) for j in queue.jobs) == [
+    assert sorted((j.run_id, j.node_id, j.digest) for j in queue.jobs) == [
         (run_id, "s1", flow.digest()),
         (run_id, "s2", flow.digest()),
     ]
