@@ -22,8 +22,9 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -50,10 +51,50 @@ from flowcraft_core.registry import Registry
 from flowcraft_core.threads import CURRENT, NodeThreads
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Checkpoint = Callable[[str, Job], None]
 """Called at each step of handling a job (``loaded``, ``executed``, ``completed``,
 ``enqueued``). Tests raise from it to simulate a crash at that point."""
+
+
+@dataclass(slots=True)
+class Stepped:
+    """What handling one job came to."""
+
+    ready: list[tuple[Job, bool]] = field(default_factory=list)
+    """The targets it made ready: (job, live?). A dead one is skipped, a live one run."""
+    successor: tuple[Job, Loaded] | None = None
+    """A ready live target whose load came back with the completion (its lease taken)."""
+    enqueue: list[Job] = field(default_factory=list)
+    """Set by :meth:`Engine._continue`: the live targets this delivery does not go on with."""
+
+
+NOTHING = Stepped()
+"""Nothing made ready (never mutated: ``_continue`` leaves a step without live targets alone)."""
+
+
+class Lease:
+    """The lease one delivery took on its job when it loaded it, and its one owner.
+
+    It is given back exactly once: by the run-state step that releases it as part of its writes
+    (:meth:`given_back_by`), or by the engine when handling the job ends without one."""
+
+    __slots__ = ("held", "job")
+
+    def __init__(self, job: Job, held: bool) -> None:
+        self.job = job
+        self.held = held
+
+    async def given_back_by(
+        self, step: Awaitable[T], *, when: Callable[[T], bool] | None = None
+    ) -> T:
+        """Await ``step``, a run-state step that releases the lease (always, or ``when`` its
+        result says so): from then on the lease is no longer this delivery's to give back."""
+        result = await step
+        if when is None or when(result):
+            self.held = False
+        return result
 
 
 class Engine:
@@ -138,25 +179,35 @@ class Engine:
         while stack:
             current, preloaded = stack.pop()
             may_continue = steps + 1 < self.settings.continue_steps and time.monotonic() < deadline
-            ready, successor = await self._step(current, preloaded, may_continue)
-            live: list[Job] = []
-            for target, is_live in ready:
-                # Skipping a dead node is bookkeeping only, so it is always done inline.
-                if is_live:
-                    live.append(target)
-                else:
-                    stack.append((target, None))
-            if not live:
-                continue
-            steps += 1
-            if may_continue:
-                chosen = next((j for j in live if successor and j.key == successor[0]), live[0])
-                live.remove(chosen)
-                loaded = successor[1] if successor and chosen.key == successor[0] else None
-                stack.append((chosen, loaded))
-            if live:
-                await self._enqueue(live)
-            self._at("enqueued", job)
+            stepped = await self._step(current, preloaded, may_continue)
+            if self._continue(stepped, may_continue, stack):
+                steps += 1
+                if stepped.enqueue:
+                    await self._enqueue(stepped.enqueue)
+                self._at("enqueued", job)
+
+    def _continue(
+        self, stepped: Stepped, may_continue: bool, stack: list[tuple[Job, Loaded | None]]
+    ) -> bool:
+        """Put on ``stack`` what this delivery goes on with inline: every skipped target
+        (bookkeeping only) and, when ``may_continue``, one live target — the prefetched one if
+        any, with its load. The other live targets are enqueued by the caller: returned in
+        ``stepped.enqueue``. True if any target was live."""
+        live: list[Job] = []
+        for target, is_live in stepped.ready:
+            if is_live:
+                live.append(target)
+            else:
+                stack.append((target, None))
+        if not live:
+            return False
+        if may_continue:
+            successor = stepped.successor
+            chosen = next((j for j in live if successor and j == successor[0]), live[0])
+            live.remove(chosen)
+            stack.append((chosen, successor[1] if successor and chosen == successor[0] else None))
+        stepped.enqueue = live
+        return True
 
     def _at(self, step: str, job: Job) -> None:
         if self.checkpoint is not None:
@@ -170,18 +221,16 @@ class Engine:
         for job in jobs:
             self.guests.flowcraft_job_enqueued(job=job, delay=delay)
 
-    async def _step(
-        self, job: Job, preloaded: Loaded | None, may_continue: bool
-    ) -> tuple[list[tuple[Job, bool]], tuple[str, Loaded] | None]:
-        """Handle ``job`` (loaded already when ``preloaded``). Returns the ready targets and,
-        when ``may_continue``, possibly the prefetched load of the one to continue with."""
+    async def _step(self, job: Job, preloaded: Loaded | None, may_continue: bool) -> Stepped:
+        """Handle ``job`` (loaded already when ``preloaded``): what it made ready and, when
+        ``may_continue``, possibly the prefetched load of the target to continue with."""
         flow = await self.flow(job.digest)
         if flow is None:
             await self._fail(
                 job,
                 problem(job.node_id, "BlueprintNotFound", f"blueprint {job.digest} is not stored"),
             )
-            return [], None
+            return NOTHING
         node = flow.nodes.get(job.node_id)
         if node is None:
             await self._fail(
@@ -192,7 +241,7 @@ class Engine:
                     f"blueprint {flow.id!r} has no node {job.node_id!r}",
                 ),
             )
-            return [], None
+            return NOTHING
         loaded = preloaded or await self.state.load(
             job,
             node.read_keys,
@@ -200,73 +249,82 @@ class Engine:
             lease_ttl=self._lease_ttl(node),
             token=self._token(),
         )
+        lease = Lease(job, loaded.lease)
         try:
             self._at("loaded", job)
-            ready = await self._after_load(job, flow, node, loaded, may_continue)
-        except BaseException:
-            if loaded.successor is not None and loaded.successor[1].lease:
-                await self._release_quietly(self._job_for(job, loaded.successor[0]))
-            raise
+            stepped = await self._after_load(job, flow, node, loaded, lease, may_continue)
         finally:
-            # Every path that keeps going releases the lease itself (in the same round trip
-            # as its last write); this covers early exits and crashes, so a redelivery of
-            # this very job is not locked out until the lease expires.
-            if loaded.lease:
+            # Every path that keeps going has the run state release the lease in the same
+            # round trip as its last write; this covers early exits and crashes, so a
+            # redelivery of this very job is not locked out until the lease expires.
+            if lease.held:
                 await self._release_quietly(job)
-        return ready, loaded.successor if may_continue else None
+        return stepped
 
     async def _after_load(
-        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded, prefetch: bool
-    ) -> list[tuple[Job, bool]]:
+        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded, lease: Lease, prefetch: bool
+    ) -> Stepped:
         if loaded.final is not None:
-            return []
+            return NOTHING
         values = loaded.values
         if node.output_key in values:
             # Committed by an earlier delivery: never run again, just route again.
             output, action = self._committed(node, values)
-            return await self._route(job, flow, node, loaded, output, action, None, prefetch)
+            return await self._route_again(
+                job, flow, node, loaded, lease, output=output, action=action, prefetch=prefetch
+            )
         if node.incoming:
             expected = len(node.incoming)
             if not loaded.live:
                 if loaded.arrived >= expected:
-                    return await self._skip(job, flow, node, loaded)
-                return []  # not ready: a stray delivery; the last arrival will enqueue it
+                    return await self._skip(job, flow, node, lease)
+                return NOTHING  # not ready: a stray delivery; the last arrival will enqueue it
             if node.join == "all" and loaded.arrived < expected:
-                return []
+                return NOTHING
         if job.attempt <= loaded.failures:
             # A repeat of an attempt that failed and scheduled its retry. The latest one
             # enqueues that retry again, in case the worker died before it was sent.
             if job.attempt == loaded.failures and job.attempt < node.definition.config.max_retries:
                 await self._enqueue([self._retry(job)], self._retry_delay(node, job))
-            return []
-        if not loaded.lease:
+            return NOTHING
+        if not lease.held:
             # Another delivery is executing it — or held it and died. Look again once the
             # lease may have lapsed; by then the node is committed or can run.
             await self._enqueue([job], self.settings.lease_busy_delay)
-            return []
+            return NOTHING
         try:
             node_input = flow.input_for(
                 node, values, loaded.live, loaded.first, self._on_expression_error(job)
             )
         except ExpressionError as exc:  # strict
             await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
-            return []
+            return NOTHING
         builtin = node.builtin
         if builtin == WAIT:
-            await self._park(job, loaded)
-            return []
+            await self._announce(job, await lease.given_back_by(self.state.park(job)))
+            return NOTHING
         if builtin == SLEEP:
-            if await self._still_asleep(job, node, loaded):
-                return []
-            return await self._route(job, flow, node, loaded, node_input, None, {}, prefetch)
-        outcome = await self._execute(job, flow, node, node_input, loaded)
+            if await self._still_asleep(job, node, lease):
+                return NOTHING
+            return await self._commit_and_route(
+                job, flow, node, loaded, lease, output=node_input, writes={}, prefetch=prefetch
+            )
+        outcome = await self._execute(job, flow, node, node_input, loaded, lease)
         if outcome is None:
-            return []
+            return NOTHING
         result, writes, fell_back = outcome
         self._at("executed", job)
-        output, action = result.output, result.action
-        return await self._route(
-            job, flow, node, loaded, output, action, writes, prefetch, fell_back=fell_back
+        return await self._commit_and_route(
+            job,
+            flow,
+            node,
+            loaded,
+            lease,
+            output=result.output,
+            action=result.action,
+            writes=writes,
+            fell_back=fell_back,
+            prefetch=prefetch,
         )
 
     async def _release_quietly(self, job: Job) -> None:
@@ -283,7 +341,13 @@ class Engine:
         return max(ttl, timeout / 1000 * 2) if timeout else ttl
 
     async def _execute(
-        self, job: Job, flow: CompiledFlow, node: Node, node_input: Any, loaded: Loaded
+        self,
+        job: Job,
+        flow: CompiledFlow,
+        node: Node,
+        node_input: Any,
+        loaded: Loaded,
+        lease: Lease,
     ) -> tuple[Result, Mapping[str, Any], bool] | None:
         """Run one attempt (and the fallback after the last). Returns (result, context
         writes, whether the fallback gave the result), or None when the run failed or a retry
@@ -291,7 +355,7 @@ class Engine:
         definition = node.definition
         impl = self.registry.get(definition.uses)
         if impl is None:
-            await self._missing(job, node, loaded)
+            await self._missing(job, node, lease)
             return None
         cfg = definition.config
         run_context = RunContext(self.context, job.run_id)
@@ -315,8 +379,7 @@ class Engine:
             error = describe(cause, node_id=node.id, attempt=job.attempt)
             if job.attempt < cfg.max_retries and not final:
                 delay = self._retry_delay(node, job)
-                first = await self.state.fail_attempt(job)
-                loaded.lease = False
+                first = await lease.given_back_by(self.state.fail_attempt(job))
                 if first:  # a duplicate delivery of this attempt must not schedule another
                     await self._enqueue([self._retry(job)], delay)
                     self.guests.flowcraft_node_retried(job=job, error=error, delay=delay)
@@ -433,10 +496,9 @@ class Engine:
             self._leases.drop(lease)
             del self.executing[lease]
 
-    async def _missing(self, job: Job, node: Node, loaded: Loaded) -> None:
+    async def _missing(self, job: Job, node: Node, lease: Lease) -> None:
         uses = node.definition.uses
-        tries = await self.state.missing(job)
-        loaded.lease = False
+        tries = await lease.given_back_by(self.state.missing(job))
         if tries > self.settings.missing_retries:
             known = ", ".join(sorted(self.registry)) or "none"
             await self._fail(
@@ -463,17 +525,14 @@ class Engine:
 
     # -- built-ins ----------------------------------------------------------------------------
 
-    async def _park(self, job: Job, loaded: Loaded) -> None:
-        completion = await self.state.park(job)
-        loaded.lease = False
-        await self._announce(job, completion)
-
-    async def _still_asleep(self, job: Job, node: Node, loaded: Loaded) -> bool:
+    async def _still_asleep(self, job: Job, node: Node, lease: Lease) -> bool:
         duration = (duration_ms(node.definition.params.get("duration", 0)) or 0.0) / 1000
-        remaining = await self.state.sleep(job, duration)
+        # The sleep step gives the lease back only when the node must sleep on.
+        remaining = await lease.given_back_by(
+            self.state.sleep(job, duration), when=lambda left: left > 0
+        )
         if remaining <= 0:
             return False
-        loaded.lease = False
         await self._enqueue([job], remaining)
         return True
 
@@ -536,60 +595,111 @@ class Engine:
             )
         return arrivals
 
-    async def _route(
+    async def _commit_and_route(
         self,
         job: Job,
         flow: CompiledFlow,
         node: Node,
         loaded: Loaded,
-        output: Any,
-        action: Any,
-        writes: Mapping[str, Any] | None,
-        prefetch: bool = False,
+        lease: Lease,
         *,
+        output: Any,
+        action: Any = None,
+        writes: Mapping[str, Any],
         fell_back: bool = False,
-    ) -> list[tuple[Job, bool]]:
-        """Commit (when ``writes`` is not None) and route. Returns the ready targets.
+        prefetch: bool,
+    ) -> Stepped:
+        """Commit this delivery's result (first commit wins) with its context ``writes``, then
+        route. If another delivery committed first, route with its result instead.
 
         A result that ``fell_back`` is recorded as Flowcraft does: null under the failed node,
         the fallback's output (and action) under the fallback's own id, and a marker that the
         failed node's successors read to take the fallback's output instead."""
+        if fell_back and node.fallback is not None:
+            fb = node.fallback.id
+            commit = {
+                **writes,
+                node.output_key: None,
+                keys.output_key(fb): output,
+                keys.fallback_key(node.id): fb,
+            }
+            if action is not None:
+                commit[keys.action_key(fb)] = action
+        else:
+            commit = {**writes, node.output_key: output}
+            if action is not None:
+                commit[node.action_key] = action
+        return await self._complete(
+            job,
+            flow,
+            node,
+            loaded,
+            lease,
+            output,
+            action,
+            commit=commit,
+            writes=writes,
+            prefetch=prefetch,
+        )
+
+    async def _route_again(
+        self,
+        job: Job,
+        flow: CompiledFlow,
+        node: Node,
+        loaded: Loaded,
+        lease: Lease,
+        *,
+        output: Any,
+        action: Any,
+        prefetch: bool,
+    ) -> Stepped:
+        """Route a result that is committed already (by an earlier delivery, or by the one
+        that won against this one): records its arrivals, which repeats harmlessly."""
+        return await self._complete(
+            job,
+            flow,
+            node,
+            loaded,
+            lease,
+            output,
+            action,
+            commit=None,
+            writes=None,
+            prefetch=prefetch,
+        )
+
+    async def _complete(
+        self,
+        job: Job,
+        flow: CompiledFlow,
+        node: Node,
+        loaded: Loaded,
+        lease: Lease,
+        output: Any,
+        action: Any,
+        *,
+        commit: dict[str, Any] | None,
+        writes: Mapping[str, Any] | None,
+        prefetch: bool,
+    ) -> Stepped:
         try:
             arrivals = self._arrivals(job, flow, node, output, action, loaded.values, writes)
         except ExpressionError as exc:  # strict
             await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
-            return []
-        commit: dict[str, Any] | None = None
-        if writes is not None:
-            if fell_back and node.fallback is not None:
-                fb = node.fallback.id
-                commit = {
-                    **writes,
-                    node.output_key: None,
-                    keys.output_key(fb): output,
-                    keys.fallback_key(node.id): fb,
-                }
-                if action is not None:
-                    commit[keys.action_key(fb)] = action
-            else:
-                commit = {**writes, node.output_key: output}
-                if action is not None:
-                    commit[node.action_key] = action
+            return NOTHING
+        ahead = self._prefetch_for(flow, arrivals) if prefetch and self.state.prefetches else None
         try:
-            ahead = (
-                self._prefetch_for(flow, arrivals) if prefetch and self.state.prefetches else None
+            completion = await lease.given_back_by(
+                self.state.complete(
+                    job,
+                    guard=node.output_key,
+                    commit=commit,
+                    arrivals=arrivals,
+                    retention=self.settings.retention,
+                    prefetch=ahead,
+                )
             )
-            completion = await self.state.complete(
-                job,
-                guard=node.output_key,
-                commit=commit,
-                arrivals=arrivals,
-                retention=self.settings.retention,
-                prefetch=ahead,
-            )
-            if ahead is not None and completion.prefetched is not None:
-                loaded.successor = (ahead.target, completion.prefetched)
-            loaded.lease = False
         except (TypeError, ValueError, RecursionError) as exc:
             if commit is None:
                 raise
@@ -602,33 +712,46 @@ class Engine:
                     f"JSON-serialisable: {exc}",
                 ),
             )
-            return []
+            return NOTHING
         if completion.committed is False:
             # Another delivery committed first: route with its result, not ours.
             stored = await self.context.get_many(job.run_id, node.read_keys)
             loaded.values = {**loaded.values, **stored}
             output, action = self._committed(node, stored)
-            return await self._route(job, flow, node, loaded, output, action, None, prefetch)
-        self._at("completed", job)
-        if completion.committed:
-            self.guests.flowcraft_node_finished(job=job, output=output, action=action)
-        await self._announce(job, completion)
-        return [(self._job_for(job, target), live) for target, live in completion.ready]
+            return await self._route_again(
+                job, flow, node, loaded, lease, output=output, action=action, prefetch=prefetch
+            )
+        successor = None
+        if ahead is not None and completion.prefetched is not None:
+            successor = (self._job_for(job, ahead.target), completion.prefetched)
+        try:
+            self._at("completed", job)
+            if completion.committed:
+                self.guests.flowcraft_node_finished(job=job, output=output, action=action)
+            await self._announce(job, completion)
+        except BaseException:
+            # The prefetched successor's lease is ours until we go on with it: a crash here
+            # must not lock its next delivery out until the lease lapses.
+            if successor is not None and successor[1].lease:
+                await self._release_quietly(successor[0])
+            raise
+        ready = [(self._job_for(job, target), live) for target, live in completion.ready]
+        return Stepped(ready, successor)
 
-    async def _skip(
-        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded
-    ) -> list[tuple[Job, bool]]:
+    async def _skip(self, job: Job, flow: CompiledFlow, node: Node, lease: Lease) -> Stepped:
+        """Finish a node none of whose incoming edges was taken: all its edges are dead."""
         arrivals = self._arrivals(job, flow, node, None, None, {}, None, skipped=True)
-        completion = await self.state.complete(
-            job,
-            guard=node.output_key,
-            commit=None,
-            arrivals=arrivals,
-            retention=self.settings.retention,
+        completion = await lease.given_back_by(
+            self.state.complete(
+                job,
+                guard=node.output_key,
+                commit=None,
+                arrivals=arrivals,
+                retention=self.settings.retention,
+            )
         )
-        loaded.lease = False
         await self._announce(job, completion)
-        return [(self._job_for(job, target), live) for target, live in completion.ready]
+        return Stepped([(self._job_for(job, target), live) for target, live in completion.ready])
 
     @staticmethod
     def _job_for(job: Job, target: str) -> Job:

@@ -78,8 +78,6 @@ class Loaded:
     arrived: int = 0  # incoming edges accounted for (taken or dead)
     live: set[str] = field(default_factory=set)  # incoming edges taken
     first: str | None = None  # first taken edge (``any`` joins)
-    # Set by the engine: a prefetched successor, by job key, with its load.
-    successor: tuple[str, Loaded] | None = None
 
 
 @dataclass(frozen=True, slots=True)
