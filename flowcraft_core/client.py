@@ -331,7 +331,7 @@ class Client:
         with every branch dead and "complete" having done nothing."""
         compiled = self._compiled.get(digest)
         if compiled is None:
-            raw = await self.coordination.get(keys.blueprint_key(digest))
+            raw = await self._state.blueprint(digest)
             if raw is None:
                 raise RunNotFound(f"run {run_id}'s blueprint {digest} is not stored")
             compiled = self._compiled.setdefault(digest, CompiledFlow(Blueprint.from_json(raw)))

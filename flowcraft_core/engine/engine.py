@@ -145,7 +145,7 @@ class Engine:
         """The pinned blueprint ``digest``, compiled once per process."""
         compiled = self._flows.get(digest)
         if compiled is None:
-            raw = await self.coordination.get(keys.blueprint_key(digest))
+            raw = await self.state.blueprint(digest)
             if raw is None:
                 return None
             compiled = CompiledFlow(Blueprint.from_json(raw))

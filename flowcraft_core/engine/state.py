@@ -187,6 +187,10 @@ class RunState(Protocol):
         form. Not idempotent on purpose: a second start of one id is refused."""
         ...
 
+    async def blueprint(self, digest: str) -> str | None:
+        """The pinned blueprint ``digest`` (its JSON), or None if it is not stored."""
+        ...
+
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
     ) -> Loaded:
@@ -354,6 +358,9 @@ class ComposedRunState:
                 Op.set(rk.progress, repr(time.time()), ttl),
             ]
         )
+
+    async def blueprint(self, digest: str) -> str | None:
+        return await self.coordination.get(blueprint_key(digest))
 
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
