@@ -191,6 +191,11 @@ class RedisCoordinationStore:
             for task in pending:
                 task.cancel()  # redis-py drops a connection cancelled mid-command
             await asyncio.gather(*pending, return_exceptions=True)
+            for task in waits:
+                # A wait that failed after the others won (or after `done` was taken) still
+                # has its error retrieved, so asyncio does not log it as never retrieved.
+                if task.done() and not task.cancelled():
+                    task.exception()
 
     async def _wait(self, name: str, seconds: str) -> bool:
         client: Any = self.connections.blocking  # BLMOVE's stub wants an int timeout

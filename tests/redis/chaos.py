@@ -4,9 +4,10 @@ it (``DEBUG SLEEP``) and kills its client connections. Always against a PRIVATE
 ``redis-server`` on a free port, never a shared one.
 
 At the end every run must have completed with exact outputs; every node's recorded input must
-equal what its predecessors committed; and a node's code may have run more than once (per
-attempt) only if the earlier execution was in flight at a fault. It prints runs, faults by kind
-and re-runs.
+equal what its predecessors committed (``problems``); and a node's code may have run more than
+once (per attempt) only if the earlier execution was in flight at a fault
+(``unexplained_reruns``, each with its timing and the nearest fault, for diagnosis). It
+prints runs, faults by kind and re-runs.
 
     python tests/redis/chaos.py --runs 2000          # make chaos
     python tests/redis/chaos.py --seconds 60         # the version in make test
@@ -355,6 +356,7 @@ def _verify(
         else:
             ends[(*key, e["pid"])] = e["t"]
     reruns = 0
+    unexplained: list[str] = []
     for key, starts in executions.items():
         for earlier in starts[:-1]:
             reruns += 1
@@ -370,8 +372,18 @@ def _verify(
                 for f in faults
             )
             if not at_fault:
-                problems.append(
-                    f"{key} ran again though no fault hit its execution at {earlier['t']:.3f}"
+                later = starts[starts.index(earlier) + 1]
+                near = min(faults, key=lambda f: abs(f.start - earlier["t"]), default=None)
+                unexplained.append(
+                    f"{key} ran at {earlier['t']:.3f} on pid {earlier['pid']} "
+                    f"(ended {finished - earlier['t']:+.3f}s later) and again "
+                    f"{later['t'] - earlier['t']:.3f}s after on pid {later['pid']}; nearest "
+                    + (
+                        f"fault {near.kind} from {near.start - earlier['t']:+.3f}s to "
+                        f"{near.end - earlier['t']:+.3f}s"
+                        if near
+                        else "fault: none"
+                    )
                 )
     figures = {
         "runs": len(started),
@@ -382,8 +394,10 @@ def _verify(
         "seconds": round(elapsed, 1),
         "problems": problems[:20],
         "problem_count": len(problems),
+        "unexplained_reruns": unexplained[:20],
+        "unexplained_count": len(unexplained),
     }
-    if problems:
+    if problems or unexplained:
         figures["worker_stderr_tail"] = stderr[-3000:]
     return figures
 
@@ -401,7 +415,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flowcraft-chaos-") as tmp:
         figures = asyncio.run(soak(Path(tmp), args.runs, args.seconds, args.seed))
     print(json.dumps(figures, indent=2))
-    sys.exit(0 if figures["problem_count"] == 0 else 1)
+    sys.exit(0 if figures["problem_count"] == figures["unexplained_count"] == 0 else 1)
 
 
 if __name__ == "__main__":
