@@ -12,7 +12,7 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware
 
 from flowcraft_amqp.broker import FlowcraftRabbitmqBroker
-from flowcraft_amqp.url import AmqpSettings, settings_of
+from flowcraft_amqp.url import MAX_BACKOFF_MS, AmqpSettings, settings_of
 from flowcraft_core.errors import DriverError
 from flowcraft_core.protocols.queue import Handler
 from flowcraft_dramatiq import DramatiqConsumer, DramatiqQueue
@@ -70,6 +70,7 @@ class AmqpQueue(DramatiqQueue):
             queue_name=self.settings.queue,
             poll=self.settings.poll,
             max_hold=self.settings.max_hold,
+            max_backoff=MAX_BACKOFF_MS / 1000,
             threads=threads,
         )
 

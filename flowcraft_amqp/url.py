@@ -24,7 +24,7 @@ from flowcraft_core.drivers import mask
 from flowcraft_core.errors import DriverError
 
 SCHEMES = ("amqp", "amqps")
-#: The longest backoff (ms) of :class:`flowcraft_dramatiq.Redeliver` as this driver uses it.
+#: The longest backoff (ms) before a job whose handler raised is delivered again.
 MAX_BACKOFF_MS = 5000
 
 

@@ -67,7 +67,8 @@ class DramatiqConsumer:
         self.handler = handler
         self.concurrency = concurrency
         self.loop = loop
-        self.broker = queue.new_broker([Redeliver(), CurrentMessage()])
+        redeliver = Redeliver(max_backoff=round(queue.max_backoff * 1000))
+        self.broker = queue.new_broker([redeliver, CurrentMessage()])
         self.actor: Actor[Any, None] = Actor(
             self._process,
             broker=self.broker,

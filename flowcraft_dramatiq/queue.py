@@ -44,8 +44,9 @@ class DramatiqQueue:
 
     A job is one message to the actor ``flowcraft_job`` on :attr:`queue_name` whose only
     argument is :meth:`Job.to_dict` (JSON; Dramatiq's JSON encoder is required). Delays use
-    Dramatiq's delay queue. A handler that raises gets its job again after a backoff (see
-    :class:`~flowcraft_dramatiq.redeliver.Redeliver`); a consumer that stops hands back what it
+    Dramatiq's delay queue. A handler that raises gets its job again after a backoff, 100 ms
+    doubling to ``max_backoff`` seconds (see :class:`~flowcraft_dramatiq.redeliver.Redeliver`);
+    a consumer that stops hands back what it
     fetched but did not start.
 
     Dramatiq's consumers hold a delayed message unacknowledged until it is due. Where a broker
@@ -71,6 +72,7 @@ class DramatiqQueue:
         queue_name: str = QUEUE_NAME,
         poll: float,
         max_hold: float | None = None,
+        max_backoff: float = 5.0,
         threads: int = 4,
     ) -> None:
         require_json(self.driver)
@@ -79,6 +81,8 @@ class DramatiqQueue:
         self.poll = poll
         #: Longest a consumer holds a delayed job, in seconds (None: as long as the delay).
         self.max_hold = max_hold
+        #: Longest backoff before a job whose handler raised is delivered again, in seconds.
+        self.max_backoff = max_backoff
         self.broker = self.new_broker([])
         self.actor: Actor[Any, None] = Actor(
             _not_here,

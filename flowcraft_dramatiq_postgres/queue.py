@@ -27,8 +27,6 @@ T = TypeVar("T")
 
 #: Seconds to establish the first connection, so an unreachable server fails fast.
 CONNECT_TIMEOUT = 5
-#: The longest backoff of :class:`flowcraft_dramatiq.Redeliver` (seconds).
-MAX_BACKOFF_S = 5.0
 #: dramatiq-postgres names a NOTIFY channel ``dramatiq.<queue>.DQ.enqueue``: PostgreSQL's
 #: identifiers stop at 63 bytes.
 MAX_QUEUE_NAME = 40
@@ -49,6 +47,8 @@ class PostgresQueueSettings:
     heartbeat: float = 1.0
     heartbeat_ttl: float = 5.0
     maintenance: float = 1.0
+    max_backoff: float = 5.0
+    """Longest backoff before a job whose handler raised is delivered again (seconds)."""
 
     @property
     def redelivery_bound(self) -> float:
@@ -61,7 +61,7 @@ class PostgresQueueSettings:
     @property
     def redelivery_after_error(self) -> float:
         """A handler that raised has its job back after the longest backoff plus two polls."""
-        return MAX_BACKOFF_S + 2 * self.poll
+        return self.max_backoff + 2 * self.poll
 
     @property
     def masked(self) -> str:
@@ -101,7 +101,12 @@ class PostgresDramatiqQueue(DramatiqQueue):
         self.settings = settings
         self.pool = make_pool(settings.url)
         self._initialised = False
-        super().__init__(queue_name=settings.queue, poll=settings.poll, threads=threads)
+        super().__init__(
+            queue_name=settings.queue,
+            poll=settings.poll,
+            max_backoff=settings.max_backoff,
+            threads=threads,
+        )
 
     def new_broker(self, middleware: list[Middleware]) -> Any:
         from dramatiq_postgres import PostgresBroker

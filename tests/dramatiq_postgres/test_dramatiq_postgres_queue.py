@@ -5,6 +5,7 @@ restart, jobs are JSON rows, and a refused connection is a one-line error."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -129,3 +130,31 @@ def test_bad_settings_are_refused() -> None:
         PostgresDramatiqQueue(PostgresQueueSettings(url="mysql://h/db"))
     with pytest.raises(DriverError, match="1 to 40 bytes"):
         PostgresDramatiqQueue(PostgresQueueSettings(url="postgresql://h/db", queue="q" * 41))
+
+
+async def test_repeated_failures_back_off_no_longer_than_max_backoff(postgres: str) -> None:
+    settings = PostgresQueueSettings(
+        url=postgres, queue=f"b-{uuid.uuid4().hex[:12]}", max_backoff=0.4
+    )
+    queue = PostgresDramatiqQueue(settings)
+    times: list[float] = []
+
+    async def fail(job: Job) -> None:
+        times.append(time.monotonic())
+        if len(times) < 6:
+            raise RuntimeError("again")
+
+    consumer = await queue.consume(fail)
+    try:
+        await queue.enqueue(Job("r", "n", "f"))
+        deadline = time.monotonic() + 30
+        while len(times) < 6 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        await consumer.stop()
+        await queue.purge()
+        await queue.close()
+    assert len(times) == 6, f"{len(times)} deliveries of a job that fails 5 times"
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # the backoff doubles from 100 ms, jittered, and stops at 0.4 s: never more than the bound
+    assert max(gaps) <= settings.redelivery_after_error + 0.5, gaps
