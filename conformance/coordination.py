@@ -18,6 +18,8 @@ Expiry under TTLs is checked by :mod:`flowcraft_conformance.ttl`, with an inject
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -305,15 +307,22 @@ class CoordinationMachine(BoundMachine):
         self.clock_now += seconds
         self.model.now = self.clock_now
 
+    async def _read_every_key(self) -> tuple[list[str | None], list[builtins.set[str]]]:
+        # Reads only, so concurrently: one round trip of latency per step, not one per key.
+        store = self.store.store
+        values = asyncio.gather(*(store.get(self.prefix + k) for k in VALUE_KEYS + COUNTER_KEYS))
+        sets = asyncio.gather(*(store.members(self.prefix + k) for k in SET_KEYS))
+        return list(await values), list(await sets)
+
     @invariant()
     def state_matches_the_model(self) -> None:
-        for key in VALUE_KEYS + COUNTER_KEYS:
-            got = self.store.get(self.prefix + key)
+        got_values, got_sets = self.harness.run(self._read_every_key())
+        for key, got in zip(VALUE_KEYS + COUNTER_KEYS, got_values, strict=True):
             self.model.exists(key)
             expected = self.model.values.get(key)
             assert got == expected, f"get({key!r}) gives {got!r}, the model holds {expected!r}"
-        for key in SET_KEYS:
-            got_members = normalize("members", self.store.members(self.prefix + key))
+        for key, got_set in zip(SET_KEYS, got_sets, strict=True):
+            got_members = normalize("members", got_set)
             self.model.exists(key)
             expected_members = self.model.sets.get(key, set())
             assert got_members == expected_members, (
