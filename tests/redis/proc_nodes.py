@@ -77,6 +77,18 @@ async def step(ctx: NodeContext) -> dict[str, Any]:
     return {"node": ctx.node_id, "value": incoming_value(ctx.input) + ctx.params.get("add", 0)}
 
 
+async def gated(ctx: NodeContext) -> dict[str, Any]:
+    """A ``step`` held until the file ``params.gate`` exists: the test opens the gate when it
+    has done what must happen while the node runs (at most a minute, then it fails)."""
+    gate = Path(ctx.params["gate"])
+    deadline = time.monotonic() + 60
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} was never opened")
+        await asyncio.sleep(0.01)
+    return await step(ctx)
+
+
 async def flaky(ctx: NodeContext) -> dict[str, Any]:
     """A ``step`` whose first attempt fails."""
     if ctx.attempt == 1:
@@ -171,6 +183,7 @@ def _build(include_b: bool) -> Registry:
         reg.register(key, counted(impl.call))
     reg.register("step", counted(step))
     reg.register("flaky", counted(flaky))
+    reg.register("gated", counted(gated))
     if include_b:
         reg.register("step_b", counted(step))
     reg.register("unserialisable", counted(unserialisable))

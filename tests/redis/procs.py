@@ -251,6 +251,7 @@ class StepNode:
     preds: tuple[str, ...] = ()
     uses: str = "step"
     config: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def step_blueprint(flow_id: str, nodes: Sequence[StepNode], delay: float = 0.0) -> Blueprint:
@@ -261,7 +262,7 @@ def step_blueprint(flow_id: str, nodes: Sequence[StepNode], delay: float = 0.0) 
                 {
                     "id": n.id,
                     "uses": n.uses,
-                    "params": {"add": n.add, "delay": delay},
+                    "params": {"add": n.add, "delay": delay, **n.params},
                     "config": {**({"joinStrategy": "all"} if len(n.preds) > 1 else {}), **n.config},
                 }
                 for n in nodes

@@ -32,6 +32,9 @@ from procs import (
 from flowcraft_core import Client, NodeContext, Registry, Worker, open_backends
 from flowcraft_redis import RedisQueue
 
+# `flowcraft` subprocesses: worker processes and a CLI call per step
+pytestmark = pytest.mark.slow
+
 EXAMPLE = "examples/order_fulfilment.json"
 ORDERS = "examples.orders:registry"
 SMALL = (REPO / "examples" / "order.json").read_text()
@@ -261,9 +264,15 @@ def test_an_unreachable_redis_is_one_line_naming_the_url(command: list[str]) -> 
 def test_cancel_stops_a_running_run(make_url: Callable[..., str], tmp_path: Path) -> None:
     url = make_url()
     log = tmp_path / "exec.log"
-    chain = (StepNode("a", 1), StepNode("b", 1, ("a",)), StepNode("c", 1, ("b",)))
+    gate = tmp_path / "gate"
+    # a is held at its gate until the run is cancelled: the cancel cannot come too late.
+    chain = (
+        StepNode("a", 1, uses="gated", params={"gate": str(gate)}),
+        StepNode("b", 1, ("a",)),
+        StepNode("c", 1, ("b",)),
+    )
     blueprint = tmp_path / "chain.json"
-    blueprint.write_text(step_blueprint("chain", chain, delay=1.0).to_json())
+    blueprint.write_text(step_blueprint("chain", chain).to_json())
     with Procs(tmp_path, log) as procs:
         procs.worker(url, concurrency=2)
         started = ok(flowcraft("start", str(blueprint), "--input", '{"x": 1}', "--backend", url))
@@ -271,13 +280,29 @@ def test_cancel_stops_a_running_run(make_url: Callable[..., str], tmp_path: Path
         wait_until(lambda: any(e.node == "a" for e in read_log(log)), 20, "node a to start")
         assert status(url, run_id) == "running"
         ok(flowcraft("cancel", run_id, "--backend", url))
+        gate.touch()
         wait_until(lambda: any(e.phase == "end" for e in read_log(log)), 20, "node a to end")
-        time.sleep(1.5)  # b would have started by now
+        # Once a's job is acknowledged its worker is done with it: a successor it continued
+        # with would be in the log, one it enqueued would be in the queue.
+        wait_until(lambda: queue_size(url) == 0, 20, "a's job to be acknowledged")
         assert status(url, run_id) == "cancelled"
         final = last_json(ok(flowcraft("wait", run_id, "--backend", url, "--json"), 1))
     assert final["status"] == "cancelled"
     assert "b" not in final["outputs"]
     assert [e.node for e in read_log(log) if e.phase == "start"] == ["a"]
+
+
+def queue_size(url: str) -> int:
+    """Jobs enqueued and not yet acknowledged (waiting, delayed or in flight)."""
+
+    async def go() -> int:
+        queue = RedisQueue(url)
+        try:
+            return await queue.size()
+        finally:
+            await queue.close()
+
+    return asyncio.run(go())
 
 
 def purge(url: str) -> None:

@@ -11,11 +11,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 
 from flowcraft_core.protocols import Job
 from flowcraft_redis import RedisQueue
 from flowcraft_redis.driver import flowcraft_driver_info
+
+# a worker process killed, and waits as long as the redelivery bound
+pytestmark = pytest.mark.slow
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 

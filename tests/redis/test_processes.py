@@ -36,6 +36,9 @@ from procs import (
 from flowcraft_core import Blueprint, Client, EngineSettings, Worker, open_backends
 from flowcraft_redis import parse_url
 
+# real worker processes, SIGKILL and SIGTERM: seconds each
+pytestmark = pytest.mark.slow
+
 # -- the example's logic, re-stated independently ---------------------------------------------
 
 KNOWN_SKUS = {"book", "lamp", "desk"}
@@ -253,13 +256,14 @@ async def test_sigterm_finishes_the_running_node_and_another_worker_completes_th
 ) -> None:
     url = make_url()
     log = tmp_path / "exec.log"
+    gate = tmp_path / "gate"  # `hold` runs until the first worker was told to stop
     # The job may continue inline with one successor of `hold`; the other goes to the queue.
     nodes = (StepNode("hold", 1), StepNode("left", 2, ("hold",)), StepNode("right", 3, ("hold",)))
     flow = Blueprint.from_dict(
         {
             "id": "hold",
             "nodes": [
-                {"id": "hold", "uses": "step", "params": {"add": 1, "delay": 2.5}},
+                {"id": "hold", "uses": "gated", "params": {"add": 1, "gate": str(gate)}},
                 {"id": "left", "uses": "step", "params": {"add": 2}},
                 {"id": "right", "uses": "step", "params": {"add": 3}},
             ],
@@ -285,11 +289,16 @@ async def test_sigterm_finishes_the_running_node_and_another_worker_completes_th
             assert not any(e.phase == "end" for e in read_log(log))
             termed = time.time()
             first.signal(signal.SIGTERM)
+            gate.touch()
             code = await asyncio.to_thread(first.wait, 30)
             exited = time.time()
             assert code == 0, first.stderr()
             # It exited after the node finished, with the node's result committed.
-            ends = [e for e in read_log(log) if e.phase == "end" and e.node == "hold"]
+            ends = [
+                e
+                for e in read_log(log)
+                if e.phase == "end" and e.node == "hold" and e.run == run_id
+            ]
             assert [(e.run, e.pid) for e in ends] == [(run_id, first.pid)]
             assert termed < ends[0].at <= exited
             assert raw.hexists(f"{settings.prefix}:ctx:{run_id}", "_outputs.hold")

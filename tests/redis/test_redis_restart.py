@@ -31,10 +31,14 @@ from procs import (
     starts_per_node,
     step_blueprint,
     step_outputs,
+    wait_until,
 )
 
 from flowcraft_core import Client, RunResult, open_backends
 from flowcraft_core.errors import DriverError
+
+# a private redis-server stopped and started under running workers
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -98,6 +102,14 @@ class PrivateRedis:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         assert self.proc.wait(20) == 0
+
+    def blocked_clients(self) -> int:
+        """Clients blocked in a command (a waiter's ``BLMOVE``); this server is ours alone."""
+        client = redis.Redis(port=self.port, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            return int(client.info("clients")["blocked_clients"])
+        finally:
+            client.close()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -203,10 +215,14 @@ def test_flowcraft_wait_follows_a_run_across_a_redis_restart(
         text=True,
     )
     try:
-        time.sleep(1.5)  # the waiter is blocked on the run's completion signal
+        wait_until(
+            lambda: private_redis.blocked_clients() > 0 or waiter.poll() is not None,
+            30,
+            "the waiter to block on the run's completion signal",
+        )
         assert waiter.poll() is None, waiter.communicate()
         private_redis.stop()
-        time.sleep(1.0)
+        time.sleep(1.0)  # the outage the waiter must live through
         private_redis.start()
         with Procs(tmp_path) as procs:
             procs.worker(url, "examples.orders:registry", concurrency=2)
