@@ -28,7 +28,11 @@ from .target import Clock, DriverParts, Target
 T = TypeVar("T")
 
 ENV_MAX_EXAMPLES = "FLOWCRAFT_CONFORMANCE_MAX_EXAMPLES"
+ENV_PROFILE = "HYPOTHESIS_PROFILE"
 DEFAULT_MAX_EXAMPLES = 50
+#: Hypothesis examples per state machine under each ``HYPOTHESIS_PROFILE``: ``dev`` is a quick
+#: loop while editing; ``ci``, any other profile and none get :data:`DEFAULT_MAX_EXAMPLES`.
+MACHINE_EXAMPLES = {"ci": DEFAULT_MAX_EXAMPLES, "dev": 10}
 DEFAULT_STEPS = 30
 
 
@@ -40,7 +44,7 @@ class Harness:
         self, target: Target, *, max_examples: int | None = None, shrink: bool = True
     ) -> None:
         self.target = target
-        self.max_examples = max_examples or _env_max_examples() or DEFAULT_MAX_EXAMPLES
+        self.max_examples = max_examples or _env_max_examples() or _profile_max_examples()
         self.shrink = shrink
         self.loop = LoopThread()
         self._opened: list[DriverParts] = []
@@ -157,7 +161,7 @@ class Harness:
     # -- hypothesis ---------------------------------------------------------------------------
 
     def machine_settings(self, **overrides: Any) -> settings:
-        """Settings for a stateful machine: ``max_examples`` (50 unless raised), 30 steps, no
+        """Settings for a stateful machine: ``max_examples`` (50 unless changed), 30 steps, no
         deadline, shrinking unless disabled. The example database is Hypothesis's default."""
         values: dict[str, Any] = {
             "max_examples": self.max_examples,
@@ -209,3 +213,7 @@ def run_machine(machine: type[BoundMachine], harness: Harness, **overrides: Any)
 def _env_max_examples() -> int | None:
     raw = os.environ.get(ENV_MAX_EXAMPLES)
     return int(raw) if raw else None
+
+
+def _profile_max_examples() -> int:
+    return MACHINE_EXAMPLES.get(os.environ.get(ENV_PROFILE, ""), DEFAULT_MAX_EXAMPLES)

@@ -103,7 +103,8 @@ class DriverConformance(
       for a factory driver, its whole declaration;
     * ``provides``: the components a factory driver builds (default: all three);
     * ``max_examples``: Hypothesis examples per state machine (default 50, or the
-      ``FLOWCRAFT_CONFORMANCE_MAX_EXAMPLES`` environment variable);
+      ``FLOWCRAFT_CONFORMANCE_MAX_EXAMPLES`` environment variable; 10 under
+      ``HYPOTHESIS_PROFILE=dev``);
     * ``expected_failures``: ``{test name: reason}`` for known deviations; they run as strict
       xfails, so a fixed deviation is reported.
     """

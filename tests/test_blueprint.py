@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from flowcraft_core.blueprint import Blueprint, EdgeDef, NodeConfig, NodeDef
@@ -61,13 +61,11 @@ blueprints = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(blueprints)
 def test_dict_round_trip(bp: Blueprint) -> None:
     assert Blueprint.from_dict(bp.to_dict()) == bp
 
 
-@settings(max_examples=200, deadline=None)
 @given(blueprints)
 def test_json_round_trip_and_stable_digest(bp: Blueprint) -> None:
     again = Blueprint.from_json(bp.to_json())
@@ -75,7 +73,6 @@ def test_json_round_trip_and_stable_digest(bp: Blueprint) -> None:
     assert again.digest() == bp.digest()
 
 
-@settings(max_examples=50, deadline=None)
 @given(blueprints)
 def test_json_form_is_camel_case(bp: Blueprint) -> None:
     for node in bp.to_dict()["nodes"]:
@@ -224,7 +221,6 @@ def test_reader_rejects_non_objects(data: Any) -> None:
     assert len(_problems(data)) == 1
 
 
-@settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_reader_raises_only_blueprint_error(data: Any) -> None:
     try:

@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from flowcraft_core.errors import ExpressionError
@@ -622,13 +622,11 @@ def _compile_or_none(source: str) -> Expression | None:
         return None
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_arbitrary_text_compiles_or_raises_expression_error(source: str) -> None:
     _compile_or_none(source)
 
 
-@settings(max_examples=300, deadline=None)
 @given(python_like, scopes)
 def test_python_like_text_fails_only_with_expression_error(source: str, scope: Any) -> None:
     expr = _compile_or_none(source)
@@ -671,7 +669,6 @@ language_like = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(language_like, scopes)
 def test_language_expressions_over_json_fail_only_with_expression_error(
     source: str, scope: Any
@@ -817,7 +814,6 @@ _SPY_TEMPLATES = [
 ]
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     template=st.sampled_from(_SPY_TEMPLATES),
     placement=st.sampled_from(["input", "input.x", "input[0]", "input.x[1].y"]),
@@ -925,7 +921,6 @@ def _safe_composite(c: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 safe_python = st.recursive(_safe_leaves, _safe_composite, max_leaves=10)
 
 
-@settings(max_examples=300, deadline=None)
 @given(safe_python)
 def test_agrees_with_python_on_the_common_subset(source: str) -> None:
     try:
@@ -1040,7 +1035,6 @@ js_like = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
 @given(js_like, scopes)
 def test_javascript_spellings_fail_only_with_expression_error(source: str, scope: Any) -> None:
     """With the JavaScript spellings, compiling and evaluating still raise only
@@ -1054,7 +1048,6 @@ def test_javascript_spellings_fail_only_with_expression_error(source: str, scope
         expr.evaluate(scope)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.text(alphabet="!&|=.()[]'\" abcinlengthfrom0123", max_size=40))
 def test_javascript_rewrite_of_any_text_raises_only_expression_error(source: str) -> None:
     with contextlib.suppress(ExpressionError):
@@ -1077,7 +1070,6 @@ _JS_SPY_TEMPLATES = [
 ]
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     template=st.sampled_from(_JS_SPY_TEMPLATES),
     placement=st.sampled_from(["input", "input.x", "input[0]", "k", "k.x"]),

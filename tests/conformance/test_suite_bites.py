@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from broken_drivers import BROKEN, Broken
 from click.testing import CliRunner
+from flowcraft_conformance.harness import MACHINE_EXAMPLES
 from flowcraft_conformance.runner import conformance_command, run_conformance
 from flowcraft_conformance.target import DriverParts, Target
 
@@ -17,7 +18,14 @@ from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, Memory
 
 @pytest.mark.parametrize("broken", BROKEN, ids=[b.name for b in BROKEN])
 def test_suite_fails_the_broken_driver(broken: Broken) -> None:
-    report = run_conformance(broken.target(), contracts=[broken.contract], shrink=False)
+    # As many examples as `flowcraft conformance` runs, whatever the profile: a quick loop
+    # must not let a broken driver through.
+    report = run_conformance(
+        broken.target(),
+        MACHINE_EXAMPLES["ci"],
+        contracts=[broken.contract],
+        shrink=False,
+    )
     assert not report.ok, f"{broken.name} passed the {broken.contract!r} contract"
     assert report.failures, report.output
     for failure in report.failures:

@@ -65,8 +65,10 @@ def backend_url(request: pytest.FixtureRequest) -> Callable[[], str]:
     return make_url
 
 
+# Every example runs a whole workflow: a sixteenth of the profile's examples (25 in ci).
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=max(1, settings.default.max_examples // 16),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(ids=st.lists(node_ids, min_size=1, max_size=4, unique=True))
 def test_any_unicode_node_id_round_trips(backend_url: Callable[[], str], ids: list[str]) -> None:
