@@ -10,6 +10,7 @@ import pytest
 from chaos import soak
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_a_minute_of_chaos_loses_and_repeats_nothing(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None:
