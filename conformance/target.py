@@ -204,5 +204,6 @@ def isolated_url(url: str, namespace: str, capabilities: Mapping[str, Any]) -> s
         param = how.split(":", 1)[1]
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
         query.append((param, namespace))
-        return urlunsplit(parts._replace(query=urlencode(query)))
+        # Only the query changes: urlunsplit would turn sqlite:////abs/path into sqlite://abs.
+        return url.split("?", 1)[0] + "?" + urlencode(query)
     raise ValueError(f"unknown isolation {how!r} (expected 'path' or 'query:NAME')")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from flowcraft_core.protocols.context import encode
 from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, MemoryQueue
 from flowcraft_memory.driver import flowcraft_driver_info
 from flowcraft_memory.run_state import MemoryRunState
+from flowcraft_sql import SQLContextStore, SQLCoordinationStore, SQLQueue
 
 
 class NonAtomicCounter(MemoryCoordinationStore):
@@ -183,6 +185,26 @@ class CensusIgnoresParkedWaits(MemoryRunState):
     async def census(self, run_id: str) -> Census:
         census = await super().census(run_id)
         return dataclasses.replace(census, waiting=census.resumed)
+class NonAtomicSQLCommit(SQLContextStore):
+    """The SQL context store whose ``commit`` looks for its guard in one transaction and writes
+    in another: racing commits both see the guard absent and both win."""
+
+    async def commit(self, run_id: str, guard: str, set: Any) -> bool:
+        if await self.has(run_id, guard):
+            return False
+        await self.patch(run_id, {guard: None, **set})
+        return True
+
+
+def sql_parts(context: type[SQLContextStore]) -> Callable[[str], DriverParts]:
+    """SQL components on one SQLite file per namespace, with ``context`` as context store."""
+    directory = tempfile.mkdtemp(prefix="flowcraft-broken-sql-")
+
+    def factory(namespace: str) -> DriverParts:
+        url = f"sqlite:///{directory}/{namespace}.db"
+        return DriverParts(SQLQueue(url), context(url), SQLCoordinationStore(url))
+
+    return factory
 
 
 @dataclass(frozen=True)
@@ -195,9 +217,13 @@ class Broken:
     context: Callable[[], Any] = MemoryContextStore
     coordination: Callable[..., Any] = MemoryCoordinationStore
     run_state: Callable[..., Any] | None = None
+    #: Builds every component for a namespace instead (drivers other than memory).
+    parts: Callable[[str], DriverParts] | None = None
 
     def target(self) -> Target:
         def factory(namespace: str) -> DriverParts:
+            if self.parts is not None:
+                return self.parts(namespace)
             return DriverParts(self.queue(), self.context(), self.coordination())
 
         return Target.from_factory(
@@ -236,4 +262,5 @@ BROKEN = [
     ),
     Broken("an any join fires twice", "run state", run_state=AnyJoinFiresTwice),
     Broken("census ignores parked waits", "run state", run_state=CensusIgnoresParkedWaits),
+    Broken("SQL commit not atomic", "context store", parts=sql_parts(NonAtomicSQLCommit)),
 ]

@@ -1,0 +1,411 @@
+"""One database of the SQL driver, shared by the stores and queues of a URL in a process.
+
+It owns the SQLAlchemy engine (one per event loop: asyncio connections belong to the loop
+that opened them), creates or migrates the schema on first use, runs transactions, takes the
+coordination locks, and carries wake-ups: within a process at once, between processes by
+LISTEN/NOTIFY on PostgreSQL and by polling elsewhere.
+
+Transactions, per database:
+
+* **SQLite**: one writer at a time. A write transaction starts with ``BEGIN IMMEDIATE`` (the
+  write lock before anything is read, so two writers never deadlock upgrading a read lock), the
+  writers of one process queue on an asyncio lock rather than on SQLite's busy handler, and the
+  file is in WAL mode so readers never wait for writers. Another process holding the lock is
+  waited for by SQLite's busy timeout, and a ``database is locked`` that still gets through is
+  retried, never shown.
+* **PostgreSQL, MariaDB/MySQL**: READ COMMITTED, with the coordination locks of
+  :meth:`Database.lock` where a transaction reads before it writes. A deadlock or serialization
+  failure is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from sqlalchemy import event, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from flowcraft_core.errors import DriverError
+from flowcraft_sql import schema
+from flowcraft_sql.schema import LOCK_SLOTS, Tables, advisory_lock_sql, migrate, tables
+from flowcraft_sql.url import PACKAGES, SQLSettings
+
+log = logging.getLogger("flowcraft.sql")
+T = TypeVar("T")
+
+#: Seconds SQLite waits for another process's write lock before raising "database is locked".
+BUSY_TIMEOUT = 30.0
+#: Seconds a transaction that keeps failing transiently (lock, deadlock) is retried before the
+#: error is raised.
+RETRY_FOR = 60.0
+#: Seconds between sweeps of expired rows, per process.
+SWEEP_EVERY = 30.0
+
+_TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "deadlock",
+    "could not serialize",
+    "lock wait timeout",
+    "try restarting transaction",
+)
+
+
+def lock_group(key: str) -> str:
+    """What a coordination key is locked by: its run for ``run:<id>:…`` keys, so one run's
+    bookkeeping is one lock, else the key itself. A pure function of the key: every path that
+    touches a key takes the same lock."""
+    if key.startswith("run:"):
+        end = key.find(":", 4)
+        if end > 0:
+            return key[:end]
+    return key
+
+
+def lock_slot(key: str) -> int:
+    return zlib.crc32(lock_group(key).encode("utf-8")) % LOCK_SLOTS
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lock conflict worth retrying (the transaction did nothing)."""
+    message = str(getattr(exc, "orig", exc)).lower()
+    return any(marker in message for marker in _TRANSIENT)
+
+
+def one_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return (text[0] if text else type(orig).__name__)[:300]
+
+
+class Database:
+    """Engines, schema, transactions and wake-ups for one URL (see the module docstring)."""
+
+    def __init__(self, settings: SQLSettings) -> None:
+        self.settings = settings
+        self.family = settings.family
+        self.tables: Tables = tables(settings.prefix)
+        self._engines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
+        self._starting: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._listeners: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._users = 0
+        self._last_sweep = time.monotonic()
+        # Wake-ups inside this process: by (ns, signal key), and "jobs may be due" by ns.
+        self._signal_waiters: dict[tuple[str, str], set[asyncio.Future[None]]] = {}
+        self._job_events: dict[str, set[asyncio.Event]] = {}
+
+    # -- users --------------------------------------------------------------------------------
+
+    def acquire(self) -> Database:
+        self._users += 1
+        return self
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0:
+            await self.dispose()
+
+    async def dispose(self) -> None:
+        loop = asyncio.get_running_loop()
+        listener = self._listeners.pop(loop, None)
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await listener.close()
+        engine = self._engines.pop(loop, None)
+        self._starting.pop(loop, None)
+        if engine is not None:
+            await engine.dispose()
+
+    # -- engine -------------------------------------------------------------------------------
+
+    async def engine(self) -> AsyncEngine:
+        """This loop's engine, created (and the schema brought up to date) on first use."""
+        loop = asyncio.get_running_loop()
+        engine = self._engines.get(loop)
+        if engine is not None:
+            return engine
+        starting = self._starting.setdefault(loop, asyncio.Lock())
+        async with starting:
+            engine = self._engines.get(loop)
+            if engine is None:
+                engine = self._create_engine()
+                try:
+                    await self._prepare(engine)
+                except BaseException:
+                    await engine.dispose()
+                    raise
+                self._engines[loop] = engine
+        return engine
+
+    def _create_engine(self) -> AsyncEngine:
+        s = self.settings
+        kwargs: dict[str, Any] = {}
+        if self.family == "sqlite":
+            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT, "check_same_thread": False}
+            if s.memory:
+                kwargs["poolclass"] = StaticPool  # one connection is the whole database
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+            kwargs["isolation_level"] = "READ COMMITTED"
+            if self.family == "postgresql":
+                kwargs["connect_args"] = {"timeout": 10}
+            else:
+                kwargs["connect_args"] = {"connect_timeout": 10}
+        try:
+            engine = create_async_engine(s.url, **kwargs)
+        except ModuleNotFoundError as exc:
+            package = PACKAGES.get(s.driver, exc.name or s.driver)
+            raise DriverError(
+                f"{s.display} needs the Python package {package!r}: "
+                "pip install 'flowcraft[sql]'"
+                + ("" if package in ("aiosqlite", "asyncpg", "asyncmy") else f" {package}")
+            ) from None
+        if self.family == "sqlite":
+            memory = s.memory
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _connect(dbapi_connection: Any, record: Any) -> None:
+                # SQLAlchemy, not the sqlite3 module, decides when transactions begin.
+                dbapi_connection.isolation_level = None
+                cursor = dbapi_connection.cursor()
+                cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                if not memory:
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                    # Durable against a crashed process (what matters here), not a power cut.
+                    cursor.execute("PRAGMA synchronous = NORMAL")
+                cursor.close()
+
+            @event.listens_for(engine.sync_engine, "begin")
+            def _begin(conn: Any) -> None:
+                read = conn.get_execution_options().get("flowcraft_read", False)
+                conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+        return engine
+
+    async def _prepare(self, engine: AsyncEngine) -> None:
+        """Create or migrate the schema, under the database-wide migration lock (once per
+        process and database: an engine made later finds it done)."""
+        done = (self.settings.url, self.settings.prefix, schema.VERSION)
+        if done in _prepared and not self.settings.memory:
+            return
+        statements = advisory_lock_sql(self.family, self.settings.prefix)
+        where = self.settings.display
+        try:
+            async with engine.connect() as conn:
+                if self.family == "mysql" and statements is not None:
+                    # MySQL's DDL commits by itself: a named lock spans the whole migration.
+                    await conn.execute(statements[0])
+                    try:
+                        await conn.commit()
+                        await conn.run_sync(lambda c: migrate(c, self.tables, where=where))
+                        await conn.commit()
+                    finally:
+                        await conn.execute(statements[1])
+                        await conn.commit()
+                    _prepared.add(done)
+                    return
+                async with conn.begin():
+                    if statements is not None:
+                        await conn.execute(statements[0])
+                    await conn.run_sync(lambda c: migrate(c, self.tables, where=where))
+            _prepared.add(done)
+        except DriverError:
+            raise
+        except (DBAPIError, OSError) as exc:
+            raise self.unreachable(exc) from None
+
+    def unreachable(self, exc: BaseException) -> DriverError:
+        return DriverError(f"cannot use {self.settings.display}: {one_line(exc)}")
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._write_locks.get(loop)
+        if lock is None:
+            lock = self._write_locks[loop] = asyncio.Lock()
+        return lock
+
+    async def run(self, fn: Callable[[AsyncConnection], Awaitable[T]], *, write: bool = True) -> T:
+        """``fn(conn)`` in one transaction, committed when it returns, rolled back if it
+        raises. Lock conflicts are retried with backoff for up to :data:`RETRY_FOR` seconds;
+        ``fn`` must therefore have no effect outside the transaction."""
+        engine = await self.engine()
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self.family == "sqlite" and (write or self.settings.memory):
+                    async with self._write_lock():
+                        return await self._once(engine, fn, write)
+                return await self._once(engine, fn, write)
+            except DBAPIError as exc:
+                if transient(exc) and time.monotonic() - started < RETRY_FOR:
+                    await asyncio.sleep(min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5))
+                    continue
+                if exc.connection_invalidated or isinstance(exc, OperationalError):
+                    raise self.unreachable(exc) from exc
+                raise
+            except OSError as exc:
+                raise self.unreachable(exc) from exc
+
+    async def _once(
+        self, engine: AsyncEngine, fn: Callable[[AsyncConnection], Awaitable[T]], write: bool
+    ) -> T:
+        async with engine.connect() as conn:
+            if not write and self.family == "sqlite":
+                await conn.execution_options(flowcraft_read=True)
+            async with conn.begin():
+                return await fn(conn)
+
+    async def lock(self, conn: AsyncConnection, keys: Iterable[str]) -> None:
+        """Serialise this transaction with every other touching the same coordination keys
+        (their lock groups), until it ends. SQLite needs none: its writers are serial."""
+        if self.family == "sqlite":
+            return
+        slots = sorted({lock_slot(k) for k in keys})
+        if not slots:
+            return
+        locks = self.tables.locks
+        # Ascending order on every path, so two transactions never wait on each other.
+        await conn.execute(
+            select(locks.c.slot)
+            .where(locks.c.slot.in_(slots))
+            .order_by(locks.c.slot)
+            .with_for_update()
+        )
+
+    # -- wake-ups -----------------------------------------------------------------------------
+
+    @property
+    def push(self) -> bool:
+        """Whether other processes' signals and jobs arrive by push (LISTEN/NOTIFY)."""
+        return self.family == "postgresql"
+
+    def channel(self, what: str) -> str:
+        return f"{self.settings.prefix}_{what}"
+
+    async def notify(self, conn: AsyncConnection, what: str, payload: str) -> None:
+        """Tell other processes (on commit of ``conn``'s transaction) about ``payload``."""
+        if self.push:
+            await conn.exec_driver_sql(
+                "SELECT pg_notify($1, $2)"
+                if self.settings.driver == "asyncpg"
+                else "SELECT pg_notify(%s, %s)",
+                (self.channel(what), payload),
+            )
+
+    async def listen(self) -> None:
+        """Start this loop's LISTEN connection (PostgreSQL), once; restarted after it dies."""
+        if not self.push:
+            return
+        loop = asyncio.get_running_loop()
+        if loop in self._listeners:
+            return
+        self._listeners[loop] = None  # claimed: concurrent callers do not open a second one
+        try:
+            engine = await self.engine()
+            conn = await engine.connect()
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+
+            def on_signal(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+                ns, key = json.loads(payload)
+                self.wake_signal(ns, key)
+
+            def on_jobs(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+                self.wake_jobs(payload)
+
+            def on_lost(_c: Any) -> None:
+                if self._listeners.get(loop) is conn:
+                    del self._listeners[loop]
+
+            await raw.add_listener(self.channel("signal"), on_signal)
+            await raw.add_listener(self.channel("jobs"), on_jobs)
+            raw.add_termination_listener(on_lost)
+            self._listeners[loop] = conn
+        except BaseException:
+            self._listeners.pop(loop, None)
+            raise
+
+    def wake_signal(self, ns: str, key: str) -> None:
+        for fut in self._signal_waiters.pop((ns, key), ()):
+            if not fut.done():
+                fut.get_loop().call_soon_threadsafe(_resolve, fut)
+
+    def signal_waiter(self, ns: str, keys: Iterable[str]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._signal_waiters.setdefault((ns, key), set()).add(fut)
+        return fut
+
+    def forget_signal_waiter(self, ns: str, keys: Iterable[str], fut: asyncio.Future[None]) -> None:
+        for key in keys:
+            waiting = self._signal_waiters.get((ns, key))
+            if waiting is not None:
+                waiting.discard(fut)
+                if not waiting:
+                    del self._signal_waiters[(ns, key)]
+
+    def wake_jobs(self, ns: str) -> None:
+        for ev in self._job_events.get(ns, ()):
+            ev.set()
+
+    @contextlib.contextmanager
+    def job_event(self, ns: str) -> Iterator[asyncio.Event]:
+        ev = asyncio.Event()
+        self._job_events.setdefault(ns, set()).add(ev)
+        try:
+            yield ev
+        finally:
+            self._job_events[ns].discard(ev)
+
+    # -- sweeping -----------------------------------------------------------------------------
+
+    def sweep_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_sweep < SWEEP_EVERY:
+            return False
+        self._last_sweep = now
+        return True
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+_databases: dict[tuple[str, str], Database] = {}
+#: (URL, prefix, schema version) whose schema this process has brought up to date. SQLite's
+#: in-memory databases are new with every engine, so they are never in it.
+_prepared: set[tuple[str, str, int]] = set()
+
+
+def shared(settings: SQLSettings) -> Database:
+    """The process's :class:`Database` for these settings (one per URL and prefix, whatever
+    the namespace; the stores and queues of a deployment share it, which is what lets a run
+    state fuse their steps into one transaction)."""
+    key = (settings.url, settings.prefix)
+    db = _databases.get(key)
+    if db is None:
+        db = _databases[key] = Database(settings)
+    return db
+
+
+@contextlib.asynccontextmanager
+async def connection(db: Database) -> AsyncIterator[AsyncConnection]:
+    engine = await db.engine()
+    async with engine.connect() as conn:
+        yield conn

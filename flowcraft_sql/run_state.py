@@ -1,0 +1,248 @@
+"""The engine's state steps fused into one SQL transaction each.
+
+With the context and coordination of one database, :meth:`SQLRunState.complete` commits a
+node's result, records its arrivals, activates the targets that became ready, finishes the job,
+finalizes the run if that was its last job, and loads the successor the worker continues with,
+all in one transaction under one lock (the run's lock slot). The semantics are those of
+:class:`flowcraft_core.engine.state.ComposedRunState`, whose rarer steps it inherits; the
+conformance suite drives both with the same steps and compares them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys, run_keys
+from flowcraft_core.engine.state import (
+    Arrival,
+    Completion,
+    ComposedRunState,
+    Loaded,
+    Prefetch,
+    census,
+    decide,
+)
+from flowcraft_core.protocols import Job, Op
+from flowcraft_core.protocols.context import encode
+from flowcraft_sql.context import SQLContextStore
+from flowcraft_sql.coordination import Batch, SQLCoordinationStore
+
+_COMPLETED = ("completed", None)
+
+
+def _load_ops(rk: RunKeys, job_key: str, join: bool, lease_ttl: float, token: str) -> list[Op]:
+    ops = [
+        Op.get(rk.final),
+        Op.set_if_absent(rk.lease(job_key), token, lease_ttl),
+        Op.count(rk.failures(job_key)),
+    ]
+    if join:
+        ops += [
+            Op.count(rk.arrived(job_key)),
+            Op.members(rk.live(job_key)),
+            Op.get(rk.first(job_key)),
+        ]
+    return ops
+
+
+def _loaded(results: list[Any], values: dict[str, Any], join: bool) -> Loaded:
+    loaded = Loaded(
+        final=json.loads(results[0]) if results[0] else None,
+        values=values,
+        lease=bool(results[1]),
+        failures=results[2],
+    )
+    if join:
+        loaded.arrived, loaded.live, loaded.first = results[3], results[4], results[5]
+    return loaded
+
+
+class SQLRunState(ComposedRunState):
+    """:class:`~flowcraft_core.engine.state.RunState` in one transaction per step."""
+
+    prefetches = True
+
+    def __init__(
+        self, context: SQLContextStore, coordination: SQLCoordinationStore, *, ttl: float
+    ) -> None:
+        super().__init__(context, coordination, ttl=ttl)
+        self._ctx = context
+        self._co = coordination
+        self.db = coordination.db
+
+    async def load(
+        self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
+    ) -> Loaded:
+        ops = _load_ops(run_keys(job.run_id), job.key, join, lease_ttl, token)
+        wanted = list(dict.fromkeys(keys))
+
+        async def body(conn: AsyncConnection) -> Loaded:
+            results = await self._co.apply_in(conn, ops)
+            values = await self._ctx.read(conn, job.run_id, wanted) if wanted else {}
+            return _loaded(results, values, join)
+
+        return await self.db.run(body)
+
+    async def complete(
+        self,
+        job: Job,
+        *,
+        guard: str,
+        commit: Mapping[str, Any] | None,
+        arrivals: Sequence[Arrival],
+        retention: float,
+        prefetch: Prefetch | None = None,
+    ) -> Completion:
+        rk, ttl, run_id = run_keys(job.run_id), self.ttl, job.run_id
+        # Encoded before the transaction: a value without a JSON form writes nothing.
+        encoded = None if commit is None else {k: encode(v) for k, v in commit.items()}
+        arrival_ops: list[list[Op]] = []
+        for a in arrivals:
+            ops = [Op.add_member(rk.arrived(a.target), a.edge, ttl)]
+            if a.live:
+                ops.append(Op.add_member(rk.live(a.target), a.edge, ttl))
+                if a.join == "any":
+                    ops.append(Op.set_if_absent(rk.first(a.target), a.edge, ttl))
+            else:
+                ops.append(Op.count(rk.live(a.target)))
+            arrival_ops.append(ops)
+        counts = [
+            Op.count(rk.activated),
+            Op.count(rk.finished),
+            Op.count(rk.waiting),
+            Op.count(rk.resumed),
+        ]
+        tail = [
+            Op.add_member(rk.finished, job.key, ttl),
+            Op.delete(rk.lease(job.key)),
+            Op.set(rk.progress, repr(time.time()), ttl),
+        ]
+        activations = {a.target: Op.add_member(rk.activated, a.target, ttl) for a in arrivals}
+        ahead: list[Op] = []
+        if prefetch is not None:
+            ahead = _load_ops(
+                rk, prefetch.target, prefetch.join, prefetch.lease_ttl, prefetch.token
+            )
+        final_ops = self._final_ops(rk, retention, _COMPLETED)
+        needed = [
+            *(op for ops in arrival_ops for op in ops),
+            *activations.values(),
+            *tail,
+            *counts,
+            *ahead,
+        ]
+
+        async def body(conn: AsyncConnection) -> Completion:
+            committed: bool | None = None
+            if encoded is not None:
+                if not await self._ctx.commit_in(conn, run_id, guard, encoded):
+                    return Completion(committed=False, ready=[])
+                committed = True
+            batch = await self._co.open_batch(conn, needed)
+            ready: list[tuple[str, bool]] = []
+            for a, ops in zip(arrivals, arrival_ops, strict=True):
+                results = [batch.apply(op) for op in ops]
+                added, total = results[0]
+                first = False
+                if a.live:
+                    live = results[1][1]
+                    if a.join == "any":
+                        first = bool(results[2])
+                else:
+                    live = results[1]
+                verdict = decide(a, added, total, live, first)
+                if verdict is not None:
+                    ready.append((a.target, verdict))
+            # Activated before this job finishes, as in the composed steps.
+            for target, _ in ready:
+                batch.apply(activations[target])
+            for op in tail:
+                batch.apply(op)
+            completion = census(committed, ready, *(batch.apply(op) for op in counts))
+            if not completion.done and prefetch is not None and (prefetch.target, True) in ready:
+                values = (
+                    await self._ctx.read(conn, run_id, list(dict.fromkeys(prefetch.keys)))
+                    if prefetch.keys
+                    else {}
+                )
+                completion.prefetched = _loaded(
+                    [batch.apply(op) for op in ahead], values, prefetch.join
+                )
+            await batch.flush(conn)
+            if completion.done:
+                # A second batch, so only a finishing step takes the lock of the run index
+                # (every run's finish touches it).
+                closing = await self._co.open_batch(conn, final_ops)
+                completion.finalized = await self._finalize_in(
+                    conn, closing, rk, retention, final_ops
+                )
+                await closing.flush(conn)
+                await self._after_finalize_in(conn, rk, retention)
+            return completion
+
+        completion = await self.db.run(body)
+        if completion.done:
+            self._co.woken(rk.signal_done)
+        return completion
+
+    # -- finalize -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _final_ops(rk: RunKeys, retention: float, outcome: tuple[str, Any]) -> list[Op]:
+        status, error = outcome
+        record = json.dumps({"status": status, "error": error})
+        return [
+            Op.set_if_absent(rk.final, record, retention),
+            *(
+                Op.extend(key, retention)
+                for key in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.progress)
+            ),
+            Op.remove_member(ACTIVE_RUNS, rk.run_id),
+        ]
+
+    async def _finalize_in(
+        self, conn: AsyncConnection, batch: Batch, rk: RunKeys, retention: float, ops: list[Op]
+    ) -> bool:
+        results = [batch.apply(op) for op in ops]
+        won = bool(results[0])
+        # Signalled even when another writer won: it may have died before its signal.
+        await self._co.signal_in(conn, rk.signal_done, retention)
+        await self._ctx.expire_in(conn, rk.run_id, retention)
+        return won
+
+    async def _after_finalize_in(
+        self, conn: AsyncConnection, rk: RunKeys, retention: float
+    ) -> None:
+        """Every per-job key of the run (``run:<id>:<kind>:<job>``) goes with it: one range
+        update, since keys compare byte for byte."""
+        coord = self.db.tables.coord
+        low = f"run:{rk.run_id}:"
+        high = low[:-1] + ";"  # the first string after every one that starts with ``low``
+        await conn.execute(
+            update(coord)
+            .where(coord.c.ns == self._co.ns, coord.c.key >= low, coord.c.key < high)
+            .values(expires_at=time.time() + retention)
+        )
+
+    async def finalize(
+        self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
+    ) -> bool:
+        rk = run_keys(run_id)
+        ops = self._final_ops(rk, retention, (status, error))
+
+        async def body(conn: AsyncConnection) -> bool:
+            batch = await self._co.open_batch(conn, ops)
+            won = await self._finalize_in(conn, batch, rk, retention, ops)
+            await batch.flush(conn)
+            await self._after_finalize_in(conn, rk, retention)
+            return won
+
+        won = await self.db.run(body)
+        self._co.woken(rk.signal_done)
+        return won
