@@ -74,6 +74,13 @@ CAPABILITIES: Final[dict[str, Capability]] = {
             default=True,
         ),
         Capability(
+            "signal_poll_s",
+            "wait_any learns of signals from other processes by looking every this many seconds "
+            "rather than by a push (signals within one process still wake at once); waiters "
+            "must still wake within the signal contract's bound",
+            kind=(int, float),
+        ),
+        Capability(
             "fault_injection",
             "the driver can inject duplicate deliveries and crashes itself (informational: the "
             "suite injects faults by wrapping the public protocols)",

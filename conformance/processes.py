@@ -4,7 +4,9 @@ Other Python processes open the driver by URL (isolated to the test's namespace)
 
 * race ``incr`` and ``add_member`` against this process: the totals are exact;
 * write context keys that this process reads;
-* enqueue jobs that this process's consumer receives.
+* enqueue jobs that this process's consumer receives;
+* signal a key that a waiter of this process is blocked on: it wakes within the signal
+  contract's bound, by push or by the poll the driver declares (``signal_poll_s``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 from flowcraft_core.protocols import Job, Op
@@ -20,6 +23,7 @@ from flowcraft_core.protocols import Job, Op
 from .capabilities import requires
 from .harness import Harness
 from .queueing import Collector, make_jobs, within
+from .signals import WAKE_BOUND
 
 CHILD = r"""
 import asyncio, json, sys
@@ -46,15 +50,30 @@ async def main(url, key, count, run_id, jobs):
 asyncio.run(main(*json.loads(sys.argv[1])))
 """
 
+SIGNALLER = r"""
+import asyncio, json, sys, time
+from flowcraft_core.plugins import default_manager
+
+async def main(url, key, after):
+    coordination = default_manager().hook.flowcraft_make_coordination(url=url)
+    await coordination.get(key)  # connected before the clock starts
+    await asyncio.sleep(after)
+    await coordination.signal(key)
+    print(json.dumps(time.time()))
+    await coordination.close()
+
+asyncio.run(main(*json.loads(sys.argv[1])))
+"""
+
 PER_PROCESS = 100
 CHILDREN = 2
 
 
-async def _child(args: list[Any]) -> list[int]:
+async def _child(args: list[Any], script: str = CHILD) -> Any:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        CHILD,
+        script,
         json.dumps(args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -62,8 +81,7 @@ async def _child(args: list[Any]) -> list[int]:
     out, err = await asyncio.wait_for(process.communicate(), 120)
     if process.returncode != 0:
         raise AssertionError(f"child process failed ({process.returncode}): {err.decode()[-2000:]}")
-    results: list[int] = json.loads(out.decode().strip().splitlines()[-1])
-    return results
+    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 @requires("multi_process", "url", "coordination")
@@ -128,3 +146,35 @@ class MultiProcessContract:
         assert value == {"ok": True}, f"a context write from another process reads {value!r}"
         missing = set(jobs) - delivered
         assert not missing, f"{len(missing)} jobs enqueued by another process never arrived"
+
+    @requires("signal")
+    def test_a_signal_from_another_process_wakes_a_waiter(self, conformance: Harness) -> None:
+        namespace = conformance.new_id("mp")
+        url = conformance.target.url_for(namespace)
+        assert url is not None
+        store = conformance.open(namespace, components=["coordination"]).coordination
+        assert store is not None
+        key = namespace + ":sig"
+
+        async def wait() -> tuple[str | None, float]:
+            got = await store.wait_any([key], 60.0)
+            return got, time.time()
+
+        async def body() -> tuple[str | None, float, float]:
+            waiter = asyncio.create_task(wait())
+            # The child signals 1 s after it has connected: the waiter is blocked by then.
+            signalled_at = await _child([url, key, 1.0], SIGNALLER)
+            got, woke_at = await waiter
+            return got, woke_at, float(signalled_at)
+
+        got, woke_at, signalled_at = conformance.run(body(), timeout=120)
+        assert got == key, f"a signal from another process returned {got!r}"
+        late = woke_at - signalled_at
+        how = (
+            f"declared poll {conformance.capability('signal_poll_s')}s"
+            if conformance.has("signal_poll_s")
+            else "push"
+        )
+        assert late < WAKE_BOUND, (
+            f"a waiter woke {late:.3f}s after another process's signal ({how}, bound {WAKE_BOUND}s)"
+        )

@@ -427,19 +427,24 @@ class SQLCoordinationStore:
         # Register before looking, so a signal between the look and the wait is not missed.
         fut = self.db.signal_waiter(self.ns, wanted)
         try:
-            poll = self.settings.signal_poll if not self.db.push else 1.0
+            found = await self._signalled(wanted)
+            if found is not None:
+                return found
+            # Signals of this process resolve ``fut`` at once; of others, NOTIFY or the
+            # database's one poller for all waiters do. A short safety poll on PostgreSQL
+            # covers a NOTIFY lost while its connection was being re-established.
+            self.db.ensure_poller(self.settings.signal_poll if not self.db.push else 1.0)
             while True:
-                found = await self._signalled(wanted)
-                if found is not None:
-                    return found
-                if fut.done():
-                    fut = self.db.signal_waiter(self.ns, wanted)
-                    continue
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     return None
-                wait = poll if remaining is None else min(poll, remaining)
-                await asyncio.wait([fut], timeout=wait)
+                await asyncio.wait([fut], timeout=remaining)
+                if not fut.done():
+                    return None
+                found = await self._signalled(wanted)
+                if found is not None:
+                    return found
+                fut = self.db.signal_waiter(self.ns, wanted)  # woken for a latch now expired
                 if self.db.push:
                     await self.db.listen()  # re-established if its connection died
         finally:

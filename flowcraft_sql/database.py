@@ -30,7 +30,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import event, select
+from sqlalchemy import event, or_, select, tuple_
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -99,6 +99,7 @@ class Database:
         self._starting: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._listeners: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._pollers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self._users = 0
         self._last_sweep = time.monotonic()
         # Wake-ups inside this process: by (ns, signal key), and "jobs may be due" by ns.
@@ -118,6 +119,10 @@ class Database:
 
     async def dispose(self) -> None:
         loop = asyncio.get_running_loop()
+        poller = self._pollers.pop(loop, None)
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
         listener = self._listeners.pop(loop, None)
         if listener is not None:
             with contextlib.suppress(Exception):
@@ -331,6 +336,8 @@ class Database:
             def on_lost(_c: Any) -> None:
                 if self._listeners.get(loop) is conn:
                     del self._listeners[loop]
+                    # Give the dead connection back (invalidated): the next wait listens anew.
+                    loop.create_task(conn.invalidate())
 
             await raw.add_listener(self.channel("signal"), on_signal)
             await raw.add_listener(self.channel("jobs"), on_jobs)
@@ -339,6 +346,48 @@ class Database:
         except BaseException:
             self._listeners.pop(loop, None)
             raise
+
+    def ensure_poller(self, every: float) -> None:
+        """Look for signals from other processes every ``every`` seconds, for every waiter of
+        this loop at once (one query, however many wait), while any waits."""
+        loop = asyncio.get_running_loop()
+        task = self._pollers.get(loop)
+        if task is None or task.done():
+            self._pollers[loop] = loop.create_task(self._poll(loop, every))
+
+    async def _poll(self, loop: asyncio.AbstractEventLoop, every: float) -> None:
+        s = self.tables.signals
+        while True:
+            await asyncio.sleep(every)
+            wanted = [
+                key
+                for key, futures in list(self._signal_waiters.items())
+                if any(f.get_loop() is loop and not f.done() for f in futures)
+            ]
+            if not wanted:
+                self._pollers.pop(loop, None)
+                return
+            now = time.time()
+
+            async def body(
+                conn: AsyncConnection, wanted: list[tuple[str, str]] = wanted, now: float = now
+            ) -> Any:
+                return list(
+                    await conn.execute(
+                        select(s.c.ns, s.c.key).where(
+                            tuple_(s.c.ns, s.c.key).in_(wanted),
+                            or_(s.c.expires_at.is_(None), s.c.expires_at > now),
+                        )
+                    )
+                )
+
+            try:
+                found = await self.run(body, write=False)
+            except Exception as exc:  # waiters time out on their own; keep looking
+                log.warning("looking for signals in %s failed: %s", self.settings.display, exc)
+                continue
+            for ns, key in found:
+                self.wake_signal(ns, key)
 
     def wake_signal(self, ns: str, key: str) -> None:
         for fut in self._signal_waiters.pop((ns, key), ()):

@@ -18,22 +18,21 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, RunKeys, run_keys
+from flowcraft_core.engine.keys import ACTIVE_RUNS, JOIN_ANY, RunKeys, run_keys
 from flowcraft_core.engine.state import (
     Arrival,
+    Census,
     Completion,
     ComposedRunState,
     Loaded,
     Prefetch,
-    census,
     decide,
+    final_record,
 )
 from flowcraft_core.protocols import Job, Op
 from flowcraft_core.protocols.context import encode
 from flowcraft_sql.context import SQLContextStore
 from flowcraft_sql.coordination import Batch, SQLCoordinationStore
-
-_COMPLETED = ("completed", None)
 
 
 def _load_ops(rk: RunKeys, job_key: str, join: bool, lease_ttl: float, token: str) -> list[Op]:
@@ -107,12 +106,13 @@ class SQLRunState(ComposedRunState):
             ops = [Op.add_member(rk.arrived(a.target), a.edge, ttl)]
             if a.live:
                 ops.append(Op.add_member(rk.live(a.target), a.edge, ttl))
-                if a.join == "any":
+                if a.join == JOIN_ANY:
                     ops.append(Op.set_if_absent(rk.first(a.target), a.edge, ttl))
             else:
                 ops.append(Op.count(rk.live(a.target)))
             arrival_ops.append(ops)
         counts = [
+            Op.get(rk.final),
             Op.count(rk.activated),
             Op.count(rk.finished),
             Op.count(rk.waiting),
@@ -129,7 +129,7 @@ class SQLRunState(ComposedRunState):
             ahead = _load_ops(
                 rk, prefetch.target, prefetch.join, prefetch.lease_ttl, prefetch.token
             )
-        final_ops = self._final_ops(rk, retention, _COMPLETED)
+        final_ops = self._final_ops(rk, retention, final_record("completed", None))
         needed = [
             *(op for ops in arrival_ops for op in ops),
             *activations.values(),
@@ -152,7 +152,7 @@ class SQLRunState(ComposedRunState):
                 first = False
                 if a.live:
                     live = results[1][1]
-                    if a.join == "any":
+                    if a.join == JOIN_ANY:
                         first = bool(results[2])
                 else:
                     live = results[1]
@@ -164,7 +164,11 @@ class SQLRunState(ComposedRunState):
                 batch.apply(activations[target])
             for op in tail:
                 batch.apply(op)
-            completion = census(committed, ready, *(batch.apply(op) for op in counts))
+            final, *tokens = (batch.apply(op) for op in counts)
+            census = Census(json.loads(final) if final else None, *tokens)
+            completion = Completion(committed, ready, census)
+            if census.awaiting and census.final is None:
+                await self._co.signal_in(conn, rk.signal_idle(census.generation), ttl)
             if not completion.done and prefetch is not None and (prefetch.target, True) in ready:
                 values = (
                     await self._ctx.read(conn, run_id, list(dict.fromkeys(prefetch.keys)))
@@ -189,14 +193,14 @@ class SQLRunState(ComposedRunState):
         completion = await self.db.run(body)
         if completion.done:
             self._co.woken(rk.signal_done)
+        elif completion.awaiting and completion.census.final is None:
+            self._co.woken(rk.signal_idle(completion.census.generation))
         return completion
 
     # -- finalize -------------------------------------------------------------------------------
 
     @staticmethod
-    def _final_ops(rk: RunKeys, retention: float, outcome: tuple[str, Any]) -> list[Op]:
-        status, error = outcome
-        record = json.dumps({"status": status, "error": error})
+    def _final_ops(rk: RunKeys, retention: float, record: str) -> list[Op]:
         return [
             Op.set_if_absent(rk.final, record, retention),
             *(
@@ -234,7 +238,7 @@ class SQLRunState(ComposedRunState):
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
         rk = run_keys(run_id)
-        ops = self._final_ops(rk, retention, (status, error))
+        ops = self._final_ops(rk, retention, final_record(status, error))
 
         async def body(conn: AsyncConnection) -> bool:
             batch = await self._co.open_batch(conn, ops)

@@ -185,6 +185,8 @@ class CensusIgnoresParkedWaits(MemoryRunState):
     async def census(self, run_id: str) -> Census:
         census = await super().census(run_id)
         return dataclasses.replace(census, waiting=census.resumed)
+
+
 class NonAtomicSQLCommit(SQLContextStore):
     """The SQL context store whose ``commit`` looks for its guard in one transaction and writes
     in another: racing commits both see the guard absent and both win."""
