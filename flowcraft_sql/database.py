@@ -100,6 +100,7 @@ class Database:
         self._write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._listeners: dict[asyncio.AbstractEventLoop, Any] = {}
         self._pollers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._users = 0
         self._last_sweep = time.monotonic()
         # Wake-ups inside this process: by (ns, signal key), and "jobs may be due" by ns.
@@ -337,7 +338,9 @@ class Database:
                 if self._listeners.get(loop) is conn:
                     del self._listeners[loop]
                     # Give the dead connection back (invalidated): the next wait listens anew.
-                    loop.create_task(conn.invalidate())
+                    task = loop.create_task(conn.invalidate())
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
             await raw.add_listener(self.channel("signal"), on_signal)
             await raw.add_listener(self.channel("jobs"), on_jobs)
