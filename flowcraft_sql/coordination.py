@@ -439,12 +439,10 @@ class SQLCoordinationStore:
                 if remaining is not None and remaining <= 0:
                     return None
                 await asyncio.wait([fut], timeout=remaining)
-                if not fut.done():
-                    return None
-                found = await self._signalled(wanted)
-                if found is not None:
-                    return found
-                fut = self.db.signal_waiter(self.ns, wanted)  # woken for a latch now expired
+                if fut.done():
+                    # A signal of this process, a NOTIFY or the poller: each saw the latch
+                    # set, so no second look is needed.
+                    return fut.result()
                 if self.db.push:
                     await self.db.listen()  # re-established if its connection died
         finally:

@@ -104,7 +104,7 @@ class Database:
         self._users = 0
         self._last_sweep = time.monotonic()
         # Wake-ups inside this process: by (ns, signal key), and "jobs may be due" by ns.
-        self._signal_waiters: dict[tuple[str, str], set[asyncio.Future[None]]] = {}
+        self._signal_waiters: dict[tuple[str, str], set[asyncio.Future[str]]] = {}
         self._job_events: dict[str, set[asyncio.Event]] = {}
 
     # -- users --------------------------------------------------------------------------------
@@ -395,15 +395,17 @@ class Database:
     def wake_signal(self, ns: str, key: str) -> None:
         for fut in self._signal_waiters.pop((ns, key), ()):
             if not fut.done():
-                fut.get_loop().call_soon_threadsafe(_resolve, fut)
+                fut.get_loop().call_soon_threadsafe(_resolve, fut, key)
 
-    def signal_waiter(self, ns: str, keys: Iterable[str]) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def signal_waiter(self, ns: str, keys: Iterable[str]) -> asyncio.Future[str]:
+        """A future resolved with the first of ``keys`` to be signalled (in this process, by
+        NOTIFY or by the poller)."""
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         for key in keys:
             self._signal_waiters.setdefault((ns, key), set()).add(fut)
         return fut
 
-    def forget_signal_waiter(self, ns: str, keys: Iterable[str], fut: asyncio.Future[None]) -> None:
+    def forget_signal_waiter(self, ns: str, keys: Iterable[str], fut: asyncio.Future[str]) -> None:
         for key in keys:
             waiting = self._signal_waiters.get((ns, key))
             if waiting is not None:
@@ -434,9 +436,9 @@ class Database:
         return True
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
+def _resolve(fut: asyncio.Future[str], key: str) -> None:
     if not fut.done():
-        fut.set_result(None)
+        fut.set_result(key)
 
 
 _databases: dict[tuple[str, str], Database] = {}
