@@ -61,17 +61,17 @@ def test_url_without_scheme_is_an_error() -> None:
 
 def test_a_driver_that_failed_to_import_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     broken = Unavailable(
-        "sqlite",
+        "duckdb",
         DRIVER_GROUP,
-        "flowcraft_sqlite.driver",
-        "flowcraft_sqlite.driver: ModuleNotFoundError: No module named 'x'",
+        "flowcraft_duckdb.driver",
+        "flowcraft_duckdb.driver: ModuleNotFoundError: No module named 'x'",
     )
-    monkeypatch.setattr(drivers_module, "unavailable", lambda: {"sqlite": broken})
+    monkeypatch.setattr(drivers_module, "unavailable", lambda: {"duckdb": broken})
     with pytest.raises(DriverError) as excinfo:
-        open_backends("sqlite:///runs.db")
+        open_backends("duckdb:///runs.db")
     message = str(excinfo.value)
     assert message == (
-        "the sqlite driver is installed but failed to import: flowcraft_sqlite.driver: "
+        "the duckdb driver is installed but failed to import: flowcraft_duckdb.driver: "
         "ModuleNotFoundError: No module named 'x'"
     )
 
