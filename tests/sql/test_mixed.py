@@ -20,6 +20,7 @@ from flowcraft_sql.run_state import SQLRunState
 REDIS = os.environ.get("FLOWCRAFT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_queue_on_redis_state_on_postgresql() -> None:
     services.require("postgresql")

@@ -96,6 +96,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_runs_complete_across_a_postgres_restart(private_postgres: PrivatePostgres) -> None:
     url = private_postgres.url + "?lease=3"

@@ -27,6 +27,7 @@ def readme_commands() -> tuple[str, list[str]]:
     return workers[0], [ln for ln in lines if ln not in workers]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_the_readme_embedded_sqlite_flow_works_as_written(tmp_path: Path) -> None:
     worker_line, client_lines = readme_commands()

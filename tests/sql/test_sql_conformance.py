@@ -3,11 +3,13 @@ would: through the installed driver plugins, TTLs also on an injected clock."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import ClassVar
 
 import pytest
 import services
+from flowcraft_conformance.harness import ENV_PROFILE, MACHINE_EXAMPLES
 from flowcraft_conformance.suite import DriverConformance
 from flowcraft_conformance.target import Clock
 
@@ -15,13 +17,15 @@ from flowcraft_sql import SQLCoordinationStore
 from flowcraft_sql.url import parse_url
 
 
+@pytest.mark.slow
 class SQLConformance(DriverConformance):
     """Fewer Hypothesis examples than the suite's default (50, what `flowcraft conformance`
     runs): every step of the state machines is a database transaction, and ``make test`` runs
     three databases."""
 
     family: ClassVar[str]
-    max_examples = 15
+    # 3/10 of the profile's examples per machine (15 under ``ci``'s 50).
+    max_examples = max(3, MACHINE_EXAMPLES.get(os.environ.get(ENV_PROFILE, ""), 50) * 3 // 10)
 
     @pytest.fixture(autouse=True)
     def _database(self) -> None:

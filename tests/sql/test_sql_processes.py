@@ -64,6 +64,7 @@ async def committed(url: str, run_ids: Sequence[str]) -> set[tuple[str, str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_three_processes_on_one_sqlite_file_run_200_fan_in_runs_exactly(
     tmp_path: Path,
@@ -96,6 +97,7 @@ async def test_three_processes_on_one_sqlite_file_run_200_fan_in_runs_exactly(
     assert len({e.pid for e in read_log(log)}) == 3  # every process took part
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("family", ["sqlite", "postgresql"])
 async def test_a_sigkilled_worker_loses_nothing_and_repeats_only_what_was_in_flight(
