@@ -4,6 +4,11 @@ An option for ``postgresql://`` deployments beside the SQL driver's own jobs tab
 docs/queues.md for how it was evaluated). Needs the ``dramatiq-postgres`` extra (psycopg 3).
 """
 
-from flowcraft_dramatiq_postgres.queue import PostgresDramatiqQueue, PostgresQueueSettings
+from flowcraft_dramatiq_postgres.queue import (
+    PostgresDramatiqQueue,
+    PostgresQueueSettings,
+    libpq_url,
+    queue_name,
+)
 
-__all__ = ["PostgresDramatiqQueue", "PostgresQueueSettings"]
+__all__ = ["PostgresDramatiqQueue", "PostgresQueueSettings", "libpq_url", "queue_name"]

@@ -11,10 +11,12 @@ apart by the queue name.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from dramatiq.middleware import Middleware
 
@@ -185,3 +187,21 @@ class PostgresDramatiqQueue(DramatiqQueue):
     async def close(self) -> None:
         await super().close()
         self.pool.close()
+
+
+def queue_name(*parts: str) -> str:
+    """A deployment's queue name from its parts (``prefix``, namespace), joined by ``-``;
+    shortened with a digest of the whole when longer than :data:`MAX_QUEUE_NAME` bytes, so
+    distinct deployments keep distinct names."""
+    name = "-".join(p for p in parts if p)
+    if len(name.encode()) <= MAX_QUEUE_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name.encode()[: MAX_QUEUE_NAME - 13].decode(errors="ignore") + "-" + digest
+
+
+def libpq_url(url: str) -> str:
+    """``url`` (a SQLAlchemy URL, ``postgresql+asyncpg://...?options``) as psycopg takes it:
+    the plain scheme, user, password, host, port and database; dialect options dropped."""
+    parts = urlsplit(url)
+    return urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))

@@ -21,7 +21,12 @@ import pytest
 
 from flowcraft_core.errors import DriverError
 from flowcraft_core.protocols import Job
-from flowcraft_dramatiq_postgres import PostgresDramatiqQueue, PostgresQueueSettings
+from flowcraft_dramatiq_postgres import (
+    PostgresDramatiqQueue,
+    PostgresQueueSettings,
+    libpq_url,
+    queue_name,
+)
 
 WORKER = Path(__file__).with_name("dramatiq_postgres_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -158,3 +163,13 @@ async def test_repeated_failures_back_off_no_longer_than_max_backoff(postgres: s
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # the backoff doubles from 100 ms, jittered, and stops at 0.4 s: never more than the bound
     assert max(gaps) <= settings.redelivery_after_error + 0.5, gaps
+
+
+def test_names_and_urls_from_a_sql_deployment() -> None:
+    assert queue_name("flowcraft", "") == "flowcraft"
+    assert queue_name("app", "ns1") == "app-ns1"
+    long_a, long_b = queue_name("p" * 40, "a" * 40), queue_name("p" * 40, "b" * 40)
+    assert len(long_a.encode()) <= 40 and len(long_b.encode()) <= 40 and long_a != long_b
+    assert libpq_url("postgresql+asyncpg://u:pw@h:5433/db?prepared_statement_cache_size=0") == (
+        "postgresql://u:pw@h:5433/db"
+    )
