@@ -26,7 +26,8 @@ _DESCRIPTIONS: dict[Family, str] = {
     ),
     "postgresql": (
         "PostgreSQL (asyncpg): SKIP LOCKED jobs table, context and coordination rows, "
-        "LISTEN/NOTIFY wake-ups. postgresql://user:pw@host:port/db[?prefix=&lease=&poll=]"
+        "LISTEN/NOTIFY wake-ups (or Dramatiq: ?queue=dramatiq). "
+        "postgresql://user:pw@host:port/db[?prefix=&lease=&poll=&queue=]"
     ),
     "mysql": (
         "MariaDB/MySQL (asyncmy): SKIP LOCKED jobs table, context and coordination rows. "
@@ -67,8 +68,10 @@ class SQLDriver:
         )
 
     @hookimpl
-    def flowcraft_make_queue(self, url: str) -> SQLQueue | None:
+    def flowcraft_make_queue(self, url: str) -> Any:
         settings = self._settings(url)
+        if settings is not None and settings.queue == "dramatiq":
+            return dramatiq_queue(settings)
         return None if settings is None else SQLQueue(settings)
 
     @hookimpl
@@ -95,6 +98,26 @@ class SQLDriver:
         ):
             return None
         return SQLRunState(context, coordination, ttl=ttl)
+
+
+def dramatiq_queue(settings: SQLSettings) -> Any:
+    """``?queue=dramatiq``: Dramatiq on dramatiq-postgres's broker, within this driver's
+    declared bounds (its backoff stops at the jobs table's, its crash bound is shorter)."""
+    from flowcraft_dramatiq_postgres import (
+        PostgresDramatiqQueue,
+        PostgresQueueSettings,
+        libpq_url,
+        queue_name,
+    )
+
+    return PostgresDramatiqQueue(
+        PostgresQueueSettings(
+            url=libpq_url(settings.url),
+            queue=queue_name(settings.prefix, settings.ns),
+            poll=settings.poll,
+            max_backoff=MAX_BACKOFF,
+        )
+    )
 
 
 sqlite = SQLDriver("sqlite")

@@ -66,7 +66,14 @@ def _name(text: str) -> str:
     return text
 
 
+def _queue_kind(text: str) -> str:
+    if text not in ("table", "dramatiq"):
+        raise ValueError(f"expected 'table' or 'dramatiq', got {text!r}")
+    return text
+
+
 _OPTIONS = {
+    "queue": _queue_kind,
     "prefix": _name,
     "ns": _name,
     "lease": duration,
@@ -99,6 +106,9 @@ class SQLSettings:
     signal_poll: float = 0.05
     """Seconds between looks at the signals table for signals from other processes, on
     databases without LISTEN/NOTIFY (signals within one process wake at once)."""
+    queue: str = "table"
+    """``table``: the driver's own jobs table; ``dramatiq`` (PostgreSQL only): Dramatiq on
+    dramatiq-postgres's broker (:mod:`flowcraft_dramatiq_postgres`)."""
 
     @property
     def memory(self) -> bool:
@@ -147,6 +157,8 @@ def parse_url(text: str) -> SQLSettings:
             options[key] = parse(value)
         except ValueError as exc:
             raise DriverError(f"{shown}: bad value for {key!r}: {exc}") from None
+    if options.get("queue") == "dramatiq" and family != "postgresql":
+        raise DriverError(f"{shown}: queue=dramatiq needs postgresql:// (dramatiq-postgres)")
     if family == "sqlite":
         if url.host or url.port:
             raise DriverError(
