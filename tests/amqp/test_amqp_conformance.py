@@ -40,6 +40,7 @@ class TestAmqpDriver(DriverConformance):
         """Fail with the how-to message, not a connection error, when RabbitMQ is absent."""
 
 
+@pytest.mark.slow
 class TestWorkflowsOnAmqpQueue(WorkflowScenarios):
     """Every scenario, under every fault, with jobs on RabbitMQ: what a mixed deployment runs."""
 

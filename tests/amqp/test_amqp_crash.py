@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from flowcraft_amqp.driver import flowcraft_driver_info
 from flowcraft_amqp.queue import AmqpQueue
 from flowcraft_core.protocols import Job
+
+pytestmark = pytest.mark.slow  # worker processes, seconds of waiting by design
 
 WORKER = Path(__file__).with_name("amqp_crash_worker.py")
 

@@ -31,6 +31,8 @@ from flowcraft_core import Blueprint
 from flowcraft_core.local import run_workflow
 from flowcraft_redis import parse_url as parse_redis_url
 
+pytestmark = pytest.mark.slow  # worker processes, seconds of waiting by design
+
 REPO = Path(__file__).resolve().parents[2]
 FLOWCRAFT = str(Path(sys.executable).parent / "flowcraft")
 BLUEPRINT = str(REPO / "examples" / "order_fulfilment.json")

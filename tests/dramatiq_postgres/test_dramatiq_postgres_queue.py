@@ -42,6 +42,7 @@ async def queue(postgres: str) -> AsyncIterator[PostgresDramatiqQueue]:
     await q.close()
 
 
+@pytest.mark.slow
 async def test_a_killed_workers_job_is_redelivered_within_the_bound(
     queue: PostgresDramatiqQueue, postgres: str
 ) -> None:
@@ -84,6 +85,7 @@ async def test_a_killed_workers_job_is_redelivered_within_the_bound(
     assert await queue.size() == 0
 
 
+@pytest.mark.slow
 async def test_a_delay_past_the_bound_arrives_once_on_time_as_json(
     queue: PostgresDramatiqQueue, postgres: str
 ) -> None:
