@@ -57,4 +57,4 @@ except DriverError as exc:
     )
     name, error = done.stdout.strip().splitlines()
     assert name == "amqp"
-    assert "needs pika" in error and "pip install 'flowcraft[amqp]'" in error
+    assert error == "the amqp driver needs the 'amqp' extra: pip install 'flowcraft[amqp]'"
