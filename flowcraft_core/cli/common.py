@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
@@ -133,7 +134,13 @@ async def _close_quietly(backends: Backends) -> None:
 def leave(code: int) -> NoReturn:
     """Exit with ``code`` now, even if sync node code abandoned in a thread (timed out or
     cancelled: Python cannot stop it) is still running, which a normal exit would wait for."""
+    # A pool shut down without waiting still has idle threads on their way out: give them a
+    # moment, so only threads really running node code count as left behind.
+    deadline = time.monotonic() + 0.5
     stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in stuck if t.is_alive()]
     if not stuck:
         sys.exit(code)
     logging.getLogger(__name__).warning(

@@ -18,11 +18,12 @@ from flowcraft_memory import MemoryContextStore, MemoryCoordinationStore, Memory
 
 @pytest.mark.parametrize("broken", BROKEN, ids=[b.name for b in BROKEN])
 def test_suite_fails_the_broken_driver(broken: Broken) -> None:
-    # As many examples as `flowcraft conformance` runs, whatever the profile: a quick loop
-    # must not let a broken driver through.
+    # Three times the examples `flowcraft conformance` runs, whatever the profile: at one
+    # times, "an any join fires twice" slipped through the run-state machine about once in
+    # a dozen runs (the machine rarely builds a live any-join repeat); see the closing note.
     report = run_conformance(
         broken.target(),
-        MACHINE_EXAMPLES["ci"],
+        3 * MACHINE_EXAMPLES["ci"],
         contracts=[broken.contract],
         shrink=False,
     )
