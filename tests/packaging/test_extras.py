@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 CORE_ONLY = ["pluggy>=1.5", "click>=8.1", "rich>=13", "pyyaml>=6"]
 OPTIONAL = ("redis", "hiredis", "dramatiq", "pika", "hypothesis", "pytest", "sqlalchemy")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One xdist worker builds the bare venv once for the whole module (module-scoped fixture).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("bare-venv")]
 
 
 def _env() -> dict[str, str]:
