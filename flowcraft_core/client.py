@@ -7,6 +7,7 @@ running a private event loop in a background thread.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -148,22 +149,35 @@ class Client:
         *,
         context: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Store the run with its pinned blueprint and enqueue its start nodes.
 
         ``context`` is the run's initial context (Flowcraft's ``run(blueprint, initialState)``):
         node code, ``inputs`` references and edge expressions read its keys. Keys starting with
-        ``_`` are the engine's and are refused."""
+        ``_`` are the engine's and are refused.
+
+        With ``idempotency_key``, a start whose key was seen before returns the first run's id
+        and starts nothing, also when several starts race (the key names the run id, and the
+        run state refuses a second start of one id atomically). A key lives as long as its run
+        (until its retention after it finished); a key first used with another blueprint id
+        is refused."""
         compiled = self.compile(flow)
         initial = _initial_context(context)
+        if idempotency_key is not None:
+            if run_id is not None:
+                raise FlowcraftError("give a run id or an idempotency key, not both")
+            run_id = idempotent_run_id(idempotency_key)
         run_id = run_id or uuid.uuid4().hex
-        meta = {
+        meta: dict[str, Any] = {
             "flow": compiled.id,
             "digest": compiled.digest,
             "started": time.time(),
             # Whether the run can ever await a resume: if not, waiters need only "done".
             "waits": any(n.builtin == "wait" for n in compiled.nodes.values()),
         }
+        if idempotency_key is not None:
+            meta["idempotency_key"] = idempotency_key
         jobs = [Job(run_id, node_id, compiled.digest) for node_id in compiled.start_ids]
         tries = 0
 
@@ -188,6 +202,18 @@ class Client:
 
         try:
             await _retrying(f"starting run {run_id}", store)
+        except RunExists:
+            if idempotency_key is None:
+                raise
+            # The key was seen: the first start stored this run (and enqueued it, or
+            # reconcile will), so this one starts nothing.
+            first = await self.backends.context.get(run_id, keys.RUN)
+            if isinstance(first, dict) and first.get("flow") != compiled.id:
+                raise FlowcraftError(
+                    f"idempotency key {idempotency_key!r} was used for run {run_id} of "
+                    f"blueprint {first.get('flow')!r}, not {compiled.id!r}"
+                ) from None
+            return run_id
         except (TypeError, ValueError) as exc:
             what = "the run input or context" if initial else "the run input"
             raise FlowcraftError(f"{what} is not JSON-serialisable: {exc}") from None
@@ -353,6 +379,13 @@ class Client:
         await self.backends.close()
 
 
+def idempotent_run_id(key: str) -> str:
+    """The run id an idempotency key names: every start with ``key`` competes for this id."""
+    if not isinstance(key, str) or not key:
+        raise FlowcraftError(f"an idempotency key must be a non-empty string, got {key!r}")
+    return hashlib.sha256(f"flowcraft-idempotency\0{key}".encode()).hexdigest()[:32]
+
+
 #: Seconds a start keeps retrying a backend that fails (a dropped connection, a restart).
 START_RETRY_SECONDS = 10.0
 
@@ -396,8 +429,13 @@ class SyncClient:
         *,
         context: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
-        return self._run(self._client.start(flow, input, context=context, run_id=run_id))
+        return self._run(
+            self._client.start(
+                flow, input, context=context, run_id=run_id, idempotency_key=idempotency_key
+            )
+        )
 
     def status(self, run_id: str) -> str:
         return self._run(self._client.status(run_id))

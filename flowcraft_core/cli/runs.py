@@ -45,6 +45,12 @@ def with_client(backend: str | None, action: Callable[[Client], Awaitable[T]]) -
 @click.option("--input", "input_json", default=None, metavar="JSON", help="The run input.")
 @context_option
 @click.option("--run-id", default=None, help="Use this run id instead of a random one.")
+@click.option(
+    "--idempotency-key",
+    default=None,
+    metavar="KEY",
+    help="Start at most one run per KEY: a key seen before prints the first run's id.",
+)
 @backend_option
 @guarded
 def start(
@@ -52,6 +58,7 @@ def start(
     input_json: str | None,
     context_json: str | None,
     run_id: str | None,
+    idempotency_key: str | None,
     backend: str | None,
 ) -> None:
     """Store BLUEPRINT with a new run and enqueue it; print the run id as the last line."""
@@ -59,7 +66,12 @@ def start(
     run_input = parse_json(input_json, "--input")
     context = parse_context(context_json)
     click.echo(
-        with_client(backend, lambda c: c.start(bp, run_input, context=context, run_id=run_id))
+        with_client(
+            backend,
+            lambda c: c.start(
+                bp, run_input, context=context, run_id=run_id, idempotency_key=idempotency_key
+            ),
+        )
     )
 
 
