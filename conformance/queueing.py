@@ -55,7 +55,7 @@ def make_jobs(prefix: str, count: int) -> list[Job]:
             run_id=f"{prefix}-{i}",
             node_id=f"{names[i % len(names)]}-{i}",
             digest=f"sha256:{i:064x}",
-            instance=i * 7919 % 1000,
+            instance=f"0/{i * 7919 % 1000}" if i % 2 else "0",
             attempt=1 + i % 3,
         )
         for i in range(count)

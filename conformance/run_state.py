@@ -55,14 +55,15 @@ TARGETS: Mapping[str, tuple[str, int]] = {
     "all#0": ("all", 2),
     "any#0": ("any", 2),
     "wide#0": ("all", 3),
-    "wide_any#1": ("any", 3),
+    "wide_any#0/1": ("any", 3),
+    "loop#0/2/7": ("all", 1),
 }
-JOBS = ("s#0", "p#0", "w#0", *TARGETS)
+JOBS = ("s#0", "p#0", "w#0", "w#0/3", *TARGETS)
 
 
-def node_of(job_key: str) -> tuple[str, int]:
+def node_of(job_key: str) -> tuple[str, str]:
     node, _, instance = job_key.rpartition("#")
-    return node, int(instance)
+    return node, instance
 
 
 def guard_of(job_key: str) -> str:

@@ -72,7 +72,8 @@ class NodeContext:
     node_id: str
     attempt: int
     context: RunContext
-    instance: int = 0
+    instance: str = "0"
+    """Which execution of the node this is: ``"0"``, or a path inside loops and batches."""
     metadata: dict[str, Any] = field(default_factory=dict)
     attempts: int = 1
     """How many attempts the node has (its ``maxRetries``): ``attempt == attempts`` is the last."""

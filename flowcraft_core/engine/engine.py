@@ -44,6 +44,7 @@ from flowcraft_core.engine.state import (
 )
 from flowcraft_core.errors import ExpressionError, NodeTimeout, NotRetried
 from flowcraft_core.expressions import Expression, evaluate_condition
+from flowcraft_core.instance import split_job_key
 from flowcraft_core.node import NodeContext, Result, RunContext
 from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Queue
@@ -755,8 +756,8 @@ class Engine:
 
     @staticmethod
     def _job_for(job: Job, target: str) -> Job:
-        node_id, _, instance = target.rpartition("#")
-        return Job(job.run_id, node_id, job.digest, int(instance or 0))
+        node_id, instance = split_job_key(target)
+        return Job(job.run_id, node_id, job.digest, instance)
 
     async def _announce(self, job: Job, completion: Completion) -> None:
         # An awaiting run's idle signal is latched by the run state itself.

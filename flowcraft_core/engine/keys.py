@@ -3,16 +3,20 @@
 Context keys (the run's JSON map) hold what users may read: the run input, node outputs and
 actions. Coordination keys hold the engine's bookkeeping. A job key is ``node#instance``.
 
+Instances (``"0"``, ``"0/3/1"``...) and job keys are defined in :mod:`flowcraft_core.instance`.
+
 A node id may be any non-empty string (``#``, ``.``, ``/``, unicode), so no key may be parsed by
-splitting at a character an id can hold: a job key is split at its *last* ``#`` (an instance is
-digits), and an output key of instance 0 is exactly ``_outputs.<id>`` (as in Flowcraft), while
-other instances live under a different prefix (``_outputs#<n>.<id>``), so no two (node,
-instance) pairs share a key.
+splitting at a character an id can hold: a job key is split at its *last* ``#`` (an instance has
+none), and an output key of the root instance is exactly ``_outputs.<id>`` (as in Flowcraft),
+while other instances live under a different prefix (``_outputs#<instance>.<id>``, the instance
+ending at the first ``.``, which it never holds), so no two (node, instance) pairs share a key.
 """
 
 from __future__ import annotations
 
 import functools
+
+from flowcraft_core import instance
 
 INPUT = "_input"
 RUN = "_run"
@@ -38,18 +42,25 @@ MISSING = "missing"
 JOB_KEY_KINDS = (LEASE, ARRIVED, LIVE, FIRST, SLEEP, FAILURES, MISSING)
 JOIN_ANY = "any"  # a join that fires on its first taken edge (else "all")
 
-
-def output_key(node_id: str, instance: int = 0) -> str:
-    return f"{OUTPUT_PREFIX}{node_id}" if instance == 0 else f"_outputs#{instance}.{node_id}"
+ROOT = instance.ROOT
 
 
-def action_key(node_id: str, instance: int = 0) -> str:
-    return f"{ACTION_PREFIX}{node_id}" if instance == 0 else f"_actions#{instance}.{node_id}"
+def output_key(node_id: str, instance: str = ROOT) -> str:
+    return f"{OUTPUT_PREFIX}{node_id}" if instance == ROOT else f"_outputs#{instance}.{node_id}"
 
 
-def fallback_key(node_id: str, instance: int = 0) -> str:
+def action_key(node_id: str, instance: str = ROOT) -> str:
+    return f"{ACTION_PREFIX}{node_id}" if instance == ROOT else f"_actions#{instance}.{node_id}"
+
+
+def fallback_key(node_id: str, instance: str = ROOT) -> str:
     """Set (to the fallback's id) when ``node_id`` failed and its fallback ran in its place."""
-    return f"{FALLBACK_PREFIX}{node_id}" if instance == 0 else f"_fallback#{instance}.{node_id}"
+    return f"{FALLBACK_PREFIX}{node_id}" if instance == ROOT else f"_fallback#{instance}.{node_id}"
+
+
+def item_key(scatter_id: str, instance: str) -> str:
+    """Where a batch scatter stores the item of the worker at ``instance``."""
+    return f"_item#{instance}.{scatter_id}"
 
 
 def blueprint_key(digest: str) -> str:

@@ -55,6 +55,7 @@ from flowcraft_core.engine.keys import (
     run_keys,
 )
 from flowcraft_core.errors import RunExists
+from flowcraft_core.instance import split_job_key
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op
 
 
@@ -311,8 +312,8 @@ def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) ->
 
 def job_for(run_id: str, digest: str, job_key: str, attempt: int = 1) -> Job:
     """The :class:`Job` of ``job_key`` (``node#instance``) in ``run_id``."""
-    node_id, _, instance = job_key.rpartition("#")
-    return Job(run_id, node_id, digest, int(instance or 0), attempt)
+    node_id, instance = split_job_key(job_key)
+    return Job(run_id, node_id, digest, instance, attempt)
 
 
 class ComposedRunState:

@@ -18,13 +18,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from flowcraft_core.instance import ROOT, job_key
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
     """One unit of work: execute (or route) one node of one run.
 
     ``(run_id, node_id, instance)`` is the job's identity, the key of every idempotent step.
-    ``instance`` is the loop iteration or dynamic item (``0`` until loops exist). ``attempt`` is
+    ``instance`` names the loop iteration or batch item as a path (``"0"`` outside them, see
+    :mod:`flowcraft_core.engine.keys`). ``attempt`` is
     1-based and ``digest`` names the run's pinned blueprint (its content digest), so a worker
     never re-reads the run to find it.
 
@@ -35,13 +38,13 @@ class Job:
     run_id: str
     node_id: str
     digest: str
-    instance: int = 0
+    instance: str = ROOT
     attempt: int = 1
 
     @property
     def key(self) -> str:
         """The identity as one string, used in coordination keys."""
-        return f"{self.node_id}#{self.instance}"
+        return job_key(self.node_id, self.instance)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,7 +61,8 @@ class Job:
             run_id=str(data["r"]),
             node_id=str(data["n"]),
             digest=str(data["f"]),
-            instance=int(data.get("i", 0)),
+            # An integer 0 is how versions before loops wrote the root instance.
+            instance=str(data.get("i", ROOT)),
             attempt=int(data.get("a", 1)),
         )
 

@@ -22,7 +22,9 @@ from flowcraft_core.protocols import Consumer, Job, Queue
 
 
 def jobs(n: int, run: str = "r") -> list[Job]:
-    return [Job(run_id=run, node_id=f"n{i}", digest="digest", instance=i % 3) for i in range(n)]
+    return [
+        Job(run_id=run, node_id=f"n{i}", digest="digest", instance=f"0/{i % 3}") for i in range(n)
+    ]
 
 
 async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -60,7 +62,7 @@ async def test_every_job_is_delivered_as_enqueued(queue: AmqpQueue) -> None:
 
 
 async def test_jobs_travel_as_json(queue: AmqpQueue, amqp_url: str) -> None:
-    job = Job("r", "ноде", "f", instance=3, attempt=2)
+    job = Job("r", "ноде", "f", instance="0/3", attempt=2)
     await queue.enqueue(job)
     connection = pika.BlockingConnection(pika.URLParameters(parse_url(amqp_url).url))
     try:

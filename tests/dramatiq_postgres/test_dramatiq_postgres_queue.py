@@ -90,7 +90,7 @@ async def test_a_delay_past_the_bound_arrives_once_on_time_as_json(
     queue: PostgresDramatiqQueue, postgres: str
 ) -> None:
     delay = queue.settings.redelivery_bound + 1.0
-    job = Job("late", "ноде", "f", instance=2)
+    job = Job("late", "ноде", "f", instance="0/2")
     arrivals: list[float] = []
 
     async def record(got: Job) -> None:

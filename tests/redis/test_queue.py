@@ -20,7 +20,9 @@ from flowcraft_redis.broker import QUEUE_NAME, namespace
 
 
 def jobs(n: int, run: str = "r") -> list[Job]:
-    return [Job(run_id=run, node_id=f"n{i}", digest="digest", instance=i % 3) for i in range(n)]
+    return [
+        Job(run_id=run, node_id=f"n{i}", digest="digest", instance=f"0/{i % 3}") for i in range(n)
+    ]
 
 
 async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -61,7 +63,7 @@ async def test_every_job_is_delivered(queue: RedisQueue) -> None:
 
 
 async def test_jobs_travel_as_json(queue: RedisQueue, raw: redis.Redis) -> None:
-    job = Job(run_id="r", node_id="n", digest="f", instance=2, attempt=3)
+    job = Job(run_id="r", node_id="n", digest="f", instance="0/2", attempt=3)
     await queue.enqueue(job)
     stored = raw.hvals(f"{namespace(queue.settings)}:{QUEUE_NAME}.msgs")
     assert len(stored) == 1
