@@ -1,8 +1,8 @@
 """Contract: the queue (:class:`flowcraft_core.protocols.Queue`).
 
 * **delivery**: every enqueued job (``enqueue`` or ``enqueue_many``, before or after a consumer
-  starts) is delivered at least once, equal to what was enqueued (its JSON round trip), and no
-  job is invented; stopping a consumer loses nothing;
+  starts) is delivered at least once, equal to what was enqueued (its JSON round trip), its
+  headers included, and no job is invented; stopping a consumer loses nothing;
 * **redelivery**: a job whose handler raised is delivered again within
   ``redelivery_after_error_s`` (default ``redelivery_after_crash_s``), one whose handler was
   cancelled by ``stop(drain=False)`` within ``redelivery_after_crash_s`` (both plus
@@ -48,7 +48,8 @@ async def within(awaitable: Awaitable[T], seconds: float, what: str) -> T:
 
 
 def make_jobs(prefix: str, count: int) -> list[Job]:
-    """``count`` distinct jobs of this test, with unicode ids and varied fields."""
+    """``count`` distinct jobs of this test, with unicode ids and varied fields; every other
+    one carries headers (a trace context, a unicode one), which must travel with it."""
     names = ("a", "ноде", "n:ü#1", "emoji-\U0001f642", "sp ace", '"q"\\')
     return [
         Job(
@@ -57,6 +58,11 @@ def make_jobs(prefix: str, count: int) -> list[Job]:
             digest=f"sha256:{i:064x}",
             instance=f"0/{i * 7919 % 1000}" if i % 2 else "0",
             attempt=1 + i % 3,
+            headers=(
+                {"traceparent": f"00-{i:032x}-{i + 1:016x}-01", "ü-key": f'"v"\\{i}'}
+                if i % 2
+                else {}
+            ),
         )
         for i in range(count)
     ]
@@ -128,6 +134,15 @@ def _report(expected: set[Job], collector: Collector) -> list[str]:
     if invented:
         problems.append(
             f"{len(invented)} delivered jobs were never enqueued, e.g. {min(invented, key=repr)}"
+        )
+    # Headers are not part of a job's identity (equality), so they are compared on their own.
+    sent = {job: dict(job.headers) for job in expected}
+    changed = [j for _, j in collector.deliveries if j in sent and dict(j.headers) != sent[j]]
+    if changed:
+        job = changed[0]
+        problems.append(
+            f"{len(changed)} deliveries lost or changed their job's headers, e.g. {job} "
+            f"arrived with {dict(job.headers)!r} instead of {sent[job]!r}"
         )
     return problems
 

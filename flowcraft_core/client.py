@@ -169,6 +169,7 @@ class Client:
                 raise FlowcraftError("give a run id or an idempotency key, not both")
             run_id = idempotent_run_id(idempotency_key)
         run_id = run_id or uuid.uuid4().hex
+        headers = self.guests.run_headers(run_id=run_id, flow_id=compiled.id)
         meta: dict[str, Any] = {
             "flow": compiled.id,
             "digest": compiled.digest,
@@ -178,7 +179,11 @@ class Client:
         }
         if idempotency_key is not None:
             meta["idempotency_key"] = idempotency_key
-        jobs = [Job(run_id, node_id, compiled.digest) for node_id in compiled.start_ids]
+        if headers:  # kept with the run for the jobs enqueued later (resume, reconcile)
+            meta[keys.RUN_HEADERS] = headers
+        jobs = [
+            Job(run_id, node_id, compiled.digest, headers=headers) for node_id in compiled.start_ids
+        ]
         tries = 0
 
         async def store() -> None:
@@ -336,7 +341,7 @@ class Client:
         commit: dict[str, Any] = {keys.output_key(node_id): output}
         if action is not None:
             commit[keys.action_key(node_id)] = action
-        job = Job(run_id, node_id, str(meta["digest"]))
+        job = Job(run_id, node_id, str(meta["digest"]), headers=keys.run_headers(meta))
         try:
             won = await self._state.resume(job, guard=keys.output_key(node_id), commit=commit)
         except (TypeError, ValueError) as exc:

@@ -87,6 +87,18 @@ def flowcraft_run_started(run_id: str, flow_id: str, input: Any) -> None:
 
 
 @hookspec
+def flowcraft_run_headers(run_id: str, flow_id: str) -> dict[str, str] | None:
+    """Called by the client as it starts a run, before the run is stored. Return headers
+    (str → str) for every job of the run to carry to whichever worker takes it, on every queue
+    — a trace context, say — or None. The plugins' headers are merged (on a clash, the plugin
+    called first wins: the last registered); a plugin whose headers are not strings, or that
+    raises, is logged and left out; all of them together take at most
+    :data:`flowcraft_core.protocols.queue.MAX_HEADER_BYTES`. They are stored with the run, so
+    the jobs that a resume, a retry or reconcile enqueues later carry them too. Lifecycle
+    hooks that get a job read them as ``job.headers``."""
+
+
+@hookspec
 def flowcraft_run_finished(run_id: str, status: str, error: dict[str, Any] | None) -> None:
     """Called once, by the worker that wrote the run's final status."""
 
@@ -135,4 +147,5 @@ LIFECYCLE = frozenset(
         flowcraft_job_enqueued,
     )
 )
-"""The lifecycle family's names: the hooks :class:`flowcraft_core.plugins.Guests` calls."""
+"""The lifecycle family's names: the hooks :class:`flowcraft_core.plugins.Guests` calls as
+attributes. (``flowcraft_run_headers`` returns a value: it is :meth:`Guests.run_headers`.)"""

@@ -14,6 +14,7 @@ import pluggy
 
 from flowcraft_core import hookspecs
 from flowcraft_core.errors import DriverError
+from flowcraft_core.protocols.queue import MAX_HEADER_BYTES, check_headers
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,36 @@ class Guests:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._relay = pm.hook
+
+    def run_headers(self, run_id: str, flow_id: str) -> dict[str, str]:
+        """The headers every job of a new run carries: what each
+        ``flowcraft_run_headers`` implementation returned, merged, the first called winning a
+        clash. One that raises or returns something other than a str → str mapping is logged
+        and left out; one that would take the total past ``MAX_HEADER_BYTES`` is left out."""
+        caller: pluggy.HookCaller = self._relay.flowcraft_run_headers
+        merged: dict[str, str] = {}
+        kwargs = {"run_id": run_id, "flow_id": flow_id}
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.wrapper or impl.hookwrapper:
+                _warn_wrapper(impl.plugin_name, "flowcraft_run_headers")
+                continue
+            try:
+                given = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                if given is None:
+                    continue
+                headers = check_headers(given, f"the headers of plugin {impl.plugin_name!r}")
+                candidate = {**headers, **merged}
+                check_headers(candidate, f"the headers with plugin {impl.plugin_name!r}'s")
+            except Exception:
+                log.exception(
+                    "flowcraft plugin %r failed in flowcraft_run_headers; its headers are left "
+                    "out (at most %d bytes in all)",
+                    impl.plugin_name,
+                    MAX_HEADER_BYTES,
+                )
+                continue
+            merged = candidate
+        return merged
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         if name not in hookspecs.LIFECYCLE:

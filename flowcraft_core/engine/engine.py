@@ -459,7 +459,7 @@ class Engine:
 
     @staticmethod
     def _retry(job: Job) -> Job:
-        return Job(job.run_id, job.node_id, job.digest, job.instance, job.attempt + 1)
+        return Job(job.run_id, job.node_id, job.digest, job.instance, job.attempt + 1, job.headers)
 
     @staticmethod
     def _retry_delay(node: Node, job: Job) -> float:
@@ -757,7 +757,7 @@ class Engine:
     @staticmethod
     def _job_for(job: Job, target: str) -> Job:
         node_id, instance = split_job_key(target)
-        return Job(job.run_id, node_id, job.digest, instance)
+        return Job(job.run_id, node_id, job.digest, instance, headers=job.headers)
 
     async def _announce(self, job: Job, completion: Completion) -> None:
         # An awaiting run's idle signal is latched by the run state itself.

@@ -25,6 +25,7 @@ ACTION_PREFIX = "_actions."
 FALLBACK_PREFIX = "_fallback."
 
 ACTIVE_RUNS = "runs:active"
+RUN_HEADERS = "headers"  # the field of a run's metadata (RUN) with its jobs' headers
 
 # The layout below is also what the Redis driver's Lua scripts use: they get these names
 # rendered in at load (flowcraft_redis.connection.SCRIPT_CONSTANTS), never spelled by hand.
@@ -61,6 +62,15 @@ def fallback_key(node_id: str, instance: str = ROOT) -> str:
 def item_key(scatter_id: str, instance: str) -> str:
     """Where a batch scatter stores the item of the worker at ``instance``."""
     return f"_item#{instance}.{scatter_id}"
+
+
+def run_headers(meta: object) -> dict[str, str]:
+    """The headers every job of a run carries, from its metadata (``RUN``): none if unset."""
+    if isinstance(meta, dict):
+        headers = meta.get(RUN_HEADERS)
+        if isinstance(headers, dict):
+            return {str(k): str(v) for k, v in headers.items()}
+    return {}
 
 
 def blueprint_key(digest: str) -> str:

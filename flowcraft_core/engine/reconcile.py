@@ -12,7 +12,10 @@ stays "running" and keeps its context until someone cancels it.
 
 from __future__ import annotations
 
+import dataclasses
+
 from flowcraft_core.drivers import Backends
+from flowcraft_core.engine import keys
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import ComposedRunState, RunState
 
@@ -31,6 +34,10 @@ async def reconcile(
     for run_id in sorted(await state.active_runs()):
         jobs = await state.frontier(run_id, idle=older_than)
         if jobs:
+            # The run's jobs carry its plugins' headers (a trace context) from its metadata.
+            headers = keys.run_headers(await backends.context.get(run_id, keys.RUN))
+            if headers:
+                jobs = [dataclasses.replace(job, headers=headers) for job in jobs]
             await backends.queue.enqueue_many(jobs)
             touched.append(run_id)
     return touched

@@ -14,11 +14,14 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from flowcraft_core.instance import ROOT, job_key
+
+MAX_HEADER_BYTES = 4096
+"""The most a job's headers may take (keys and values, UTF-8): they travel in every message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +34,14 @@ class Job:
     1-based and ``digest`` names the run's pinned blueprint (its content digest), so a worker
     never re-reads the run to find it.
 
+    ``headers`` (str → str) are what lifecycle plugins asked every job of the run to carry
+    (a trace context, say: :func:`flowcraft_core.hookspecs.flowcraft_run_headers`). They are
+    not part of the identity: two jobs that differ only in headers are equal. Every job the
+    engine derives from a job (its retry, its successors) carries the same headers.
+
     The wire form (:meth:`to_dict`) keeps its short field names, ``"f"`` for the digest
-    included, so jobs queued by an earlier version are read unchanged.
+    included, so jobs queued by an earlier version are read unchanged; headers travel as
+    ``"h"``, only when there are any.
     """
 
     run_id: str
@@ -40,6 +49,7 @@ class Job:
     digest: str
     instance: str = ROOT
     attempt: int = 1
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -47,16 +57,20 @@ class Job:
         return job_key(self.node_id, self.instance)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "r": self.run_id,
             "n": self.node_id,
             "f": self.digest,
             "i": self.instance,
             "a": self.attempt,
         }
+        if self.headers:
+            wire["h"] = dict(self.headers)
+        return wire
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
+        headers = data.get("h")
         return cls(
             run_id=str(data["r"]),
             node_id=str(data["n"]),
@@ -64,7 +78,25 @@ class Job:
             # An integer 0 is how versions before loops wrote the root instance.
             instance=str(data.get("i", ROOT)),
             attempt=int(data.get("a", 1)),
+            headers=check_headers(headers, "a job's headers") if headers else {},
         )
+
+
+def check_headers(headers: Any, where: str) -> dict[str, str]:
+    """``headers`` as a plain dict, or a :class:`ValueError` naming ``where`` and the problem:
+    they must map non-empty strings to strings and take at most :data:`MAX_HEADER_BYTES`."""
+    if not isinstance(headers, Mapping):
+        raise ValueError(f"{where} must be an object of strings, got {type(headers).__name__}")
+    size = 0
+    for key, value in headers.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise ValueError(
+                f"{where} must map non-empty strings to strings; got {key!r}: {value!r}"
+            )
+        size += len(key.encode()) + len(value.encode())
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(f"{where} take {size} bytes; at most {MAX_HEADER_BYTES} are allowed")
+    return dict(headers)
 
 
 Handler = Callable[[Job], Awaitable[None]]

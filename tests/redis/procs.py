@@ -118,6 +118,7 @@ class Procs:
         reconcile_every: float = 0.0,
         stale_after: float = 300.0,
         ready: bool = True,
+        env: dict[str, str] | None = None,
     ) -> WorkerProc:
         name = f"worker-{len(self.procs)}"
         err = self.tmp / f"{name}.stderr"
@@ -140,7 +141,7 @@ class Procs:
                     str(stale_after),
                 ],
                 cwd=REPO,
-                env=child_env(self.log),
+                env=child_env(self.log, **(env or {})),
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
             )
