@@ -169,7 +169,9 @@ class MemoryCoordinationStore:
             self._values.setdefault(key, "1")
             self._expiry[key] = self._clock() + ttl
         for fut in self._waiters.pop(key, []):
-            if not fut.done():
+            # A waiter of an event loop that has since closed (an earlier asyncio.run) is
+            # gone with it: nothing to wake.
+            if not fut.done() and not fut.get_loop().is_closed():
                 fut.get_loop().call_soon_threadsafe(_resolve, fut, key)
 
     async def wait_any(self, keys: Sequence[str], timeout: float | None) -> str | None:

@@ -85,37 +85,64 @@ class MemoryQueue:
         self.faults = faults or Faults()
         self.redelivery_delay = redelivery_delay
         self.enqueued = 0
-        self._ready: asyncio.Queue[tuple[Job, int]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Queue[tuple[Job, int]] = asyncio.Queue()
         self._unfinished = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._timers: set[asyncio.TimerHandle] = set()
+        # Pending delays: handle -> (loop time due, job, delivery), kept so that a move to
+        # another event loop can schedule them again there.
+        self._timers: dict[asyncio.TimerHandle, tuple[float, Job, int]] = {}
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop, moving the queue onto it if it is not the one it ran on.
+
+        A process may run one ``memory://`` backend on several loops in turn (each
+        ``asyncio.run`` makes a new one); asyncio's primitives belong to one loop, so a new
+        loop gets new ones holding the same jobs: nothing queued or delayed is lost."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return loop
+        old, self._ready = self._ready, asyncio.Queue()
+        while not old.empty():
+            self._ready.put_nowait(old.get_nowait())
+        self._idle = asyncio.Event()
+        if self._unfinished == 0:
+            self._idle.set()
+        timers, self._timers = self._timers, {}
+        self._loop = loop
+        now = loop.time()
+        for handle, (due, job, delivery) in timers.items():
+            handle.cancel()
+            self._unfinished -= 1  # counted again by _later
+            self._later(max(0.0, due - now), job, delivery)
+        return loop
 
     def _ready_queue(self) -> asyncio.Queue[tuple[Job, int]]:
-        if self._ready is None:
-            self._ready = asyncio.Queue()
+        self._bind()
         return self._ready
 
     def _put(self, job: Job, delivery: int) -> None:
+        ready = self._ready_queue()
         self._unfinished += 1
         self._idle.clear()
-        self._ready_queue().put_nowait((job, delivery))
+        ready.put_nowait((job, delivery))
 
     def _later(self, delay: float, job: Job, delivery: int) -> None:
         if delay <= 0:
             self._put(job, delivery)
             return
+        loop = self._bind()
         self._unfinished += 1  # a pending timer is unfinished work too
         self._idle.clear()
-        loop = asyncio.get_running_loop()
 
         def fire() -> None:
-            self._timers.discard(handle)
+            self._timers.pop(handle, None)
             self._unfinished -= 1
             self._put(job, delivery)
 
         handle = loop.call_later(delay, fire)
-        self._timers.add(handle)
+        self._timers[handle] = (loop.time() + delay, job, delivery)
 
     def _redeliver(self, job: Job, delivery: int, *, backoff: bool = False) -> None:
         delay = self.redelivery_delay
@@ -139,6 +166,7 @@ class MemoryQueue:
 
     async def join(self) -> None:
         """Wait until nothing is queued, delayed or in flight (tests and ``flowcraft run``)."""
+        self._bind()
         await self._idle.wait()
 
     def stats(self) -> dict[str, Any]:

@@ -1327,3 +1327,46 @@ async def test_a_second_start_of_a_run_id_is_refused(fused: bool) -> None:
         result = await client.result("taken", 5)
     assert result.outputs == {"a": 2}  # the first start's input, once
     assert calls.counter == {"a": 1}
+
+
+def test_one_memory_backend_serves_one_event_loop_after_another() -> None:
+    """``asyncio.run`` twice in a process (a script, a notebook cell re-run) on the same
+    ``memory://`` backend: asyncio's primitives belong to the first loop, and the second run
+    used to fail with "bound to a different event loop"."""
+    from flowcraft_core import run_workflow_sync
+
+    calls = Calls()
+    flow = bp(
+        [{"id": "a", "uses": "add"}, {"id": "b", "uses": "add", "params": {"n": 2}}],
+        [{"source": "a", "target": "b"}],
+    )
+    url = unique_url()
+    for n in range(3):
+        result = run_workflow_sync(flow, {"add": calls.add()}, n, backend=url, timeout=5)
+        assert (result.status, result.outputs) == ("completed", {"a": n + 1, "b": n + 3})
+
+
+def test_a_delayed_memory_job_survives_the_end_of_its_event_loop() -> None:
+    """A job delayed on one loop that ends before it is due is delivered on the next loop
+    that uses the queue, not dropped with the dead loop's timer."""
+    from flowcraft_memory.queue import MemoryQueue
+
+    queue = MemoryQueue()
+    job = Job("r", "n", "d")
+
+    async def enqueue_and_leave() -> None:
+        await queue.enqueue(job, delay=0.2)
+
+    async def consume() -> list[Job]:
+        got: list[Job] = []
+
+        async def handler(j: Job) -> None:
+            got.append(j)
+
+        consumer = await queue.consume(handler)
+        await asyncio.wait_for(queue.join(), 5)
+        await consumer.stop()
+        return got
+
+    asyncio.run(enqueue_and_leave())
+    assert asyncio.run(consume()) == [job]
