@@ -7,7 +7,8 @@ from typing import Any
 
 WAIT = "wait"
 SLEEP = "sleep"
-BUILTIN_USES: frozenset[str] = frozenset({WAIT, SLEEP})
+SUBFLOW = "subflow"
+BUILTIN_USES: frozenset[str] = frozenset({WAIT, SLEEP, SUBFLOW})
 
 #: Longest ``sleep`` (ms): seven days, well inside the lifetime of an unfinished run's
 #: bookkeeping (``EngineSettings.run_ttl``, 30 days), so a sleeping run is never forgotten.

@@ -19,11 +19,14 @@ from typing import Any, TypeVar
 import pluggy
 
 from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.builtins import SUBFLOW, WAIT
+from flowcraft_core.catalog import as_catalog, closure
 from flowcraft_core.drivers import Backends, open_backends
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import Census, run_state_for
+from flowcraft_core.engine.subflow import continue_parent, parent_job
 from flowcraft_core.errors import FlowcraftError, RunExists, RunNotFound
 from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import CoordinationStore, Job
@@ -100,8 +103,8 @@ class Client:
         pm = pm or default_manager()
         self.hook = pm.hook
         self.guests = Guests(pm)
-        values = blueprints.values() if isinstance(blueprints, Mapping) else blueprints
-        self.blueprints: dict[str, Blueprint] = {bp.id: bp for bp in values}
+        self.blueprints: dict[str, Blueprint] = as_catalog(blueprints)
+        """The catalog: blueprints by id, for ``start(id)`` and for the subflows a run names."""
         self.known_uses = set(known_uses) if known_uses is not None else None
         # Cancelling finalizes a run as a worker would, with the driver's own steps.
         self._state = run_state_for(
@@ -113,6 +116,8 @@ class Client:
         )
         self._compiled: dict[str, CompiledFlow] = {}
         self._json: dict[str, str] = {}  # each blueprint's JSON form, by digest
+        # The blueprints each flow's subflows reach in the catalog, by the flow's digest.
+        self._reach: dict[str, dict[str, CompiledFlow]] = {}
 
     @property
     def coordination(self) -> CoordinationStore:
@@ -133,6 +138,13 @@ class Client:
             if self.known_uses is not None:
                 check(flow, known_uses=self.known_uses)
             compiled = CompiledFlow(flow)
+            # With a catalog, every subflow must name a blueprint in it (and none may include
+            # itself); without one, a worker's catalog may still have it, or the run fails.
+            reach = closure(flow, self.blueprints) if self.blueprints else {}
+            self._reach[digest] = {
+                bid: self.compile(bp) if bp.digest() != digest else compiled
+                for bid, bp in reach.items()
+            }
             self._compiled[digest] = compiled
         return compiled
 
@@ -170,15 +182,18 @@ class Client:
             run_id = idempotent_run_id(idempotency_key)
         run_id = run_id or uuid.uuid4().hex
         headers = self.guests.run_headers(run_id=run_id, flow_id=compiled.id)
+        reach = self._reach.get(compiled.digest, {})
         meta: dict[str, Any] = {
             "flow": compiled.id,
             "digest": compiled.digest,
             "started": time.time(),
             # Whether the run can ever await a resume: if not, waiters need only "done".
-            "waits": any(n.builtin == "wait" for n in compiled.nodes.values()),
+            "waits": any(n.builtin in (WAIT, SUBFLOW) for n in compiled.nodes.values()),
         }
         if idempotency_key is not None:
             meta["idempotency_key"] = idempotency_key
+        if reach:
+            meta["subflows"] = {bid: c.digest for bid, c in sorted(reach.items())}
         if headers:  # kept with the run for the jobs enqueued later (resume, reconcile)
             meta[keys.RUN_HEADERS] = headers
         jobs = [
@@ -189,6 +204,9 @@ class Client:
         async def store() -> None:
             nonlocal tries
             tries += 1
+            # The subflows' blueprints are pinned before the run that names them exists.
+            for child in reach.values():
+                await self._state.store_blueprint(child.digest, self._blueprint_json(child))
             try:
                 await self._state.start(
                     run_id,
@@ -299,14 +317,38 @@ class Client:
         return RunResult(run_id, status, outputs, error, context)
 
     async def cancel(self, run_id: str) -> bool:
-        """Cancel a run: no new node starts. False if it had already finished."""
+        """Cancel a run: no new node starts, and its unfinished subflow runs are cancelled
+        too. False if it had already finished (its subflow runs are still cancelled, so a
+        cancel that died half way is completed by calling it again)."""
         await self._census(run_id)  # raises RunNotFound
         won = await self._state.finalize(
             run_id, "cancelled", None, retention=self.settings.retention
         )
         if won:
             self.guests.flowcraft_run_finished(run_id=run_id, status="cancelled", error=None)
+            # A cancelled subflow run continues its parent, which sees its failure.
+            await continue_parent(self.backends.context, self.backends.queue, run_id)
+        for child in await self._state.children(run_id):
+            census = await self._state.census(child)
+            if census.final is None and census.activated:
+                await self.cancel(child)
         return won
+
+    async def children(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The subflow runs ``run_id`` started, by run id: each one's ``node`` (the subflow
+        node that started it), ``blueprint`` and ``status``."""
+        out: dict[str, dict[str, Any]] = {}
+        for child in await self._state.children(run_id):
+            census = await self._state.census(child)
+            meta = await self.backends.context.get(child, keys.RUN)
+            parent = meta.get("parent") if isinstance(meta, dict) else None
+            status = "starting" if census.final is None and not census.activated else census.status
+            out[child] = {
+                "node": parent.get("node") if isinstance(parent, dict) else None,
+                "blueprint": parent.get("blueprint") if isinstance(parent, dict) else None,
+                "status": status,
+            }
+        return out
 
     async def resume(
         self,
@@ -321,7 +363,17 @@ class Client:
         census, _ = await self._census(run_id)
         if census.final is not None:
             raise FlowcraftError(f"run {run_id} is {census.status}; it cannot be resumed")
-        parked = [key.rpartition("#")[0] for key in await self._state.parked(run_id)]
+        members = await self._state.parked(run_id)
+        # A subflow node parks while its child awaits: resuming it resumes the child.
+        subflows = {}
+        for member in members:
+            tag = keys.parse_subflow_member(member)
+            if tag is not None:
+                subflows[tag[0].rpartition("#")[0]] = tag
+        parked = [
+            key.rpartition("#")[0] for key in members if keys.parse_subflow_member(key) is None
+        ]
+        parked = sorted({*parked, *subflows})
         if node_id is None:
             if len(parked) != 1:
                 raise FlowcraftError(
@@ -334,6 +386,10 @@ class Client:
                 f"node {node_id!r} of run {run_id} is not waiting "
                 f"(waiting: {', '.join(parked) or 'none'})"
             )
+        if node_id in subflows:
+            job_key, attempt, _ = subflows[node_id]
+            await self.resume(keys.child_run_id(run_id, job_key, attempt), action, output)
+            return node_id
         meta = await self.backends.context.get(run_id, keys.RUN)
         if not isinstance(meta, dict):
             raise RunNotFound(f"run {run_id} has no metadata")
@@ -348,6 +404,11 @@ class Client:
             raise FlowcraftError(f"the resume output is not JSON-serialisable: {exc}") from None
         await self.backends.queue.enqueue(job)
         self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
+        parent = parent_job(meta)
+        if parent is not None:
+            # This subflow run goes on: its parent, parked while it awaited, goes on too.
+            member = keys.subflow_member(parent.key, parent.attempt, census.generation)
+            await self._state.unpark(parent.run_id, [member])
         if not won:
             raise FlowcraftError(
                 f"node {node_id!r} of run {run_id} was already resumed by another call; "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pluggy
 
 from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.catalog import as_catalog, closure
 from flowcraft_core.client import Client, RunResult
 from flowcraft_core.drivers import Backends, open_backends
 from flowcraft_core.engine import EngineSettings
@@ -27,17 +29,29 @@ async def run_workflow(
     timeout: float | None = None,
     settings: EngineSettings | None = None,
     pm: pluggy.PluginManager | None = None,
+    blueprints: Iterable[Blueprint] | Mapping[str, Blueprint] = (),
 ) -> RunResult:
     """Start ``blueprint`` and work on it here until it is finished or awaiting a resume.
 
     Returns (or raises :class:`~flowcraft_core.client.RunTimeout` after ``timeout`` seconds)
     without waiting for nodes still running: they are cancelled, uncommitted, and their jobs
-    handed back to the queue (on a shared backend, another worker takes them up)."""
+    handed back to the queue (on a shared backend, another worker takes them up).
+    ``blueprints`` is the catalog its subflows find their blueprints in."""
     registry = Registry.of(registry)
     check(blueprint, known_uses=registry)
+    catalog = as_catalog(blueprints)
+    for child in closure(blueprint, catalog).values() if catalog else ():
+        check(child, known_uses=registry)
     backends = backend if isinstance(backend, Backends) else open_backends(backend, pm=pm)
-    client = Client(backends, settings=settings, pm=pm)
-    worker = Worker(registry, backends, concurrency=concurrency, settings=settings, pm=pm)
+    client = Client(backends, settings=settings, pm=pm, blueprints=catalog)
+    worker = Worker(
+        registry,
+        backends,
+        concurrency=concurrency,
+        settings=settings,
+        pm=pm,
+        blueprints=catalog,
+    )
     worker.engine.remember(client.compile(blueprint))
     await worker.start()
     try:

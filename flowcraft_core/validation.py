@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable
 from typing import Any, TypeGuard
 
 from flowcraft_core.blueprint import JOIN_STRATEGIES, Blueprint
-from flowcraft_core.builtins import BUILTIN_USES, MAX_SLEEP_MS, SLEEP, duration_ms
+from flowcraft_core.builtins import BUILTIN_USES, MAX_SLEEP_MS, SLEEP, SUBFLOW, duration_ms
 from flowcraft_core.errors import BlueprintError, ExpressionError, Problem
 from flowcraft_core.expressions import CONDITION_NAMES, TRANSFORM_NAMES, compile_expression
 
@@ -100,6 +100,8 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
                     f"seven days) or as '500ms', '5s', '1m', '2h', '1d', got {duration!r}"
                 )
                 add(Problem(where, message))
+        if n.uses == SUBFLOW:
+            problems.extend(Problem(where, m) for m in _subflow_problems(n.params))
 
     for e in bp.edges:
         where = e.describe()
@@ -128,6 +130,33 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
     problems.extend(_cycles(bp, ids))
     problems.extend(_unreachable(bp, ids))
     return problems
+
+
+def _subflow_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with a subflow node's params (blueprintId, inputs, outputs)."""
+    found: list[str] = []
+    target = params.get("blueprintId")
+    if not isinstance(target, str) or not target:
+        found.append(f"subflow is missing 'blueprintId' parameter (got {target!r})")
+    for name, side in (("inputs", "child"), ("outputs", "parent")):
+        mapping = params.get(name)
+        if mapping is None:
+            continue
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in mapping.items()
+        ):
+            found.append(
+                f"subflow params.{name} must map non-empty strings to non-empty strings, "
+                f"got {mapping!r}"[:300]
+            )
+            continue
+        reserved = [k for k in mapping if k.startswith("_")]
+        if reserved:
+            found.append(
+                f"subflow params.{name} writes the {side}'s context keys {reserved!r}; keys "
+                "starting with '_' are reserved for flowcraft"
+            )
+    return found
 
 
 def _fallbacks_with_edges(bp: Blueprint) -> list[Problem]:

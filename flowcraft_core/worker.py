@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pluggy
 
+from flowcraft_core.blueprint import Blueprint
+from flowcraft_core.catalog import as_catalog
 from flowcraft_core.drivers import Backends
 from flowcraft_core.engine import Checkpoint, Engine, EngineSettings
 from flowcraft_core.engine.reconcile import reconcile
@@ -41,6 +44,7 @@ class Worker:
         reconcile_every: float | None = None,
         stale_after: float = 300.0,
         stall_warning: float = 1.0,
+        blueprints: Iterable[Blueprint] | Mapping[str, Blueprint] = (),
     ) -> None:
         self.backends = backends
         self.concurrency = concurrency
@@ -53,6 +57,7 @@ class Worker:
             pm=pm,
             checkpoint=checkpoint,
             threads=concurrency,
+            blueprints=as_catalog(blueprints),
         )
         self.reconcile_every = reconcile_every
         self.stale_after = stale_after

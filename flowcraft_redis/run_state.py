@@ -197,7 +197,17 @@ class RedisRunState(ComposedRunState):
             self._co.signal_key(rk.signal_done),
             co(ACTIVE_RUNS),
             self._ctx.key(run_id),
-            *(co(k) for k in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.progress)),
+            *(
+                co(k)
+                for k in (
+                    rk.activated,
+                    rk.finished,
+                    rk.waiting,
+                    rk.resumed,
+                    rk.progress,
+                    rk.children,
+                )
+            ),
         ]
         record = final_record(status, error)
         won = await self._connections.script("run_finalize.lua")(

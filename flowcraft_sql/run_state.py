@@ -205,7 +205,14 @@ class SQLRunState(ComposedRunState):
             Op.set_if_absent(rk.final, record, retention),
             *(
                 Op.extend(key, retention)
-                for key in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.progress)
+                for key in (
+                    rk.activated,
+                    rk.finished,
+                    rk.waiting,
+                    rk.resumed,
+                    rk.progress,
+                    rk.children,
+                )
             ),
             Op.remove_member(ACTIVE_RUNS, rk.run_id),
         ]

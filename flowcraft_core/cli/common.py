@@ -79,6 +79,24 @@ def load_blueprint(path: str) -> Blueprint:
     return Blueprint.load(path)
 
 
+blueprints_option = click.option(
+    "--blueprints",
+    "blueprints_dir",
+    default=None,
+    metavar="DIR",
+    help="A catalog: every *.json/*.yaml blueprint in DIR, by id, for the subflows to name.",
+)
+
+
+def load_blueprints(directory: str | None) -> dict[str, Blueprint]:
+    """The ``--blueprints DIR`` catalog (empty without one); errors name the file."""
+    if directory is None:
+        return {}
+    from flowcraft_core.catalog import load_catalog
+
+    return load_catalog(directory)
+
+
 def parse_json(value: str | None, what: str) -> Any:
     if value is None:
         return None

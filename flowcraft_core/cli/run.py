@@ -9,6 +9,7 @@ import click
 from flowcraft_core.cli.common import (
     EXIT_USAGE,
     backend_option,
+    blueprints_option,
     connect,
     context_option,
     exit_code,
@@ -16,6 +17,7 @@ from flowcraft_core.cli.common import (
     json_option,
     leave,
     load_blueprint,
+    load_blueprints,
     parse_context,
     parse_json,
     print_result,
@@ -43,6 +45,7 @@ from flowcraft_core.validation import validate
 @click.option("--input", "input_json", default=None, metavar="JSON", help="The run input.")
 @context_option
 @backend_option
+@blueprints_option
 @click.option("--concurrency", default=8, show_default=True, help="Jobs at a time.")
 @click.option(
     "--timeout",
@@ -59,6 +62,7 @@ def run(
     input_json: str | None,
     context_json: str | None,
     backend: str | None,
+    blueprints_dir: str | None,
     concurrency: int,
     timeout: float | None,
     as_json: bool,
@@ -72,6 +76,7 @@ def run(
 
     bp = load_blueprint(blueprint)
     registry = load_registry(registry_spec)
+    catalog = load_blueprints(blueprints_dir)
     check(bp, known_uses=registry)
     run_input = parse_json(input_json, "--input")
     context = parse_context(context_json)
@@ -88,6 +93,7 @@ def run(
                 concurrency=concurrency,
                 timeout=timeout,
                 settings=EngineSettings.from_env(),
+                blueprints=catalog,
             )
         except RunTimeout as exc:
             click.echo(

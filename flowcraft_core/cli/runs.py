@@ -3,21 +3,26 @@ workers execute elsewhere."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.cli.common import (
     EXIT_RUN_NOT_COMPLETED,
     backend_option,
+    blueprints_option,
     connect,
     context_option,
     exit_code,
     guarded,
     json_option,
     load_blueprint,
+    load_blueprints,
     parse_context,
     parse_json,
     print_result,
@@ -29,9 +34,15 @@ from flowcraft_core.engine import EngineSettings
 T = TypeVar("T")
 
 
-def with_client(backend: str | None, action: Callable[[Client], Awaitable[T]]) -> T:
+def with_client(
+    backend: str | None,
+    action: Callable[[Client], Awaitable[T]],
+    blueprints: dict[str, Blueprint] | None = None,
+) -> T:
     async def go() -> T:
-        client = Client(await connect(backend), settings=EngineSettings.from_env())
+        client = Client(
+            await connect(backend), settings=EngineSettings.from_env(), blueprints=blueprints or {}
+        )
         try:
             return await action(client)
         finally:
@@ -52,6 +63,7 @@ def with_client(backend: str | None, action: Callable[[Client], Awaitable[T]]) -
     help="Start at most one run per KEY: a key seen before prints the first run's id.",
 )
 @backend_option
+@blueprints_option
 @guarded
 def start(
     blueprint: str,
@@ -60,9 +72,14 @@ def start(
     run_id: str | None,
     idempotency_key: str | None,
     backend: str | None,
+    blueprints_dir: str | None,
 ) -> None:
-    """Store BLUEPRINT with a new run and enqueue it; print the run id as the last line."""
-    bp = load_blueprint(blueprint)
+    """Store BLUEPRINT with a new run and enqueue it; print the run id as the last line.
+    BLUEPRINT is a file, or with --blueprints the id of a blueprint in that catalog."""
+    catalog = load_blueprints(blueprints_dir)
+    bp: Blueprint | str = (
+        blueprint if blueprint in catalog and not Path(blueprint).exists() else None
+    ) or load_blueprint(blueprint)
     run_input = parse_json(input_json, "--input")
     context = parse_context(context_json)
     click.echo(
@@ -71,6 +88,7 @@ def start(
             lambda c: c.start(
                 bp, run_input, context=context, run_id=run_id, idempotency_key=idempotency_key
             ),
+            catalog,
         )
     )
 
@@ -109,12 +127,21 @@ def wait(run_id: str, backend: str | None, timeout: float | None, as_json: bool)
 @json_option
 @guarded
 def status(run_id: str, backend: str | None, as_json: bool) -> None:
-    """Print the status of RUN_ID now (running, awaiting, completed, failed, cancelled)."""
-    result = with_client(backend, lambda c: c.snapshot(run_id))
+    """Print the status of RUN_ID now (running, awaiting, completed, failed, cancelled), then
+    one line per subflow run it started: run id, node, blueprint, status."""
+
+    async def action(client: Client) -> tuple[RunResult, dict[str, dict[str, Any]]]:
+        return await client.snapshot(run_id), await client.children(run_id)
+
+    result, children = with_client(backend, action)
     if as_json:
-        print_result(result, True)
+        click.echo(json.dumps({**result.to_dict(), "children": children}, default=str))
     else:
         click.echo(result.status)
+        for child, info in children.items():
+            click.echo(
+                f"  child {child} (node {info['node']!r}, {info['blueprint']}): {info['status']}"
+            )
 
 
 @click.command()

@@ -11,7 +11,14 @@ import sys
 
 import click
 
-from flowcraft_core.cli.common import backend_option, connect, guarded, run_async
+from flowcraft_core.cli.common import (
+    backend_option,
+    blueprints_option,
+    connect,
+    guarded,
+    load_blueprints,
+    run_async,
+)
 from flowcraft_core.drivers import mask
 from flowcraft_core.engine import EngineSettings
 from flowcraft_core.engine.reconcile import orphans, reconcile
@@ -27,12 +34,14 @@ async def serve(
     concurrency: int,
     reconcile_every: float | None,
     stale_after: float,
+    blueprints_dir: str | None = None,
 ) -> bool:
     """One worker process: run until SIGTERM/SIGINT, then finish in-flight jobs and hand
     back prefetched ones. A second signal stops at once: in-flight jobs are cancelled and
     handed back, to be redelivered. Returns whether threads of abandoned sync node code are
     still running (then the process must exit without waiting for them)."""
     registry = load_registry(registry_spec)
+    catalog = load_blueprints(blueprints_dir)
     backends = await connect(backend)
     stop = asyncio.Event()
     now = asyncio.Event()
@@ -50,6 +59,7 @@ async def serve(
         settings=EngineSettings.from_env(),
         reconcile_every=reconcile_every,
         stale_after=stale_after,
+        blueprints=catalog,
     )
     await worker.start()
     log.info(
@@ -96,12 +106,15 @@ def _child(
     concurrency: int,
     reconcile_every: float | None,
     stale_after: float,
+    blueprints_dir: str | None = None,
 ) -> None:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     _exit_past_threads(
-        asyncio.run(serve(registry_spec, backend, concurrency, reconcile_every, stale_after))
+        asyncio.run(
+            serve(registry_spec, backend, concurrency, reconcile_every, stale_after, blueprints_dir)
+        )
     )
 
 
@@ -114,6 +127,7 @@ def _child(
     help="A dict of callables or a Registry.",
 )
 @backend_option
+@blueprints_option
 @click.option("--processes", default=1, show_default=True, help="Worker processes.")
 @click.option("--concurrency", default=8, show_default=True, help="Jobs at a time per process.")
 @click.option(
@@ -134,6 +148,7 @@ def _child(
 def worker(
     registry_spec: str,
     backend: str | None,
+    blueprints_dir: str | None,
     processes: int,
     concurrency: int,
     reconcile_every: float,
@@ -145,18 +160,21 @@ def worker(
     Engine tunables come from FLOWCRAFT_<SETTING> variables, e.g. FLOWCRAFT_RETENTION (seconds a
     finished run is kept), FLOWCRAFT_LEASE_TTL, FLOWCRAFT_MISSING_RETRIES."""
     load_registry(registry_spec)  # fail fast, in the parent, on a bad --registry
+    load_blueprints(blueprints_dir)  # and on a bad --blueprints
     run_async(_probe(backend))
     every = reconcile_every or None
     if processes <= 1:
         _exit_past_threads(
-            run_async(serve(registry_spec, backend, concurrency, every, stale_after))
+            run_async(
+                serve(registry_spec, backend, concurrency, every, stale_after, blueprints_dir)
+            )
         )
         return
     ctx = multiprocessing.get_context("spawn")
     children = [
         ctx.Process(
             target=_child,
-            args=(registry_spec, backend, concurrency, every, stale_after),
+            args=(registry_spec, backend, concurrency, every, stale_after, blueprints_dir),
             name=f"flowcraft-worker-{i}",
         )
         for i in range(processes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowcraft_core.blueprint import Blueprint, NodeDef
-from flowcraft_core.builtins import BUILTIN_USES
+from flowcraft_core.builtins import BUILTIN_USES, SUBFLOW
 from flowcraft_core.engine import keys
 from flowcraft_core.errors import ExpressionError
 from flowcraft_core.expressions import (
@@ -109,6 +109,9 @@ class Node:
     sources: dict[str, list[Edge]] = field(default_factory=dict)
     # Names the outgoing conditions read (besides ``result``), resolved like references.
     condition_refs: dict[str, Ref] = field(default_factory=dict)
+    # A subflow node's ``params.inputs`` ({child key: parent reference}), resolved like
+    # ``inputs`` references (read with the node's load, with the run's metadata).
+    subflow_inputs: dict[str, Ref] | None = None
 
     @property
     def builtin(self) -> str | None:
@@ -186,6 +189,17 @@ class CompiledFlow:
             node.condition_refs = {name: self._ref(name) for name in sorted(names)}
             node.read_keys = self._read_keys(node)
             node.needs_join = bool(node.incoming)
+            if node.definition.uses == SUBFLOW:
+                node.subflow_inputs = {
+                    k: self._ref(v) for k, v in (node.definition.params.get("inputs") or {}).items()
+                }
+                extra = [keys.RUN, *self._ref_keys(node.subflow_inputs)]
+                node.read_keys = list(dict.fromkeys([*node.read_keys, *extra]))
+
+    @property
+    def terminal_ids(self) -> list[str]:
+        """The nodes without outgoing edges, in blueprint order (Flowcraft's terminal nodes)."""
+        return [n.id for n in self.blueprint.nodes if not self.nodes[n.id].outgoing]
 
     def _ref(self, text: str) -> Ref:
         if text.startswith("_"):

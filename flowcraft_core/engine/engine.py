@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from flowcraft_core.blueprint import MAX_RETRY_DELAY_MS, Blueprint
-from flowcraft_core.builtins import SLEEP, WAIT, duration_ms
+from flowcraft_core.builtins import SLEEP, SUBFLOW, WAIT, duration_ms
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node
 from flowcraft_core.engine.errors import describe, problem
@@ -42,6 +42,7 @@ from flowcraft_core.engine.state import (
     RunState,
     run_state_for,
 )
+from flowcraft_core.engine.subflow import Subflows, continue_parent
 from flowcraft_core.errors import ExpressionError, NodeTimeout, NotRetried
 from flowcraft_core.expressions import Expression, evaluate_condition
 from flowcraft_core.instance import split_job_key
@@ -112,6 +113,7 @@ class Engine:
         pm: pluggy.PluginManager | None = None,
         checkpoint: Checkpoint | None = None,
         threads: int = 8,
+        blueprints: Mapping[str, Blueprint] | None = None,
     ) -> None:
         self.registry = registry
         self.queue = queue
@@ -133,6 +135,7 @@ class Engine:
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._tokens = itertools.count()
         self._leases = LeaseKeeper(self.state)
+        self.subflows = Subflows(self, dict(blueprints or {}))
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
         self.executing: dict[int, str] = {}
@@ -304,6 +307,8 @@ class Engine:
         if builtin == WAIT:
             await self._announce(job, await lease.given_back_by(self.state.park(job)))
             return NOTHING
+        if builtin == SUBFLOW:
+            return await self.subflows.step(job, flow, node, node_input, loaded, lease, prefetch)
         if builtin == SLEEP:
             if await self._still_asleep(job, node, lease):
                 return NOTHING
@@ -378,44 +383,67 @@ class Engine:
             final = isinstance(exc, NotRetried)
             cause = exc.error if isinstance(exc, NotRetried) else exc
             error = describe(cause, node_id=node.id, attempt=job.attempt)
-            if job.attempt < cfg.max_retries and not final:
-                delay = self._retry_delay(node, job)
-                first = await lease.given_back_by(self.state.fail_attempt(job))
-                if first:  # a duplicate delivery of this attempt must not schedule another
-                    await self._enqueue([self._retry(job)], delay)
-                    self.guests.flowcraft_node_retried(job=job, error=error, delay=delay)
+            outcome = await self._attempt_failed(
+                job, flow, node, node_input, loaded, lease, error, final=final
+            )
+            if outcome is None:
                 return None
-            if node.fallback is not None:
-                fallback = self.registry.get(node.fallback.uses)
-                if fallback is not None:
-                    fb_ctx = NodeContext(
-                        input=flow.fallback_input(node, loaded.values, node_input),
-                        params=node.fallback.params,
-                        run_id=job.run_id,
-                        node_id=node.fallback.id,
-                        attempt=1,
-                        context=RunContext(self.context, job.run_id),
-                        instance=job.instance,
-                    )
-                    try:
-                        value = await self._call(
-                            fallback.call, fb_ctx, node.fallback.config.timeout, node, job
-                        )
-                    except BaseException as fb_exc:
-                        _reraise_if_ours(fb_exc)
-                        cause = fb_exc.error if isinstance(fb_exc, NotRetried) else fb_exc
-                        error["fallback"] = describe(cause, node_id=node.fallback.id)
-                    else:
-                        return self._as_result(value), fb_ctx.context.pending, True
-                else:
-                    error["fallback"] = problem(
-                        node.fallback.id,
-                        "MissingImplementation",
-                        f"no implementation for uses={node.fallback.uses!r}",
-                    )
-            await self._fail(job, error)
-            return None
+            return outcome[0], outcome[1], True
         return self._as_result(value), run_context.pending, False
+
+    async def _attempt_failed(
+        self,
+        job: Job,
+        flow: CompiledFlow,
+        node: Node,
+        node_input: Any,
+        loaded: Loaded,
+        lease: Lease,
+        error: dict[str, Any],
+        *,
+        final: bool = False,
+    ) -> tuple[Result, Mapping[str, Any]] | None:
+        """Attempt ``job.attempt`` of ``node`` failed with ``error``: schedule the next attempt
+        (unless ``final`` or it was the last), else run the fallback, else fail the run.
+        Returns the fallback's (result, context writes), or None."""
+        cfg = node.definition.config
+        if job.attempt < cfg.max_retries and not final:
+            delay = self._retry_delay(node, job)
+            first = await lease.given_back_by(self.state.fail_attempt(job))
+            if first:  # a duplicate delivery of this attempt must not schedule another
+                await self._enqueue([self._retry(job)], delay)
+                self.guests.flowcraft_node_retried(job=job, error=error, delay=delay)
+            return None
+        if node.fallback is not None:
+            fallback = self.registry.get(node.fallback.uses)
+            if fallback is not None:
+                fb_ctx = NodeContext(
+                    input=flow.fallback_input(node, loaded.values, node_input),
+                    params=node.fallback.params,
+                    run_id=job.run_id,
+                    node_id=node.fallback.id,
+                    attempt=1,
+                    context=RunContext(self.context, job.run_id),
+                    instance=job.instance,
+                )
+                try:
+                    value = await self._call(
+                        fallback.call, fb_ctx, node.fallback.config.timeout, node, job
+                    )
+                except BaseException as fb_exc:
+                    _reraise_if_ours(fb_exc)
+                    cause = fb_exc.error if isinstance(fb_exc, NotRetried) else fb_exc
+                    error["fallback"] = describe(cause, node_id=node.fallback.id)
+                else:
+                    return self._as_result(value), fb_ctx.context.pending
+            else:
+                error["fallback"] = problem(
+                    node.fallback.id,
+                    "MissingImplementation",
+                    f"no implementation for uses={node.fallback.uses!r}",
+                )
+        await self._fail(job, error)
+        return None
 
     @staticmethod
     def _committed(node: Node, values: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -771,6 +799,9 @@ class Engine:
                 self.guests.flowcraft_run_finished(
                     run_id=job.run_id, status="completed", error=None
                 )
+            await continue_parent(self.context, self.queue, job.run_id)
+        elif completion.awaiting:
+            await continue_parent(self.context, self.queue, job.run_id)
 
     async def _fail(self, job: Job, error: dict[str, Any]) -> None:
         won = await self.state.finalize(
@@ -779,6 +810,7 @@ class Engine:
         if won:
             self.guests.flowcraft_node_failed(job=job, error=error)
             self.guests.flowcraft_run_finished(run_id=job.run_id, status="failed", error=error)
+        await continue_parent(self.context, self.queue, job.run_id)
 
 
 def _reraise_if_ours(exc: BaseException) -> None:

@@ -15,6 +15,8 @@ ending at the first ``.``, which it never holds), so no two (node, instance) pai
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 
 from flowcraft_core import instance
 
@@ -84,6 +86,7 @@ class RunKeys:
     __slots__ = (
         "activated",
         "base",
+        "children",
         "final",
         "finished",
         "progress",
@@ -103,6 +106,7 @@ class RunKeys:
         self.resumed = base + "resumed"  # wait nodes resumed
         self.progress = base + "progress"  # last progress time (reconcile)
         self.signal_done = base + "sig:done"
+        self.children = base + "children"  # run ids of the subflow runs this run started
 
     def signal_idle(self, generation: int) -> str:
         return f"{self.base}sig:idle:{generation}"
@@ -131,6 +135,40 @@ class RunKeys:
 
     def missing(self, job_key: str) -> str:
         return self.job(MISSING, job_key)
+
+
+CHILD_MARK = "~sub-"
+"""In every subflow run's id (and in no id the engine makes otherwise): only the finalizer of a
+run whose id has it reads the run's metadata to find a parent to continue."""
+
+
+def child_run_id(run_id: str, job_key: str, attempt: int) -> str:
+    """The id of the subflow run that attempt ``attempt`` of job ``job_key`` of ``run_id``
+    starts: derived from the job's identity, so a redelivered job names the same child (and
+    its second start is refused), while a retry (a new attempt) starts a fresh child."""
+    digest = hashlib.sha256(json.dumps([job_key, attempt]).encode()).hexdigest()[:20]
+    return f"{run_id}{CHILD_MARK}{digest}"
+
+
+def may_be_child(run_id: str) -> bool:
+    return CHILD_MARK in run_id
+
+
+def subflow_member(job_key: str, attempt: int, generation: int) -> str:
+    """The member a subflow job parks under (in the run's waiting set) while its child awaits
+    a resume at ``generation`` (the child's resumes so far): each time the child awaits is a
+    new member, so the parent parks once per time, and is unparked by marking it resumed."""
+    return f"{job_key}@{attempt}@{generation}"
+
+
+def parse_subflow_member(member: str) -> tuple[str, int, int] | None:
+    """(job key, attempt, generation) of a :func:`subflow_member`; None for a wait node's
+    member (a plain job key: the part after its last ``#``, the instance, has no ``@``)."""
+    head, sep, tail = member.rpartition("#")
+    if not sep or "@" not in tail:
+        return None
+    instance, attempt, generation = tail.split("@", 2)
+    return f"{head}#{instance}", int(attempt), int(generation)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -219,9 +219,11 @@ class RunState(Protocol):
         awaiting, its idle signal for the census's generation is latched."""
         ...
 
-    async def park(self, job: Job) -> Completion:
-        """Record the wait node ``job`` as parked and release its lease; latch the idle signal
-        when that leaves the run awaiting. Idempotent."""
+    async def park(self, job: Job, member: str | None = None) -> Completion:
+        """Record the wait node ``job`` as parked (as ``member`` if given: a subflow job parks
+        once per time its child awaits, see :func:`~flowcraft_core.engine.keys.subflow_member`)
+        and release its lease; latch the idle signal when that leaves the run awaiting.
+        Idempotent."""
         ...
 
     async def resume(self, job: Job, *, guard: str, commit: Mapping[str, Any]) -> bool:
@@ -232,7 +234,28 @@ class RunState(Protocol):
         ...
 
     async def parked(self, run_id: str) -> list[str]:
-        """The job keys of the wait nodes parked and not yet resumed, sorted."""
+        """The members parked and not yet resumed (wait nodes' job keys, subflow jobs'
+        :func:`~flowcraft_core.engine.keys.subflow_member`), sorted."""
+        ...
+
+    async def unpark(self, run_id: str, members: Sequence[str]) -> None:
+        """Mark resumed each of ``members`` that is parked (a subflow job whose child no longer
+        awaits at that generation); members never parked are left alone, so the census never
+        counts a resume without its park. Idempotent."""
+        ...
+
+    async def store_blueprint(self, digest: str, blueprint: str) -> None:
+        """Pin ``blueprint`` (JSON) by ``digest`` as :meth:`start` pins a run's own: the
+        blueprints a run's subflows reach, pinned when the run starts."""
+        ...
+
+    async def adopt(self, run_id: str, child_id: str) -> None:
+        """Record ``child_id`` as a subflow run of ``run_id`` (before it is started, so every
+        started child is listed). Idempotent."""
+        ...
+
+    async def children(self, run_id: str) -> list[str]:
+        """The ids of the subflow runs ``run_id`` started (or was about to), sorted."""
         ...
 
     async def fail_attempt(self, job: Job) -> bool:
@@ -438,9 +461,12 @@ class ComposedRunState:
         await self._announce_idle(rk, completion.census)
         return completion
 
-    async def park(self, job: Job) -> Completion:
+    async def park(self, job: Job, member: str | None = None) -> Completion:
         rk = run_keys(job.run_id)
-        ops = [Op.add_member(rk.waiting, job.key, self.ttl), *self._census_ops(rk, job)]
+        ops = [
+            Op.add_member(rk.waiting, member or job.key, self.ttl),
+            *self._census_ops(rk, job),
+        ]
         completion = Completion(None, [], self._census_of(await self.coordination.batch(ops)))
         await self._announce_idle(rk, completion.census)
         return completion
@@ -477,6 +503,27 @@ class ComposedRunState:
             [Op.members(rk.waiting), Op.members(rk.resumed)]
         )
         return sorted(waiting - resumed)
+
+    async def unpark(self, run_id: str, members: Sequence[str]) -> None:
+        rk = run_keys(run_id)
+        # Members are only ever added to the waiting set, so one seen there stays parked
+        # until marked resumed: reading first and marking after is safe.
+        waiting = await self.coordination.members(rk.waiting)
+        todo = [m for m in members if m in waiting]
+        if todo:
+            await self.coordination.batch([Op.add_member(rk.resumed, m, self.ttl) for m in todo])
+
+    async def store_blueprint(self, digest: str, blueprint: str) -> None:
+        key = blueprint_key(digest)
+        await self.coordination.batch(
+            [Op.set_if_absent(key, blueprint, self.ttl), Op.extend(key, self.ttl)]
+        )
+
+    async def adopt(self, run_id: str, child_id: str) -> None:
+        await self.coordination.add_member(run_keys(run_id).children, child_id, ttl=self.ttl)
+
+    async def children(self, run_id: str) -> list[str]:
+        return sorted(await self.coordination.members(run_keys(run_id).children))
 
     async def release(self, job: Job) -> None:
         await self.coordination.delete(run_keys(job.run_id).lease(job.key))
@@ -524,7 +571,14 @@ class ComposedRunState:
                 # The run's bookkeeping goes with its context (per-node keys keep run_ttl).
                 *(
                     Op.extend(key, retention)
-                    for key in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.progress)
+                    for key in (
+                        rk.activated,
+                        rk.finished,
+                        rk.waiting,
+                        rk.resumed,
+                        rk.progress,
+                        rk.children,
+                    )
                 ),
             ]
         )

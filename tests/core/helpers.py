@@ -52,10 +52,13 @@ async def harness(
     concurrency: int = 8,
     checkpoint: Checkpoint | None = None,
     backends: Backends | None = None,
+    blueprints: list[Blueprint] | None = None,
+    worker_blueprints: list[Blueprint] | None = None,
 ) -> AsyncIterator[Harness]:
-    """A worker and a client on one fresh in-memory backend, the worker running."""
+    """A worker and a client on one fresh in-memory backend, the worker running; the client's
+    catalog is ``blueprints``, the worker's ``worker_blueprints``."""
     backends = backends or open_backends(unique_url(), pm=pm)
-    client = Client(backends, settings=settings, pm=pm)
+    client = Client(backends, settings=settings, pm=pm, blueprints=blueprints or ())
     worker = Worker(
         Registry.of(registry),
         backends,
@@ -63,6 +66,7 @@ async def harness(
         settings=settings,
         pm=pm,
         checkpoint=checkpoint,
+        blueprints=worker_blueprints or (),
     )
     async with worker:
         yield Harness(client, worker, backends)

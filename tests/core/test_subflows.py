@@ -1,0 +1,394 @@
+"""The ``subflow`` built-in on the memory driver: Flowcraft's own subflow test cases (outputs as
+Flowcraft gives them), the child run's identity and status, failure with retries and fallback,
+awaiting and resume through the parent or the child, cancel, and bad input."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from flowcraft_core import Blueprint, BlueprintError, FlowcraftError, NodeContext
+from flowcraft_core.engine import keys
+
+from .helpers import bp, harness
+
+CALLS: Counter[str] = Counter()
+
+
+async def const(ctx: NodeContext) -> Any:
+    CALLS[f"{ctx.run_id}:{ctx.node_id}"] += 1
+    return ctx.params.get("value")
+
+
+async def echo(ctx: NodeContext) -> Any:
+    return ctx.input
+
+
+async def prefixed(ctx: NodeContext) -> Any:
+    return f"{ctx.params['prefix']}{ctx.input}"
+
+
+async def processed(ctx: NodeContext) -> Any:
+    return f"processed_{ctx.input['value']}"
+
+
+async def set_result(ctx: NodeContext) -> Any:
+    ctx.context.set("result", "sub-value")
+    return "sub-result"
+
+
+async def boom(ctx: NodeContext) -> Any:
+    raise RuntimeError(f"Node {ctx.node_id!r} execution failed")
+
+
+async def flaky_child(ctx: NodeContext) -> Any:
+    """Fails in the first child run it is called in, succeeds in any other."""
+    CALLS["flaky"] += 1
+    if CALLS["flaky"] == 1:
+        raise RuntimeError("first child fails")
+    return "second child"
+
+
+async def rescue(ctx: NodeContext) -> Any:
+    return "rescued"
+
+
+async def add(ctx: NodeContext) -> Any:
+    return {"value": ctx.input}
+
+
+async def sub_end(ctx: NodeContext) -> Any:
+    return {"subFinal": ctx.input["value"]["value"] + 5}
+
+
+async def main_end(ctx: NodeContext) -> Any:
+    return {"final": ctx.input["subFinal"] + 10}
+
+
+async def read_subflow_output(ctx: NodeContext) -> Any:
+    assert await ctx.context.get("subflow_output") == "processed_test"
+    return "main_complete"
+
+
+REGISTRY = {
+    "const": const,
+    "echo": echo,
+    "prefixed": prefixed,
+    "processed": processed,
+    "set_result": set_result,
+    "boom": boom,
+    "flaky_child": flaky_child,
+    "rescue": rescue,
+    "add": add,
+    "sub_end": sub_end,
+    "main_end": main_end,
+    "read_subflow_output": read_subflow_output,
+}
+
+
+def sub(node_id: str, blueprint_id: str, **params: Any) -> dict[str, Any]:
+    return {"id": node_id, "uses": "subflow", "params": {"blueprintId": blueprint_id, **params}}
+
+
+async def test_flowcraft_subflow_returns_its_terminal_output() -> None:
+    """Flowcraft's 'should execute a subflow and return output'."""
+    child = bp([{"id": "a", "uses": "const", "params": {"value": "sub-result"}}], name="sub")
+    main = bp(
+        [
+            {"id": "start", "uses": "const", "params": {"value": "start"}},
+            sub("call-sub", "sub"),
+            {"id": "end", "uses": "prefixed", "params": {"prefix": "end-"}},
+        ],
+        [{"source": "start", "target": "call-sub"}, {"source": "call-sub", "target": "end"}],
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        result = await h.run(main)
+        children = await h.client.children(result.run_id)
+    assert result.status == "completed", result.error
+    assert result.outputs["call-sub"] == "sub-result"
+    assert result.outputs["end"] == "end-sub-result"
+    child_id = keys.child_run_id(result.run_id, "call-sub#0", 1)
+    assert children == {child_id: {"node": "call-sub", "blueprint": "sub", "status": "completed"}}
+
+
+async def test_flowcraft_subflow_inputs_and_outputs() -> None:
+    """Flowcraft's 'should execute subflow and merge context correctly' and 'should pass
+    outputs from subflow': inputs seed the child's context, outputs write the parent's, and
+    with outputs the node's output is the child's whole final context."""
+    child = bp([{"id": "process", "uses": "processed", "inputs": "input"}], name="subflow-test")
+    main = bp(
+        [
+            {"id": "input", "uses": "const", "params": {"value": {"value": "test"}}},
+            sub(
+                "test-subflow",
+                "subflow-test",
+                inputs={"input": "input"},
+                outputs={"subflow_output": "process"},
+            ),
+            {"id": "output", "uses": "read_subflow_output"},
+        ],
+        [
+            {"source": "input", "target": "test-subflow"},
+            {"source": "test-subflow", "target": "output"},
+        ],
+    )
+    writer = bp([{"id": "a", "uses": "set_result"}], name="sub-outputs")
+    main2 = bp(
+        [
+            {"id": "start", "uses": "const", "params": {"value": "start"}},
+            sub("call-sub", "sub-outputs", outputs={"subResult": "a"}),
+        ],
+        [{"source": "start", "target": "call-sub"}],
+    )
+    async with harness(REGISTRY, blueprints=[child, writer]) as h:
+        result = await h.run(main)
+        result2 = await h.run(main2)
+    assert result.status == "completed", result.error
+    assert result.outputs["output"] == "main_complete"
+    assert result.context["subflow_output"] == "processed_test"
+    assert result.outputs["test-subflow"] == {
+        "input": {"value": "test"},
+        "_outputs.process": "processed_test",
+        "process": "processed_test",
+    }
+    assert result2.status == "completed", result2.error
+    assert result2.context["subResult"] == "sub-result"
+    assert result2.outputs["call-sub"] == {
+        "result": "sub-value",
+        "_outputs.a": "sub-result",
+        "a": "sub-result",
+    }
+
+
+async def test_flowcraft_subflow_with_several_terminals() -> None:
+    child = bp(
+        [
+            {"id": "term1", "uses": "const", "params": {"value": "term1"}},
+            {"id": "term2", "uses": "const", "params": {"value": "term2"}},
+        ],
+        name="multi-terminal-subflow",
+    )
+    main = bp(
+        [
+            {"id": "input", "uses": "const", "params": {"value": "test"}},
+            sub("test-subflow", "multi-terminal-subflow", inputs={"input": "input"}),
+        ],
+        [{"source": "input", "target": "test-subflow"}],
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        result = await h.run(main)
+    assert result.status == "completed", result.error
+    assert result.outputs["test-subflow"] == {"term1": "term1", "term2": "term2"}
+
+
+async def test_without_inputs_the_child_gets_the_node_input() -> None:
+    child = bp([{"id": "e", "uses": "echo"}], name="echoer")
+    main = bp(
+        [{"id": "s", "uses": "const", "params": {"value": [1, 2]}}, sub("c", "echoer")],
+        [{"source": "s", "target": "c"}],
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        result = await h.run(main)
+    assert result.outputs["c"] == [1, 2]
+
+
+async def test_flowcraft_subflow_failure_fails_the_parent() -> None:
+    """Flowcraft's 'should handle subflow errors and propagate them'."""
+    child = bp([{"id": "fail", "uses": "boom"}], name="failing-subflow")
+    main = bp(
+        [
+            {"id": "input", "uses": "const", "params": {"value": "test"}},
+            sub("test-subflow", "failing-subflow", inputs={"input": "input"}),
+        ],
+        [{"source": "input", "target": "test-subflow"}],
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        result = await h.run(main)
+        child_id = keys.child_run_id(result.run_id, "test-subflow#0", 1)
+        child_status = await h.client.status(child_id)
+    assert result.status == "failed"
+    assert child_status == "failed"
+    error = result.error
+    assert error is not None
+    assert error["node"] == "test-subflow" and error["type"] == "SubflowFailed"
+    assert error["child"] == child_id
+    assert "Node 'fail' execution failed" in error["message"]
+    assert "Sub-workflow 'failing-subflow' did not complete successfully" in error["message"]
+
+
+async def test_a_retry_starts_a_fresh_child_and_a_fallback_applies() -> None:
+    """Each attempt of a subflow node has its own child run: attempt 1's child failed and is
+    kept as it was; attempt 2's child completes. With no attempts left, the fallback runs."""
+    CALLS["flaky"] = 0
+    child = bp([{"id": "f", "uses": "flaky_child"}], name="flaky")
+    main = bp(
+        [
+            {**sub("s", "flaky"), "config": {"maxRetries": 2}},
+        ]
+    )
+    failing = bp([{"id": "fail", "uses": "boom"}], name="always-fails")
+    fallback = bp(
+        [
+            {**sub("s", "always-fails"), "config": {"maxRetries": 2, "fallback": "r"}},
+            {"id": "r", "uses": "rescue"},
+        ]
+    )
+    async with harness(REGISTRY, blueprints=[child, failing]) as h:
+        result = await h.run(main)
+        first = await h.client.status(keys.child_run_id(result.run_id, "s#0", 1))
+        second = await h.client.status(keys.child_run_id(result.run_id, "s#0", 2))
+        rescued = await h.run(fallback)
+        children = await h.client.children(rescued.run_id)
+    assert result.status == "completed", result.error
+    assert result.outputs["s"] == "second child"
+    assert (first, second) == ("failed", "completed")
+    assert rescued.status == "completed", rescued.error
+    assert rescued.outputs["r"] == "rescued"
+    assert sorted(c["status"] for c in children.values()) == ["failed", "failed"]
+
+
+async def test_flowcraft_nested_subflow_with_wait_resumed_through_the_parent() -> None:
+    """Flowcraft's hitl 'should handle nested subflow with wait node': the parent awaits while
+    its child does, and resuming the parent's subflow node resumes the child."""
+    child = bp(
+        [
+            {"id": "sub-start", "uses": "add", "inputs": "input"},
+            {"id": "sub-wait", "uses": "wait"},
+            {"id": "sub-end", "uses": "sub_end", "inputs": "_outputs.sub-start"},
+        ],
+        [
+            {"source": "sub-start", "target": "sub-wait"},
+            {"source": "sub-wait", "target": "sub-end"},
+        ],
+        name="sub-approval-workflow",
+    )
+    main = bp(
+        [
+            {"id": "main-start", "uses": "add", "inputs": "input"},
+            sub("subflow", "sub-approval-workflow", inputs={"input": "main-start"}),
+            {"id": "main-end", "uses": "main_end"},
+        ],
+        [
+            {"source": "main-start", "target": "subflow"},
+            {"source": "subflow", "target": "main-end"},
+        ],
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        run_id = await h.client.start(main, context={"input": 42})
+        first = await h.client.result(run_id, 10)
+        assert first.status == "awaiting"
+        child_id = keys.child_run_id(run_id, "subflow#0", 1)
+        assert await h.client.status(child_id) == "awaiting"
+        assert await h.client.resume(run_id, output={"value": 42}) == "subflow"
+        second = await h.client.result(run_id, 10)
+    assert second.status == "completed", second.error
+    assert second.outputs["main-end"] == {"final": 57}
+
+
+async def test_resume_on_the_child_continues_the_parent_twice() -> None:
+    """A child that awaits twice: the parent awaits each time; resumes on the child's id."""
+    child = bp(
+        [
+            {"id": "w1", "uses": "wait"},
+            {"id": "w2", "uses": "wait"},
+            {"id": "e", "uses": "echo"},
+        ],
+        [{"source": "w1", "target": "w2"}, {"source": "w2", "target": "e"}],
+        name="two-waits",
+    )
+    main = bp(
+        [sub("s", "two-waits"), {"id": "t", "uses": "echo"}], [{"source": "s", "target": "t"}]
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        run_id = await h.client.start(main)
+        child_id = keys.child_run_id(run_id, "s#0", 1)
+        assert (await h.client.result(run_id, 10)).status == "awaiting"
+        await h.client.resume(child_id, output="one")
+        assert (await h.client.result(child_id, 10)).status == "awaiting"
+        assert (await h.client.result(run_id, 10)).status == "awaiting"
+        await h.client.resume(child_id, output="two")
+        done = await h.client.result(run_id, 10)
+    assert done.status == "completed", done.error
+    assert done.outputs["t"] == "two"
+
+
+async def test_cancel_of_the_parent_cancels_the_child() -> None:
+    child = bp([{"id": "w", "uses": "wait"}], name="waits")
+    main = bp([sub("s", "waits")])
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        run_id = await h.client.start(main)
+        assert (await h.client.result(run_id, 10)).status == "awaiting"
+        child_id = keys.child_run_id(run_id, "s#0", 1)
+        assert await h.client.cancel(run_id)
+        assert await h.client.status(child_id) == "cancelled"
+        assert await h.client.status(run_id) == "cancelled"
+        with pytest.raises(FlowcraftError, match="cancelled"):
+            await h.client.resume(child_id, output=1)
+
+
+async def test_a_subflow_naming_an_unknown_blueprint() -> None:
+    """With a catalog: refused at validation, naming the node and the id. Without one (and
+    no worker catalog): the run fails with a message naming the id."""
+    main = bp(
+        [
+            {"id": "input", "uses": "const", "params": {"value": "test"}},
+            sub("test-subflow", "nonexistent-subflow"),
+        ],
+        [{"source": "input", "target": "test-subflow"}],
+    )
+    other = bp([{"id": "x", "uses": "const"}], name="other")
+    async with harness(REGISTRY, blueprints=[other]) as h:
+        with pytest.raises(BlueprintError, match="'nonexistent-subflow', which is not in the cat"):
+            await h.client.start(main)
+    async with harness(REGISTRY) as h:
+        result = await h.run(main)
+    assert result.status == "failed"
+    assert result.error is not None and result.error["type"] == "SubflowNotFound"
+    assert "'nonexistent-subflow' not found" in result.error["message"]
+
+
+async def test_missing_blueprint_id_is_a_validation_error() -> None:
+    main = bp([{"id": "test-subflow", "uses": "subflow", "params": {"inputs": {"input": "x"}}}])
+    async with harness(REGISTRY) as h:
+        with pytest.raises(BlueprintError, match="missing 'blueprintId' parameter"):
+            await h.client.start(main)
+
+
+async def test_a_subflow_that_includes_itself() -> None:
+    """With a catalog, a cycle of blueprints is refused naming it; a worker-only catalog
+    (nothing checked up front) fails the run at the declared depth bound, never hangs."""
+    looping = Blueprint.from_dict({"id": "ouro", "nodes": [sub("again", "ouro")], "edges": []})
+    a = Blueprint.from_dict({"id": "a", "nodes": [sub("to-b", "b")], "edges": []})
+    b = Blueprint.from_dict({"id": "b", "nodes": [sub("to-a", "a")], "edges": []})
+    async with harness(REGISTRY, blueprints=[looping, a, b]) as h:
+        with pytest.raises(BlueprintError, match=r"includes itself \(blueprints ouro -> ouro\)"):
+            await h.client.start("ouro")
+        with pytest.raises(BlueprintError, match=r"blueprints a -> b -> a"):
+            await h.client.start("a")
+    async with harness(REGISTRY, worker_blueprints=[looping]) as h:
+        result = await h.run(looping, timeout=60)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error["type"] == "SubflowFailed"
+    # The innermost failure names the bound; each level wraps its child's failure.
+    assert "SubflowTooDeep" not in result.error["message"]
+    cause = result.error
+    while "cause" in cause:
+        cause = cause["cause"]
+    assert cause["type"] == "SubflowTooDeep" and "at most 32" in cause["message"]
+
+
+async def test_bad_subflow_params_are_validation_errors() -> None:
+    main = bp(
+        [
+            sub("s", "x", inputs={"_input": "a"}, outputs={"ok": 3}),
+        ]
+    )
+    async with harness(REGISTRY) as h:
+        with pytest.raises(BlueprintError) as info:
+            await h.client.start(main)
+    text = str(info.value)
+    assert "params.inputs writes the child's context keys ['_input']" in text
+    assert "params.outputs must map non-empty strings" in text
