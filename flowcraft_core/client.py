@@ -28,6 +28,7 @@ from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import Census, run_state_for
 from flowcraft_core.engine.subflow import continue_parent, parent_job
 from flowcraft_core.errors import FlowcraftError, RunExists, RunNotFound
+from flowcraft_core.instance import split_job_key
 from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import CoordinationStore, Job
 from flowcraft_core.validation import check
@@ -369,9 +370,9 @@ class Client:
         for member in members:
             tag = keys.parse_subflow_member(member)
             if tag is not None:
-                subflows[tag[0].rpartition("#")[0]] = tag
+                subflows[split_job_key(tag[0])[0]] = tag
         parked = [
-            key.rpartition("#")[0] for key in members if keys.parse_subflow_member(key) is None
+            split_job_key(key)[0] for key in members if keys.parse_subflow_member(key) is None
         ]
         parked = sorted({*parked, *subflows})
         if node_id is None:

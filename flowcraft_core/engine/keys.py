@@ -157,18 +157,19 @@ def may_be_child(run_id: str) -> bool:
 def subflow_member(job_key: str, attempt: int, generation: int) -> str:
     """The member a subflow job parks under (in the run's waiting set) while its child awaits
     a resume at ``generation`` (the child's resumes so far): each time the child awaits is a
-    new member, so the parent parks once per time, and is unparked by marking it resumed."""
+    new member, so the parent parks once per time, and is unparked by marking it resumed. An
+    instance never holds ``@`` (nor ``#``), so the member's tail tells it from a job key."""
     return f"{job_key}@{attempt}@{generation}"
 
 
 def parse_subflow_member(member: str) -> tuple[str, int, int] | None:
     """(job key, attempt, generation) of a :func:`subflow_member`; None for a wait node's
-    member (a plain job key: the part after its last ``#``, the instance, has no ``@``)."""
-    head, sep, tail = member.rpartition("#")
-    if not sep or "@" not in tail:
+    member (a plain job key: its instance, after its last ``#``, has no ``@``)."""
+    node_id, tail = instance.split_job_key(member)
+    if "@" not in tail:
         return None
-    instance, attempt, generation = tail.split("@", 2)
-    return f"{head}#{instance}", int(attempt), int(generation)
+    inst, attempt, generation = tail.split("@", 2)
+    return instance.job_key(node_id, inst), int(attempt), int(generation)
 
 
 @functools.lru_cache(maxsize=4096)
