@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench chaos clean setup
+.PHONY: run test lint typecheck pytest bench chaos clean setup parity-goldens
 
 setup: $(STAMP)
 
@@ -41,6 +41,18 @@ bench: $(STAMP)
 # a 60-second version of it: tests/redis/test_chaos.py).
 chaos: $(STAMP)
 	$(BIN)/python tests/redis/chaos.py --runs 2000
+
+# The goldens tests/test_builder_parity.py compares the Python builder against: blueprints built by
+# Flowcraft's own builder (npm flowcraft, pinned in tests/builder_parity/package-lock.json).
+# Needs node and npm; `make test` does not (the goldens are committed). Review the diff, commit.
+PARITY_DIR ?= .bench/builder-parity
+
+parity-goldens:
+	mkdir -p $(PARITY_DIR)
+	cp tests/builder_parity/package.json tests/builder_parity/package-lock.json $(PARITY_DIR)/
+	cd $(PARITY_DIR) && npm ci --no-audit --no-fund --silent
+	node tests/builder_parity/flows.mjs $(PARITY_DIR) > tests/builder_parity/goldens.json
+	git diff --stat -- tests/builder_parity/goldens.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
