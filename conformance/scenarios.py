@@ -28,6 +28,7 @@ from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.client import Client, RunResult
 from flowcraft_core.drivers import Backends
 from flowcraft_core.engine import EngineSettings
+from flowcraft_core.engine.keys import CHILD_MARK
 from flowcraft_core.node import BaseNode, NodeContext, Result
 from flowcraft_core.protocols import Handler, Job, Queue
 from flowcraft_core.registry import Registry
@@ -61,9 +62,15 @@ def _count(ctx: NodeContext, name: str) -> None:
 
 
 def calls_of(run_id: str) -> dict[str, int]:
-    """How many times each ``node:implementation`` ran for ``run_id``."""
+    """How many times each ``node:implementation`` ran for ``run_id`` and the subflow runs
+    under it (whose ids extend it)."""
+    nested = run_id + CHILD_MARK
+    out: Counter[str] = Counter()
     with _calls_lock:
-        return {key: n for (run, key), n in _calls.items() if run == run_id}
+        for (run, key), n in _calls.items():
+            if run == run_id or run.startswith(nested):
+                out[key] += n
+    return dict(out)
 
 
 async def _echo(ctx: NodeContext) -> Any:
@@ -243,6 +250,12 @@ class Scenario:
     error_type: str | None = None
     context: dict[str, Any] | None = None  # the run's initial context
     final_context: dict[str, Any] | None = None  # the run's own context keys at the end
+    blueprints: list[dict[str, Any]] = field(default_factory=list)  # the catalog (subflows)
+    worker_catalog: bool = False  # the catalog is the worker's only (the run pins nothing)
+    children: list[str] | None = None  # sorted statuses of every subflow run under the run
+    # Nodes of subflow runs that commit, with the number of runs they commit in: a crash
+    # between execution and commit re-runs each once per run.
+    child_nodes: dict[str, int] = field(default_factory=dict)
 
     @property
     def flow(self) -> Blueprint:
@@ -777,6 +790,200 @@ FLOWCRAFT_SCENARIOS: list[Scenario] = [
 SCENARIOS.extend(FLOWCRAFT_SCENARIOS)
 
 
+def _sub(node_id: str, blueprint_id: str, **fields: Any) -> dict[str, Any]:
+    params = {"blueprintId": blueprint_id, **fields.pop("params", {})}
+    return {"id": node_id, "uses": "subflow", "params": params, **fields}
+
+
+_INC = _bp(
+    "sf-inc",
+    [_n("inc-10", "add", params={"n": 10}), _n("inc-100", "add", params={"n": 100})],
+    [{"source": "inc-10", "target": "inc-100"}],
+)
+
+# Subflows (DESIGN § Loops, batches, subflows): each child is a run of its own, exactly one per
+# parent job instance and attempt whatever the fault; outputs as Flowcraft's SubflowNode gives.
+SUBFLOW_SCENARIOS: list[Scenario] = [
+    Scenario(
+        "subflow_chain",
+        _bp(
+            "sf-chain",
+            [
+                _n("a", "add"),
+                _sub("s1", "sf-inc"),
+                _sub("s2", "sf-inc"),
+                _n("b", "add"),
+            ],
+            [
+                {"source": "a", "target": "s1"},
+                {"source": "s1", "target": "s2"},
+                {"source": "s2", "target": "b"},
+            ],
+        ),
+        input=0,
+        status="completed",
+        outputs={"a": 1, "s1": 111, "s2": 221, "b": 222},
+        calls={"a:add": 1, "inc-10:add": 2, "inc-100:add": 2, "b:add": 1},
+        blueprints=[_INC],
+        children=["completed", "completed"],
+        child_nodes={"inc-10": 2, "inc-100": 2},
+    ),
+    Scenario(
+        # Flowcraft's 'should execute subflow and merge context correctly': inputs seed the
+        # child's context, outputs write the parent's, and with outputs the node's output is
+        # the child's final context (keys, and node outputs under _outputs.<id> and <id>).
+        "subflow_inputs_outputs",
+        _bp(
+            "sf-io",
+            [
+                _const_node("input", {"value": "test"}),
+                _sub(
+                    "test-subflow",
+                    "sf-process",
+                    params={"inputs": {"input": "input"}, "outputs": {"subflow_output": "process"}},
+                ),
+                _n("output", "read", params={"key": "subflow_output", "prefix": "got "}),
+            ],
+            [
+                {"source": "input", "target": "test-subflow"},
+                {"source": "test-subflow", "target": "output"},
+            ],
+        ),
+        input=None,
+        status="completed",
+        outputs={
+            "input": {"value": "test"},
+            "test-subflow": {
+                "input": {"value": "test"},
+                "note": "kept",
+                "_outputs.noter": "noted",
+                "noter": "noted",
+                "_outputs.process": "test!",
+                "process": "test!",
+            },
+            "output": "got test!",
+        },
+        final_context={"subflow_output": "test!"},
+        calls={"input:const": 1, "process:suffix": 1, "noter:set": 1, "output:read": 1},
+        blueprints=[
+            _bp(
+                "sf-process",
+                [
+                    _n("noter", "set", params={"key": "note", "value": "kept", "output": "noted"}),
+                    _n(
+                        "process",
+                        "suffix",
+                        inputs="input",
+                        params={"suffix": "!", "path": ["value"]},
+                    ),
+                ],
+                [{"source": "noter", "target": "process"}],
+            )
+        ],
+        children=["completed"],
+        child_nodes={"noter": 1, "process": 1},
+    ),
+    Scenario(
+        # A subflow whose child has a subflow: three runs deep; the grandchild's blueprint is
+        # found in the worker's catalog (the run pinned nothing).
+        "subflow_nested_worker_catalog",
+        _bp(
+            "sf-outer-main",
+            [_n("start", "add"), _sub("outer", "sf-outer")],
+            [{"source": "start", "target": "outer"}],
+        ),
+        input=1,
+        status="completed",
+        outputs={"start": 2, "outer": 113},
+        calls={"start:add": 1, "pre:add": 1, "inc-10:add": 1, "inc-100:add": 1},
+        blueprints=[
+            _bp(
+                "sf-outer",
+                [_n("pre", "add"), _sub("inner", "sf-inc")],
+                [{"source": "pre", "target": "inner"}],
+            ),
+            _INC,
+        ],
+        worker_catalog=True,
+        children=["completed", "completed"],
+        child_nodes={"pre": 1, "inc-10": 1, "inc-100": 1},
+    ),
+    Scenario(
+        # Flowcraft's hitl 'should handle nested subflow with wait node': the parent awaits
+        # while its child does; resuming the parent resumes the child's wait node.
+        "subflow_awaiting_resumed_through_parent",
+        _bp(
+            "sf-hitl",
+            [
+                _n("main-start", "passthrough", inputs="input"),
+                _sub("subflow", "sf-approval", params={"inputs": {"input": "main-start"}}),
+                _n("main-end", "suffix", params={"suffix": "+main", "path": ["value"]}),
+            ],
+            [
+                {"source": "main-start", "target": "subflow"},
+                {"source": "subflow", "target": "main-end"},
+            ],
+        ),
+        input=None,
+        context={"input": 42},
+        status="completed",
+        resume=(None, {"value": "approved"}),
+        outputs={
+            "main-start": 42,
+            "subflow": {"value": "approved"},
+            "main-end": "approved+main",
+        },
+        calls={"main-start:passthrough": 1, "sub-start:passthrough": 1, "main-end:suffix": 1},
+        blueprints=[
+            _bp(
+                "sf-approval",
+                [
+                    _n("sub-start", "passthrough", inputs="input"),
+                    {"id": "sub-wait", "uses": "wait"},
+                ],
+                [{"source": "sub-start", "target": "sub-wait"}],
+            )
+        ],
+        final_context={"input": 42},
+        children=["completed"],
+        child_nodes={"sub-start": 1},
+    ),
+    Scenario(
+        # A failed child fails the attempt; a retry starts a fresh child; with no attempts
+        # left the fallback runs in the subflow node's place.
+        "subflow_failed_retried_then_fallback",
+        _bp(
+            "sf-fallback",
+            [
+                _sub("s", "sf-fails", config={"maxRetries": 2, "fallback": "r"}),
+                _n("r", "rescue"),
+                _n("after", "passthrough"),
+            ],
+            [{"source": "s", "target": "after"}],
+        ),
+        input="in",
+        status="completed",
+        outputs={"s": None, "r": {"rescued": "in"}, "after": {"rescued": "in"}},
+        calls={"doomed:fail": 2, "r:rescue": 1, "after:passthrough": 1},
+        blueprints=[_bp("sf-fails", [_n("doomed", "fail")], [])],
+        children=["failed", "failed"],
+    ),
+    Scenario(
+        "subflow_failed_fails_the_run",
+        _bp("sf-failed", [_n("a", "add"), _sub("s", "sf-fails")], [{"source": "a", "target": "s"}]),
+        input=0,
+        status="failed",
+        outputs={"a": 1},
+        error_node="s",
+        error_type="SubflowFailed",
+        calls={"a:add": 1, "doomed:fail": 1},
+        blueprints=[_bp("sf-fails", [_n("doomed", "fail")], [])],
+        children=["failed"],
+    ),
+]
+SCENARIOS.extend(SUBFLOW_SCENARIOS)
+
+
 def _check_any(result: RunResult) -> None:
     outputs = result.outputs
     assert outputs["a"] == {"node": "a", "input": None, "label": None}, outputs
@@ -832,12 +1039,19 @@ def expected_calls(scenario: Scenario, fault: str) -> dict[str, int]:
     if fault == "crash:executed":
         for key in scenario.calls:
             node = key.split(":")[0]
+            if node in scenario.child_nodes:
+                expected[key] += scenario.child_nodes[node]
+                continue
             if scenario.outputs is not None and node not in scenario.outputs:
                 continue  # never committed: it failed, so it never reached the checkpoint
             expected[key] += 1
         if scenario.name == "timeout_then_fallback":
             # the re-delivered last attempt times out again before its fallback reruns
             expected["t:slow"] = scenario.calls["t:slow"] + 1
+        if scenario.name == "subflow_failed_retried_then_fallback":
+            # each attempt of a subflow node passes 'executed' once its child is started: the
+            # crash is spent there, and the fallback after the last attempt runs once
+            expected["r:rescue"] = scenario.calls["r:rescue"]
         if scenario.name == "fc_class_lifecycle":
             # the re-run of the attempt that succeeded fails nothing, so recovers nothing
             expected["retried:recover"] = scenario.calls["retried:recover"]
@@ -858,14 +1072,16 @@ async def run_scenario(
     queue: Queue = DuplicatingQueue(backends.queue) if fault == "duplicate" else backends.queue
     parts = Backends(queue, backends.context, backends.coordination, backends.urls)
     checkpoint = CrashOnce(fault.split(":", 1)[1]) if fault.startswith("crash:") else None
+    catalog = [Blueprint.from_dict(b) for b in scenario.blueprints]
     worker = Worker(
         registry(),
         parts,
         concurrency=concurrency,
         settings=settings,
         checkpoint=checkpoint,
+        blueprints=catalog if scenario.worker_catalog else (),
     )
-    client = Client(parts, settings=settings)
+    client = Client(parts, settings=settings, blueprints=() if scenario.worker_catalog else catalog)
     started = time.monotonic()
     async with worker:
         run_id = await client.start(scenario.flow, scenario.input, context=scenario.context)
@@ -877,9 +1093,23 @@ async def run_scenario(
             result = await client.result(run_id, timeout)
         # Let stray duplicate deliveries drain, so that a node run twice would be counted.
         await asyncio.sleep(0.05)
+        if scenario.children is not None:
+            statuses = sorted(await _descendants(client, run_id))
+            assert statuses == scenario.children, (
+                f"{scenario.name} [{fault}]: subflow runs {statuses}, expected {scenario.children}"
+            )
     elapsed = time.monotonic() - started
     assert elapsed >= scenario.min_seconds, f"{scenario.name} finished too early: {elapsed:.3f}s"
     return result, calls_of(run_id)
+
+
+async def _descendants(client: Client, run_id: str) -> list[str]:
+    """The status of every subflow run under ``run_id``, children and theirs."""
+    out: list[str] = []
+    for child, info in (await client.children(run_id)).items():
+        out.append(str(info["status"]))
+        out.extend(await _descendants(client, child))
+    return out
 
 
 def verify(scenario: Scenario, fault: str, result: RunResult, calls: dict[str, int]) -> None:

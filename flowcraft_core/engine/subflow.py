@@ -203,6 +203,7 @@ class Subflows:
             f"Error: {cause.get('message') or 'Unknown error'}"
         )
         error = problem(node.id, "SubflowFailed", message)
+        error["traceback"] = cause.get("traceback")
         error["attempt"] = job.attempt
         error["child"] = keys.child_run_id(job.run_id, job.key, job.attempt)
         if cause:
