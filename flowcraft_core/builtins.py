@@ -10,12 +10,11 @@ SLEEP = "sleep"
 SUBFLOW = "subflow"
 BUILTIN_USES: frozenset[str] = frozenset({WAIT, SLEEP, SUBFLOW})
 
-# The ``uses`` keys of Flowcraft's loop, batch and subflow built-ins, as its builder emits them
-# (``.loop``, ``.batch``) and as hand-written blueprints name them.
+# The ``uses`` keys of Flowcraft's loop and batch built-ins, as its builder emits them (``.loop``,
+# ``.batch``) and as hand-written blueprints name them.
 LOOP_CONTROLLER = "loop-controller"
 BATCH_SCATTER = "batch-scatter"
 BATCH_GATHER = "batch-gather"
-SUBFLOW = "subflow"
 
 #: Longest ``sleep`` (ms): seven days, well inside the lifetime of an unfinished run's
 #: bookkeeping (``EngineSettings.run_ttl``, 30 days), so a sleeping run is never forgotten.
