@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, get_args
 
-from flowcraft_core.protocols.coordination import Op, OpName
+from flowcraft_core.protocols.coordination import BatchBacked, Op, OpName
 from flowcraft_redis.connection import Connections
 from flowcraft_redis.url import RedisSettings, settings_of
 
@@ -38,7 +38,7 @@ def _decode(name: str, reply: Any) -> Any:
     return bool(reply)  # set_if_absent, delete, remove_member, extend
 
 
-class RedisCoordinationStore:
+class RedisCoordinationStore(BatchBacked):
     """Shared atomic state in Redis. Every operation, and every :meth:`batch`, is one run of one
     Lua script (``batch.lua``, by EVALSHA): atomic, in order, one round trip.
 
@@ -85,41 +85,6 @@ class RedisCoordinationStore:
             args += (op.name, op.value or "", op.amount, ttl)
         replies = await self.connections.script("batch.lua")(keys=keys, args=args)
         return [_decode(op.name, reply) for op, reply in zip(ops, replies, strict=True)]
-
-    async def _one(self, op: Op) -> Any:
-        return (await self.batch([op]))[0]
-
-    async def get(self, key: str) -> str | None:
-        result: str | None = await self._one(Op.get(key))
-        return result
-
-    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
-        await self._one(Op.set(key, value, ttl))
-
-    async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool:
-        return bool(await self._one(Op.set_if_absent(key, value, ttl)))
-
-    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
-        return int(await self._one(Op.incr(key, amount, ttl)))
-
-    async def delete(self, key: str) -> bool:
-        return bool(await self._one(Op.delete(key)))
-
-    async def extend(self, key: str, ttl: float) -> bool:
-        return bool(await self._one(Op.extend(key, ttl)))
-
-    async def add_member(
-        self, key: str, member: str, *, ttl: float | None = None
-    ) -> tuple[bool, int]:
-        added, size = await self._one(Op.add_member(key, member, ttl))
-        return bool(added), int(size)
-
-    async def remove_member(self, key: str, member: str) -> bool:
-        return bool(await self._one(Op.remove_member(key, member)))
-
-    async def members(self, key: str) -> builtins.set[str]:
-        result: builtins.set[str] = await self._one(Op.members(key))
-        return result
 
     # -- signals ------------------------------------------------------------------------------
 

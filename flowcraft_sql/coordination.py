@@ -12,7 +12,6 @@ the batch that finds them, or by the periodic sweep.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from typing import Any, get_args
 from sqlalchemy import delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowcraft_core.protocols.coordination import Op, OpName
+from flowcraft_core.protocols.coordination import BatchBacked, Op, OpName
 from flowcraft_sql.context import checked
 from flowcraft_sql.database import Database, shared
 from flowcraft_sql.schema import KEY, MEMBER
@@ -283,7 +282,7 @@ def validate(ops: Sequence[Op]) -> None:
         checked("coordination key", op.key, KEY)
 
 
-class SQLCoordinationStore:
+class SQLCoordinationStore(BatchBacked):
     """Shared atomic state in SQL tables (see the module docstring). ``clock`` gives epoch
     seconds for TTLs; tests inject one. Every process of a deployment must agree on the time
     (NTP), as they must on Redis for Dramatiq's delays."""
@@ -335,41 +334,6 @@ class SQLCoordinationStore:
         if write and self.db.sweep_due():
             await self.sweep()
         return results
-
-    async def _one(self, op: Op) -> Any:
-        return (await self.batch([op]))[0]
-
-    async def get(self, key: str) -> str | None:
-        result: str | None = await self._one(Op.get(key))
-        return result
-
-    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
-        await self._one(Op.set(key, value, ttl))
-
-    async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool:
-        return bool(await self._one(Op.set_if_absent(key, value, ttl)))
-
-    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
-        return int(await self._one(Op.incr(key, amount, ttl)))
-
-    async def delete(self, key: str) -> bool:
-        return bool(await self._one(Op.delete(key)))
-
-    async def extend(self, key: str, ttl: float) -> bool:
-        return bool(await self._one(Op.extend(key, ttl)))
-
-    async def add_member(
-        self, key: str, member: str, *, ttl: float | None = None
-    ) -> tuple[bool, int]:
-        added, size = await self._one(Op.add_member(key, member, ttl))
-        return bool(added), int(size)
-
-    async def remove_member(self, key: str, member: str) -> bool:
-        return bool(await self._one(Op.remove_member(key, member)))
-
-    async def members(self, key: str) -> builtins.set[str]:
-        result: builtins.set[str] = await self._one(Op.members(key))
-        return result
 
     # -- signals ------------------------------------------------------------------------------
 

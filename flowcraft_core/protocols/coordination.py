@@ -141,3 +141,48 @@ class CoordinationStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class BatchBacked:
+    """Every single-key operation of :class:`CoordinationStore` as a batch of one, for a store
+    whose :meth:`batch` is its one primitive (one Lua script, one SQL transaction). A subclass
+    writes :meth:`batch`, :meth:`signal`, :meth:`wait_any` and :meth:`close`; the single
+    operations then answer exactly as their batched form does."""
+
+    async def batch(self, ops: Sequence[Op]) -> list[Any]:
+        raise NotImplementedError
+
+    async def _one(self, op: Op) -> Any:
+        return (await self.batch([op]))[0]
+
+    async def get(self, key: str) -> str | None:
+        result: str | None = await self._one(Op.get(key))
+        return result
+
+    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
+        await self._one(Op.set(key, value, ttl))
+
+    async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool:
+        return bool(await self._one(Op.set_if_absent(key, value, ttl)))
+
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        return int(await self._one(Op.incr(key, amount, ttl)))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._one(Op.delete(key)))
+
+    async def extend(self, key: str, ttl: float) -> bool:
+        return bool(await self._one(Op.extend(key, ttl)))
+
+    async def add_member(
+        self, key: str, member: str, *, ttl: float | None = None
+    ) -> tuple[bool, int]:
+        added, size = await self._one(Op.add_member(key, member, ttl))
+        return bool(added), int(size)
+
+    async def remove_member(self, key: str, member: str) -> bool:
+        return bool(await self._one(Op.remove_member(key, member)))
+
+    async def members(self, key: str) -> builtins.set[str]:
+        result: builtins.set[str] = await self._one(Op.members(key))
+        return result
