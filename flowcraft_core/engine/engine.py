@@ -269,6 +269,10 @@ class Engine:
         self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded, lease: Lease, prefetch: bool
     ) -> Stepped:
         if loaded.final is not None:
+            # A subflow run's step that finalized it may have died before continuing its
+            # parent (a fused completion finalizes in the same round trip): a redelivery
+            # continues it, which is harmless if it was continued already.
+            await continue_parent(self.context, self.queue, job.run_id)
             return NOTHING
         values = loaded.values
         if node.output_key in values:

@@ -392,3 +392,69 @@ async def test_bad_subflow_params_are_validation_errors() -> None:
     text = str(info.value)
     assert "params.inputs writes the child's context keys ['_input']" in text
     assert "params.outputs must map non-empty strings" in text
+
+
+class DropFirstParentContinuation:
+    """Wraps a queue: the first job of node ``node`` enqueued for a run without the child
+    mark (the parent's continuation, sent by its child's end) is lost, as in a crash."""
+
+    def __init__(self, inner: Any, node: str) -> None:
+        self.inner = inner
+        self.node = node
+        self.dropped: list[Any] = []
+
+    def _keep(self, job: Any) -> bool:
+        if not self.dropped and job.node_id == self.node and not keys.may_be_child(job.run_id):
+            self.dropped.append(job)
+            return False
+        return True
+
+    async def enqueue(self, job: Any, *, delay: float = 0.0) -> None:
+        if self._keep(job):
+            await self.inner.enqueue(job, delay=delay)
+
+    async def enqueue_many(self, jobs: Any, *, delay: float = 0.0) -> None:
+        await self.inner.enqueue_many([j for j in jobs if self._keep(j)], delay=delay)
+
+    async def consume(self, handler: Any, *, concurrency: int = 1) -> Any:
+        return await self.inner.consume(handler, concurrency=concurrency)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_lost_continuation_is_recovered_by_reconcile() -> None:
+    """The child's end enqueues the parent job; if that is lost, the parent reports running
+    until reconcile's frontier re-enqueues the subflow job, which then commits once."""
+    import asyncio
+
+    from flowcraft_core import open_backends
+    from flowcraft_core.drivers import Backends
+    from flowcraft_core.engine.reconcile import reconcile
+
+    from .helpers import unique_url
+
+    raw = open_backends(unique_url())
+    lossy = DropFirstParentContinuation(raw.queue, "s")
+    backends = Backends(lossy, raw.context, raw.coordination, raw.urls)
+    child = bp([{"id": "c", "uses": "const", "params": {"value": "from child"}}], name="kid")
+    main = bp(
+        [{"id": "a", "uses": "const", "params": {"value": 1}}, sub("s", "kid")],
+        [{"source": "a", "target": "s"}],
+    )
+    async with harness(REGISTRY, blueprints=[child], backends=backends) as h:
+        run_id = await h.client.start(main)
+        child_id = keys.child_run_id(run_id, "s#0", 1)
+        for _ in range(500):
+            if lossy.dropped:
+                break
+            await asyncio.sleep(0.01)
+        assert lossy.dropped, "the continuation was never sent"
+        assert (await h.client.result(child_id, 10)).status == "completed"
+        assert await h.client.status(run_id) == "running"
+        assert await reconcile(backends, older_than=0) == [run_id]
+        result = await h.client.result(run_id, 10)
+        children = await h.client.children(run_id)
+    assert result.status == "completed", result.error
+    assert result.outputs == {"a": 1, "s": "from child"}
+    assert list(children) == [child_id]

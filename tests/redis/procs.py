@@ -119,6 +119,7 @@ class Procs:
         stale_after: float = 300.0,
         ready: bool = True,
         env: dict[str, str] | None = None,
+        extra: Sequence[str] = (),
     ) -> WorkerProc:
         name = f"worker-{len(self.procs)}"
         err = self.tmp / f"{name}.stderr"
@@ -139,6 +140,7 @@ class Procs:
                     str(reconcile_every),
                     "--stale-after",
                     str(stale_after),
+                    *extra,
                 ],
                 cwd=REPO,
                 env=child_env(self.log, **(env or {})),
