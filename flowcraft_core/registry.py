@@ -11,7 +11,6 @@ Sync functions run in a thread so they never block the event loop — the execut
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import inspect
@@ -23,7 +22,7 @@ from typing import Any
 from flowcraft_core.builtins import BUILTIN_USES
 from flowcraft_core.errors import NotRetried, RegistryError
 from flowcraft_core.node import NodeContext
-from flowcraft_core.threads import CURRENT
+from flowcraft_core.threads import in_thread
 
 NodeCallable = Callable[[NodeContext], Any]
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ async def _invoke(fn: Any, *args: Any, inline: bool) -> Any:
     if inspect.iscoroutinefunction(fn) or inline:
         result = fn(*args)
     else:
-        result = await _in_thread(lambda _: fn(*args), None)
+        result = await in_thread(lambda _: fn(*args), None)
     return await result if inspect.isawaitable(result) else result
 
 
@@ -110,7 +109,7 @@ class Implementation:
                 if inspect.iscoroutinefunction(method) or inline:
                     result = method(ctx)
                 else:
-                    result = await _in_thread(method, ctx)
+                    result = await in_thread(method, ctx)
                 return await result if inspect.isawaitable(result) else result
 
             return run_class
@@ -127,17 +126,10 @@ class Implementation:
             return run_inline
 
         async def run_in_thread(ctx: NodeContext) -> Any:
-            result = await _in_thread(target, ctx)
+            result = await in_thread(target, ctx)
             return await result if inspect.isawaitable(result) else result
 
         return run_in_thread
-
-
-async def _in_thread(fn: Callable[[Any], Any], ctx: Any) -> Any:
-    threads = CURRENT.get()
-    if threads is None:
-        return await asyncio.to_thread(fn, ctx)
-    return await threads.run(fn, ctx)
 
 
 class Registry(Mapping[str, Implementation]):

@@ -28,6 +28,39 @@ CURRENT: contextvars.ContextVar[NodeThreads | None] = contextvars.ContextVar(
 )
 
 
+async def in_thread(fn: Callable[[Any], Any], arg: Any) -> Any:
+    """``fn(arg)`` in a thread: the executing engine's pool (:data:`CURRENT`), else the event
+    loop's default executor. Whatever ``fn`` raises is raised here, in the caller's frame."""
+    threads = CURRENT.get()
+    if threads is not None:
+        return await threads.run(fn, arg)
+    try:
+        return await asyncio.to_thread(_carrying, fn, arg)
+    except _Carried as carried:
+        raise carried.exc from None
+
+
+class _Carried(Exception):
+    """A ``GeneratorExit`` that sync code raised in a thread, on its way to the caller.
+
+    asyncio hands a future's exception to the awaiting task by throwing it into the task's
+    outermost coroutine, and a ``GeneratorExit`` thrown there does not travel down the chain
+    of awaits: each awaited coroutine is closed instead (PEP 380), so it would skip every
+    handler between the consumer and the node, the engine's included, and end the consumer.
+    Wrapped, it reaches the awaiting frame as an ordinary exception and is raised from there."""
+
+    def __init__(self, exc: GeneratorExit) -> None:
+        super().__init__(exc)
+        self.exc = exc
+
+
+def _carrying(fn: Callable[[Any], Any], arg: Any) -> Any:
+    try:
+        return fn(arg)
+    except GeneratorExit as exc:
+        raise _Carried(exc) from None
+
+
 class NodeThreads:
     """``size`` threads for sync attempts in flight, plus ``size`` for abandoned ones."""
 
@@ -42,13 +75,15 @@ class NodeThreads:
 
     async def run(self, fn: Callable[[Any], Any], arg: Any) -> Any:
         """``fn(arg)`` in a thread of this pool, with the caller's context variables."""
-        future = self._executor.submit(contextvars.copy_context().run, fn, arg)
+        future = self._executor.submit(contextvars.copy_context().run, _carrying, fn, arg)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             if not future.cancel() and not future.done():
                 self._abandon(fn, future)
             raise
+        except _Carried as carried:
+            raise carried.exc from None
 
     def _abandon(self, fn: Callable[[Any], Any], future: concurrent.futures.Future[Any]) -> None:
         with self._lock:

@@ -31,6 +31,7 @@ async def _own_cancelled_error() -> None:
 RAISERS: dict[str, Any] = {
     "KeyboardInterrupt": KeyboardInterrupt,
     "SystemExit": SystemExit,
+    "GeneratorExit": GeneratorExit,
     "Custom": Custom,
 }
 
@@ -84,6 +85,39 @@ async def test_base_exceptions_from_node_code_fail_the_attempt_and_the_worker_li
     assert failed.error["node"] == "bad"
     assert attempts == [1, 2]  # both attempts, each failed once, nothing redelivered forever
     assert [r.status for r in runs] == ["completed"] * 3
+
+
+@pytest.mark.parametrize("engine", [False, True], ids=["default-executor", "engine-pool"])
+async def test_generator_exit_from_sync_code_is_raised_where_it_is_awaited(engine: bool) -> None:
+    # asyncio throws a thread's exception into the task's outermost coroutine, and a thrown
+    # GeneratorExit closes the awaits between instead of travelling down them: without care it
+    # skips the handler of the code that awaited the sync call (the engine's, in a worker).
+    from flowcraft_core.node import RunContext
+    from flowcraft_core.threads import CURRENT, NodeThreads
+
+    def node(ctx: NodeContext) -> Any:
+        raise GeneratorExit("from node code")
+
+    ctx = NodeContext(None, {}, "r", "n", 1, RunContext(None, "r"))  # type: ignore[arg-type]
+    call = Registry({"x": node})["x"].call
+
+    async def awaiting() -> str:
+        try:
+            await call(ctx)
+        except GeneratorExit as exc:
+            return f"caught {exc}"
+        return "returned"
+
+    async def outermost() -> str:
+        return await awaiting()
+
+    threads = NodeThreads(1)
+    token = CURRENT.set(threads if engine else None)
+    try:
+        assert await asyncio.create_task(outermost()) == "caught from node code"
+    finally:
+        CURRENT.reset(token)
+        threads.close()
 
 
 async def test_base_exception_from_a_fallback_is_recorded_and_fails_the_run() -> None:

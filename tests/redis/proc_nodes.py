@@ -115,6 +115,7 @@ class NodeBaseException(BaseException):
 _RAISED: dict[str, type[BaseException]] = {
     "KeyboardInterrupt": KeyboardInterrupt,
     "SystemExit": SystemExit,
+    "GeneratorExit": GeneratorExit,
     "CancelledError": asyncio.CancelledError,
     "custom": NodeBaseException,
 }

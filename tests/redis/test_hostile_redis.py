@@ -15,7 +15,7 @@ from procs import Procs, child_env, flowcraft, read_log, wait_until
 
 from flowcraft_core import Blueprint, Client, NodeContext, Registry, Worker, open_backends
 
-RAISED = ["KeyboardInterrupt", "SystemExit", "CancelledError", "custom"]
+RAISED = ["KeyboardInterrupt", "SystemExit", "GeneratorExit", "CancelledError", "custom"]
 
 
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
