@@ -6,15 +6,24 @@ may well have been applied before the reply was lost, and the retry applies it a
 client here therefore has ``Retry(NoBackoff(), 0)`` (which also covers connection set-up), so an
 ambiguous failure surfaces as an exception. The engine above already survives those: the job is
 not acknowledged and is delivered again, and every step it replays is idempotent.
+
+What must not be ambiguous is a connection that a fault broke while it sat idle in the pool (a
+Redis restart, ``CLIENT KILL``): used seconds later, it would fail a command that never reached
+Redis, and a failed commit means the node's code runs again on redelivery, long after the fault.
+So a pooled connection idle for longer than :data:`HEALTH_CHECK_INTERVAL` is PINGed before it
+carries a command, and if the PING finds it dead it is replaced by a fresh connection (a PING
+is safe to send twice). Only commands in flight at a fault, or within that interval after it,
+can fail ambiguously.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aredis
@@ -35,6 +44,82 @@ CONNECT_TIMEOUT = 5.0
 #: waits for one (up to POOL_TIMEOUT) rather than failing, as redis-py's default pool would.
 MAX_CONNECTIONS = 100
 POOL_TIMEOUT = 20.0
+#: Seconds a pooled connection may sit idle before it is checked (PING) on its next use
+#: (``?health_check_interval=`` overrides; 0 turns the check off).
+HEALTH_CHECK_INTERVAL = 1
+
+
+async def _check_health(conn: aredis.connection.AbstractConnection) -> None:
+    """redis-py's health check, except that a connection found dead is reconnected and checked
+    once more rather than failing the command it was about to send (which was not sent)."""
+    if not conn.health_check_interval:
+        return
+    if asyncio.get_running_loop().time() <= conn.next_health_check:
+        return
+    try:
+        await conn._send_ping()  # type: ignore[no-untyped-call]
+    except (redis.ConnectionError, OSError):
+        await conn.disconnect(nowait=True)
+        await conn._send_ping()  # type: ignore[no-untyped-call]  # on a new connection: raises if Redis really is away
+
+
+class _Connection(aredis.Connection):
+    async def check_health(self) -> None:
+        await _check_health(self)
+
+
+class _SSLConnection(aredis.SSLConnection):
+    async def check_health(self) -> None:
+        await _check_health(self)
+
+
+class _UnixConnection(aredis.UnixDomainSocketConnection):
+    async def check_health(self) -> None:
+        await _check_health(self)
+
+
+def _sync_check_health(conn: redis.connection.AbstractConnection) -> None:
+    """:func:`_check_health` for the blocking clients Dramatiq uses."""
+    if not conn.health_check_interval or time.monotonic() <= conn.next_health_check:
+        return
+    try:
+        conn._send_ping()  # type: ignore[no-untyped-call]
+    except (redis.ConnectionError, OSError):
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        conn._send_ping()  # type: ignore[no-untyped-call]
+
+
+class _SyncConnection(redis.Connection):
+    def check_health(self) -> None:
+        _sync_check_health(self)
+
+
+class _SyncSSLConnection(redis.SSLConnection):
+    def check_health(self) -> None:
+        _sync_check_health(self)
+
+
+class _SyncUnixConnection(redis.UnixDomainSocketConnection):
+    def check_health(self) -> None:
+        _sync_check_health(self)
+
+
+_CHECKED: dict[type[Any], type[Any]] = {
+    aredis.Connection: _Connection,
+    aredis.SSLConnection: _SSLConnection,
+    aredis.UnixDomainSocketConnection: _UnixConnection,
+    redis.Connection: _SyncConnection,
+    redis.SSLConnection: _SyncSSLConnection,
+    redis.UnixDomainSocketConnection: _SyncUnixConnection,
+}
+
+P = TypeVar("P", aredis.ConnectionPool, redis.ConnectionPool)
+
+
+def _rechecked(pool: P) -> P:
+    """``pool``, making connections whose health check replaces a dead connection."""
+    pool.connection_class = _CHECKED.get(pool.connection_class, pool.connection_class)
+    return pool
 
 
 def _kwargs(settings: RedisSettings) -> dict[str, Any]:
@@ -42,6 +127,7 @@ def _kwargs(settings: RedisSettings) -> dict[str, Any]:
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "max_connections": MAX_CONNECTIONS,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
         **settings.connection_kwargs(),
     }
 
@@ -55,7 +141,7 @@ def async_client(settings: RedisSettings) -> aredis.Redis:
         retry=AsyncRetry(NoBackoff(), 0),
         **_kwargs(settings),
     )
-    return aredis.Redis.from_pool(pool)
+    return aredis.Redis.from_pool(_rechecked(pool))
 
 
 def blocking_client(settings: RedisSettings) -> aredis.Redis:
@@ -67,7 +153,7 @@ def blocking_client(settings: RedisSettings) -> aredis.Redis:
     pool = aredis.ConnectionPool.from_url(
         settings.url, decode_responses=True, retry=AsyncRetry(NoBackoff(), 0), **kwargs
     )
-    return aredis.Redis.from_pool(pool)
+    return aredis.Redis.from_pool(_rechecked(pool))
 
 
 def sync_client(settings: RedisSettings) -> redis.Redis:
@@ -79,7 +165,7 @@ def sync_client(settings: RedisSettings) -> redis.Redis:
         retry=Retry(NoBackoff(), 0),
         **_kwargs(settings),
     )
-    return redis.Redis.from_pool(pool)
+    return redis.Redis.from_pool(_rechecked(pool))
 
 
 def _lua(value: str | tuple[str, ...]) -> str:

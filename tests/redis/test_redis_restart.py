@@ -240,3 +240,28 @@ def test_flowcraft_wait_follows_a_run_across_a_redis_restart(
         if waiter.poll() is None:
             waiter.kill()
             waiter.wait(10)
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["restart", "kill-9"])
+async def test_a_pooled_connection_a_restart_broke_is_replaced_not_used(
+    private_redis: PrivateRedis, kill: bool
+) -> None:
+    # The chaos soak's late re-runs: a connection idle in the pool across a restart failed the
+    # next command it carried (a commit), seconds after the fault, so the node ran again.
+    from flowcraft_redis.connection import HEALTH_CHECK_INTERVAL, async_client, sync_client
+    from flowcraft_redis.url import parse_url
+
+    settings = parse_url(f"redis://127.0.0.1:{private_redis.port}/0")
+    client, blocking = async_client(settings), sync_client(settings)
+    try:
+        assert await client.incr("n") == 1  # each client now has an idle pooled connection
+        assert blocking.incr("n") == 2
+        private_redis.kill() if kill else private_redis.stop()
+        private_redis.start()
+        await asyncio.sleep(HEALTH_CHECK_INTERVAL + 0.2)
+        # Sent once each, on a fresh connection: neither raises, neither is applied twice.
+        assert await client.incr("n") == 3
+        assert blocking.incr("n") == 4
+    finally:
+        await client.aclose()
+        blocking.close()
