@@ -144,6 +144,7 @@ LIFECYCLE = frozenset(
         flowcraft_node_finished,
         flowcraft_node_failed,
         flowcraft_node_retried,
+        flowcraft_expression_failed,
         flowcraft_job_enqueued,
     )
 )

@@ -463,7 +463,7 @@ class Engine:
             if self.settings.strict:
                 raise exc
             log.warning("run %s node %r: %s", job.run_id, job.node_id, exc)
-            self.hook.flowcraft_expression_failed(job=job, where=expr.where, error=str(exc))
+            self.guests.flowcraft_expression_failed(job=job, where=expr.where, error=str(exc))
 
         return report
 

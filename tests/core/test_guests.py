@@ -58,6 +58,10 @@ class Boom:
         self._called("flowcraft_node_retried")
 
     @hookimpl
+    def flowcraft_expression_failed(self, job: Job, where: str, error: str) -> None:
+        self._called("flowcraft_expression_failed")
+
+    @hookimpl
     def flowcraft_job_enqueued(self, job: Job, delay: float) -> None:
         self._called("flowcraft_job_enqueued")
 
@@ -85,14 +89,21 @@ def flaky_registry() -> dict[str, Any]:
     return {"add": add, "flaky": flaky, "broken": broken}
 
 
-# a -> f (fails once, retried) -> b: every hook of a completed run, node_retried included.
+# a -> f (fails once, retried) -> b: every hook of a completed run, node_retried included;
+# b -> d's condition cannot be evaluated (a number against a string): expression_failed, and d
+# is skipped.
 COMPLETES = bp(
     [
         {"id": "a", "uses": "add"},
         {"id": "f", "uses": "flaky", "config": {"maxRetries": 2, "retryDelay": 1}},
         {"id": "b", "uses": "add"},
+        {"id": "d", "uses": "add"},
     ],
-    [{"source": "a", "target": "f"}, {"source": "f", "target": "b"}],
+    [
+        {"source": "a", "target": "f"},
+        {"source": "f", "target": "b"},
+        {"source": "b", "target": "d", "condition": "result > 'x'"},
+    ],
     name="guests-completes",
 )
 # a -> x (always fails): node_failed and a failed run_finished.
@@ -137,6 +148,7 @@ async def test_a_raising_plugin_cannot_hurt_a_run(
     assert recorder.count("node_retried") == 1
     assert recorder.count("node_finished") == 4
     assert recorder.count("node_failed") == 1
+    assert recorder.count("expression_failed") == 1
     assert recorder.count("run_started") == recorder.count("run_finished") == 2
     assert (
         boom.calls[hook]
@@ -147,6 +159,7 @@ async def test_a_raising_plugin_cannot_hurt_a_run(
             "flowcraft_node_finished": 4,
             "flowcraft_node_failed": 1,
             "flowcraft_node_retried": 1,
+            "flowcraft_expression_failed": 1,
             "flowcraft_job_enqueued": recorder.count("job_enqueued"),
         }[hook]
     )

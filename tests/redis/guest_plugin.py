@@ -48,6 +48,10 @@ class Boom:
         self._called("flowcraft_node_retried")
 
     @hookimpl
+    def flowcraft_expression_failed(self, job: Job, where: str, error: str) -> None:
+        self._called("flowcraft_expression_failed")
+
+    @hookimpl
     def flowcraft_job_enqueued(self, job: Job, delay: float) -> None:
         self._called("flowcraft_job_enqueued")
 
@@ -68,7 +72,9 @@ async def broken(ctx: NodeContext) -> None:
 
 registry = {"add": add, "flaky": flaky, "broken": broken}
 
-# a -> f (fails once, retried) -> b: every hook of a completed run, node_retried included.
+# a -> f (fails once, retried) -> b: every hook of a completed run, node_retried included;
+# b -> d's condition cannot be evaluated (a number against a string): expression_failed, and d
+# is skipped.
 COMPLETES = Blueprint.from_dict(
     {
         "id": "guests-completes",
@@ -76,8 +82,13 @@ COMPLETES = Blueprint.from_dict(
             {"id": "a", "uses": "add"},
             {"id": "f", "uses": "flaky", "config": {"maxRetries": 2, "retryDelay": 1}},
             {"id": "b", "uses": "add"},
+            {"id": "d", "uses": "add"},
         ],
-        "edges": [{"source": "a", "target": "f"}, {"source": "f", "target": "b"}],
+        "edges": [
+            {"source": "a", "target": "f"},
+            {"source": "f", "target": "b"},
+            {"source": "b", "target": "d", "condition": "result > 'x'"},
+        ],
     }
 )
 COMPLETES_OUTPUTS = {"a": 2, "f": 20, "b": 21}  # from input 1
