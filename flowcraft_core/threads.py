@@ -64,6 +64,16 @@ def _carrying(fn: Callable[[Any], Any], arg: Any) -> Any:
 class NodeThreads:
     """``size`` threads for sync attempts in flight, plus ``size`` for abandoned ones."""
 
+    _process_lock = threading.Lock()
+    _process_abandoned = 0
+
+    @classmethod
+    def abandoned_in_process(cls) -> int:
+        """Abandoned threads of every pool in this process that are still running node code
+        (what a process about to exit would wait for)."""
+        with cls._process_lock:
+            return cls._process_abandoned
+
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
         self.abandoned = 0
@@ -90,6 +100,8 @@ class NodeThreads:
             self.abandoned += 1
             self.abandoned_total += 1
             now = self.abandoned
+        with NodeThreads._process_lock:
+            NodeThreads._process_abandoned += 1
         crowded = (
             f"; beyond {self.size}, new sync attempts wait for a thread" if now > self.size else ""
         )
@@ -105,6 +117,8 @@ class NodeThreads:
     def _returned(self, _future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self.abandoned -= 1
+        with NodeThreads._process_lock:
+            NodeThreads._process_abandoned -= 1
 
     def close(self) -> None:
         """Start no more threads; running ones (abandoned ones too) run to their end."""

@@ -9,8 +9,6 @@ import json
 import logging
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
@@ -21,6 +19,7 @@ from flowcraft_core.client import RunResult
 from flowcraft_core.drivers import Backends, mask, open_backends
 from flowcraft_core.errors import BlueprintError, DriverError, FlowcraftError, RegistryError
 from flowcraft_core.protocols import Op
+from flowcraft_core.threads import NodeThreads
 
 EXIT_OK = 0
 EXIT_RUN_NOT_COMPLETED = 1
@@ -152,17 +151,13 @@ async def _close_quietly(backends: Backends) -> None:
 def leave(code: int) -> NoReturn:
     """Exit with ``code`` now, even if sync node code abandoned in a thread (timed out or
     cancelled: Python cannot stop it) is still running, which a normal exit would wait for."""
-    # A pool shut down without waiting still has idle threads on their way out: give them a
-    # moment, so only threads really running node code count as left behind.
-    deadline = time.monotonic() + 0.5
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    for thread in stuck:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t for t in stuck if t.is_alive()]
-    if not stuck:
+    # Only abandoned attempts can still be running: every other attempt has returned, and the
+    # pools' idle threads end as the interpreter exits.
+    abandoned = NodeThreads.abandoned_in_process()
+    if not abandoned:
         sys.exit(code)
     logging.getLogger(__name__).warning(
-        "leaving %d thread(s) of sync node code still running (abandoned)", len(stuck)
+        "leaving %d thread(s) of sync node code still running (abandoned)", abandoned
     )
     logging.shutdown()
     sys.stdout.flush()

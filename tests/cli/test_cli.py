@@ -456,6 +456,7 @@ def test_run_timeout_returns_on_time(tmp_path: Path, uses: str, timeout: str) ->
     # load), measured beside it: the nodes themselves would take 30 s or never end.
     baseline, quick = run_timed(tmp_path, "quick")
     assert quick.returncode == 0, quick.stderr
+    assert "leaving" not in quick.stderr
     elapsed, proc = run_timed(tmp_path, uses, "--timeout", timeout)
     assert elapsed < baseline + float(timeout) + 3, (elapsed, baseline, proc.stderr)
     assert proc.returncode == 1
@@ -465,3 +466,6 @@ def test_run_timeout_returns_on_time(tmp_path: Path, uses: str, timeout: str) ->
     assert result["status"] == "running"
     assert result["outputs"] == {}
     assert result["error"]["type"] == "Timeout"
+    # Only the sync nodes' threads can be left behind (Python cannot stop them): both, named.
+    left = "leaving 2 thread(s) of sync node code still running (abandoned)"
+    assert (left in proc.stderr) == (uses == "forever_sync"), proc.stderr

@@ -13,6 +13,7 @@ import pytest
 
 from flowcraft_core import NodeContext, Registry
 from flowcraft_core.protocols.context import encode
+from flowcraft_core.threads import NodeThreads
 
 from .helpers import bp, harness
 
@@ -93,7 +94,7 @@ async def test_generator_exit_from_sync_code_is_raised_where_it_is_awaited(engin
     # GeneratorExit closes the awaits between instead of travelling down them: without care it
     # skips the handler of the code that awaited the sync call (the engine's, in a worker).
     from flowcraft_core.node import RunContext
-    from flowcraft_core.threads import CURRENT, NodeThreads
+    from flowcraft_core.threads import CURRENT
 
     def node(ctx: NodeContext) -> Any:
         raise GeneratorExit("from node code")
@@ -243,12 +244,14 @@ async def test_a_timed_out_sync_attempt_is_counted_and_does_not_eat_a_thread() -
 
     stuck_flow = bp([{"id": "s", "uses": "stuck", "config": {"timeout": 100}}])
     quick_flow = bp([{"id": "a", "uses": "quick"}, {"id": "b", "uses": "quick"}])
+    before = NodeThreads.abandoned_in_process()  # earlier tests' threads may still be running
     try:
         async with harness({"stuck": stuck, "quick": quick}, concurrency=width) as h:
             timed_out = [await h.run(stuck_flow, timeout=5) for _ in range(width)]
             threads = h.worker.engine.threads
             assert threads.abandoned == width
             assert threads.abandoned_total == width
+            assert NodeThreads.abandoned_in_process() >= width  # what `flowcraft run` asks
             # Both of the pool's working threads are still held by the abandoned attempts;
             # the quick nodes (two at once) run anyway.
             quick = await h.run(quick_flow, timeout=5)
@@ -259,6 +262,7 @@ async def test_a_timed_out_sync_attempt_is_counted_and_does_not_eat_a_thread() -
                 await asyncio.sleep(0.01)
             assert threads.abandoned == 0
             assert threads.abandoned_total == width
+            assert NodeThreads.abandoned_in_process() <= before
     finally:
         release.set()
     assert [r.error["type"] for r in timed_out if r.error] == ["NodeTimeout"] * width
