@@ -198,7 +198,8 @@ class Client:
         if headers:  # kept with the run for the jobs enqueued later (resume, reconcile)
             meta[keys.RUN_HEADERS] = headers
         jobs = [
-            Job(run_id, node_id, compiled.digest, headers=headers) for node_id in compiled.start_ids
+            Job(run_id, node_id, compiled.digest, headers=headers).stamped()
+            for node_id in compiled.start_ids
         ]
         tries = 0
 
@@ -398,7 +399,7 @@ class Client:
         commit: dict[str, Any] = {keys.output_key(node_id): output}
         if action is not None:
             commit[keys.action_key(node_id)] = action
-        job = Job(run_id, node_id, str(meta["digest"]), headers=keys.run_headers(meta))
+        job = Job(run_id, node_id, str(meta["digest"]), headers=keys.run_headers(meta)).stamped()
         try:
             won = await self._state.resume(job, guard=keys.output_key(node_id), commit=commit)
         except (TypeError, ValueError) as exc:

@@ -114,6 +114,12 @@ def flowcraft_node_finished(job: Job, output: Any, action: str | None) -> None:
 
 
 @hookspec
+def flowcraft_node_skipped(job: Job) -> None:
+    """Called when a node is skipped because none of its incoming edges was taken (its own
+    edges are then dead too), by the worker that recorded it."""
+
+
+@hookspec
 def flowcraft_node_failed(job: Job, error: dict[str, Any]) -> None:
     """Called when a node failed its last attempt (and any fallback) and fails the run."""
 
@@ -142,6 +148,7 @@ LIFECYCLE = frozenset(
         flowcraft_run_finished,
         flowcraft_node_started,
         flowcraft_node_finished,
+        flowcraft_node_skipped,
         flowcraft_node_failed,
         flowcraft_node_retried,
         flowcraft_expression_failed,

@@ -6,8 +6,11 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from typing import Any
 
 import click
 
@@ -27,6 +30,21 @@ from flowcraft_core.worker import Worker
 
 log = logging.getLogger("flowcraft.worker")
 
+Metrics = tuple[int | None, str] | None
+"""Where a worker process serves its metrics (port, host); port None: it only records them."""
+
+
+def _metrics() -> Any:
+    """The metrics package, or a clear error naming the extra that brings it."""
+    try:
+        import flowcraft_metrics
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"--metrics-port needs the 'metrics' extra ({exc.name} is not installed): "
+            "pip install 'flowcraft[metrics]'"
+        ) from None
+    return flowcraft_metrics
+
 
 async def serve(
     registry_spec: str,
@@ -35,11 +53,20 @@ async def serve(
     reconcile_every: float | None,
     stale_after: float,
     blueprints_dir: str | None = None,
+    metrics: Metrics = None,
 ) -> bool:
     """One worker process: run until SIGTERM/SIGINT, then finish in-flight jobs and hand
     back prefetched ones. A second signal stops at once: in-flight jobs are cancelled and
     handed back, to be redelivered. Returns whether threads of abandoned sync node code are
-    still running (then the process must exit without waiting for them)."""
+    still running (then the process must exit without waiting for them). With ``metrics``
+    (port, host), it serves Prometheus metrics there; with ``(None, "")``, it records them
+    for its parent to serve (multiprocess mode)."""
+    if metrics is not None:
+        port, host = metrics
+        if port is None:
+            _metrics().enable()
+        else:
+            _metrics().serve(port, host)
     registry = load_registry(registry_spec)
     catalog = load_blueprints(blueprints_dir)
     backends = await connect(backend)
@@ -107,13 +134,22 @@ def _child(
     reconcile_every: float | None,
     stale_after: float,
     blueprints_dir: str | None = None,
+    metrics: Metrics = None,
 ) -> None:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     _exit_past_threads(
         asyncio.run(
-            serve(registry_spec, backend, concurrency, reconcile_every, stale_after, blueprints_dir)
+            serve(
+                registry_spec,
+                backend,
+                concurrency,
+                reconcile_every,
+                stale_after,
+                blueprints_dir,
+                metrics,
+            )
         )
     )
 
@@ -144,6 +180,20 @@ def _child(
     type=float,
     help="A run with no progress for this long is reconciled.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (the 'metrics' extra); with "
+    "--processes N, one port for the sum of all N.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint binds (0.0.0.0 for a remote Prometheus).",
+)
 @guarded
 def worker(
     registry_spec: str,
@@ -153,6 +203,8 @@ def worker(
     concurrency: int,
     reconcile_every: float,
     stale_after: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Execute jobs until SIGTERM/SIGINT; then finish in-flight jobs and hand back the rest.
     A second SIGTERM/SIGINT stops at once, handing in-flight jobs back to be redelivered.
@@ -164,17 +216,39 @@ def worker(
     run_async(_probe(backend))
     every = reconcile_every or None
     if processes <= 1:
+        metrics = None if metrics_port is None else (metrics_port, metrics_host)
         _exit_past_threads(
             run_async(
-                serve(registry_spec, backend, concurrency, every, stale_after, blueprints_dir)
+                serve(
+                    registry_spec, backend, concurrency, every, stale_after, blueprints_dir, metrics
+                )
             )
         )
         return
+    child_metrics: Metrics = None
+    made_dir = None
+    if metrics_port is not None:
+        # prometheus_client's multiprocess mode: the children (spawned, so they read the
+        # variable as they import it) write their values to files there, and this process
+        # serves their sum on the one port.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            made_dir = tempfile.mkdtemp(prefix="flowcraft-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir
+        _metrics().serve_multiprocess(metrics_port, metrics_host)
+        child_metrics = (None, "")
     ctx = multiprocessing.get_context("spawn")
     children = [
         ctx.Process(
             target=_child,
-            args=(registry_spec, backend, concurrency, every, stale_after, blueprints_dir),
+            args=(
+                registry_spec,
+                backend,
+                concurrency,
+                every,
+                stale_after,
+                blueprints_dir,
+                child_metrics,
+            ),
             name=f"flowcraft-worker-{i}",
         )
         for i in range(processes)
@@ -191,6 +265,8 @@ def worker(
     signal.signal(signal.SIGINT, forward)
     for child in children:
         child.join()
+    if made_dir is not None:
+        shutil.rmtree(made_dir, ignore_errors=True)
     codes = [c.exitcode for c in children]
     if any(code not in (0, None, -signal.SIGTERM) for code in codes):
         sys.exit(1)

@@ -218,6 +218,7 @@ class Engine:
             self.checkpoint(step, job)
 
     async def _enqueue(self, jobs: list[Job], delay: float = 0.0) -> None:
+        jobs = [job.stamped(delay) for job in jobs]
         if len(jobs) == 1:
             await self.queue.enqueue(jobs[0], delay=delay)
         else:
@@ -783,6 +784,7 @@ class Engine:
                 retention=self.settings.retention,
             )
         )
+        self.guests.flowcraft_node_skipped(job=job)
         await self._announce(job, completion)
         return Stepped([(self._job_for(job, target), live) for target, live in completion.ready])
 

@@ -36,8 +36,7 @@ async def reconcile(
         if jobs:
             # The run's jobs carry its plugins' headers (a trace context) from its metadata.
             headers = keys.run_headers(await backends.context.get(run_id, keys.RUN))
-            if headers:
-                jobs = [dataclasses.replace(job, headers=headers) for job in jobs]
+            jobs = [dataclasses.replace(job, headers=headers).stamped() for job in jobs]
             await backends.queue.enqueue_many(jobs)
             touched.append(run_id)
     return touched

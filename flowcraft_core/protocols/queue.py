@@ -14,6 +14,8 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -41,7 +43,7 @@ class Job:
 
     The wire form (:meth:`to_dict`) keeps its short field names, ``"f"`` for the digest
     included, so jobs queued by an earlier version are read unchanged; headers travel as
-    ``"h"``, only when there are any.
+    ``"h"``, only when there are any, and the due time as ``"t"`` (milliseconds kept).
     """
 
     run_id: str
@@ -50,6 +52,15 @@ class Job:
     instance: str = ROOT
     attempt: int = 1
     headers: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    due: float | None = field(default=None, compare=False, repr=False)
+    """When the job was due, in epoch seconds: the time it was enqueued plus its delay, set by
+    whoever enqueued it (:meth:`stamped`); None for a job continued inline, which never
+    waited in a queue. Its start minus this is the job's queue lag (clocks of two machines
+    permitting). Not part of the identity."""
+
+    def stamped(self, delay: float = 0.0) -> Job:
+        """This job, due ``delay`` seconds from now: what every enqueue sends."""
+        return dataclasses.replace(self, due=time.time() + delay)
 
     @property
     def key(self) -> str:
@@ -66,6 +77,8 @@ class Job:
         }
         if self.headers:
             wire["h"] = dict(self.headers)
+        if self.due is not None:
+            wire["t"] = round(self.due, 3)
         return wire
 
     @classmethod
@@ -79,6 +92,7 @@ class Job:
             instance=str(data.get("i", ROOT)),
             attempt=int(data.get("a", 1)),
             headers=check_headers(headers, "a job's headers") if headers else {},
+            due=float(data["t"]) if data.get("t") is not None else None,
         )
 
 

@@ -104,6 +104,10 @@ class Recorder:
         self.events.append(("node_finished", job))
 
     @hookimpl
+    def flowcraft_node_skipped(self, job: Job) -> None:
+        self.events.append(("node_skipped", job))
+
+    @hookimpl
     def flowcraft_node_failed(self, job: Job, error: dict[str, Any]) -> None:
         self.events.append(("node_failed", job))
         self.events.append(("node_failed_error", error))

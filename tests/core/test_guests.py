@@ -50,6 +50,10 @@ class Boom:
         self._called("flowcraft_node_finished")
 
     @hookimpl
+    def flowcraft_node_skipped(self, job: Job) -> None:
+        self._called("flowcraft_node_skipped")
+
+    @hookimpl
     def flowcraft_node_failed(self, job: Job, error: dict[str, Any]) -> None:
         self._called("flowcraft_node_failed")
 
@@ -91,7 +95,7 @@ def flaky_registry() -> dict[str, Any]:
 
 # a -> f (fails once, retried) -> b: every hook of a completed run, node_retried included;
 # b -> d's condition cannot be evaluated (a number against a string): expression_failed, and d
-# is skipped.
+# is skipped (node_skipped).
 COMPLETES = bp(
     [
         {"id": "a", "uses": "add"},
@@ -149,6 +153,7 @@ async def test_a_raising_plugin_cannot_hurt_a_run(
     assert recorder.count("node_finished") == 4
     assert recorder.count("node_failed") == 1
     assert recorder.count("expression_failed") == 1
+    assert recorder.nodes("node_skipped") == {"d": 1}
     assert recorder.count("run_started") == recorder.count("run_finished") == 2
     assert (
         boom.calls[hook]
@@ -160,6 +165,7 @@ async def test_a_raising_plugin_cannot_hurt_a_run(
             "flowcraft_node_failed": 1,
             "flowcraft_node_retried": 1,
             "flowcraft_expression_failed": 1,
+            "flowcraft_node_skipped": 1,
             "flowcraft_job_enqueued": recorder.count("job_enqueued"),
         }[hook]
     )

@@ -181,3 +181,34 @@ def test_misbehaving_header_plugins_are_left_out_and_the_first_called_wins(
         "b": "late",
         "shared": "late",
     }
+
+
+def test_a_stamped_job_carries_when_it_was_due() -> None:
+    import time
+
+    before = time.time()
+    job = Job("r", "n", "d").stamped(5.0)
+    assert job.due is not None and before + 5.0 <= job.due <= time.time() + 5.0
+    back = Job.from_dict(job.to_dict())
+    assert back.due is not None and abs(back.due - job.due) < 0.001
+    assert back == Job("r", "n", "d")  # not part of the identity
+    assert "t" not in Job("r", "n", "d").to_dict()
+
+
+async def test_queued_jobs_are_stamped_inline_ones_are_not() -> None:
+    recorder = Recorder()
+
+    async def step(ctx: NodeContext) -> str:
+        return ctx.node_id
+
+    blueprint = bp(
+        [{"id": "a", "uses": "step"}, {"id": "b", "uses": "step"}, {"id": "c", "uses": "step"}],
+        [{"source": "a", "target": "b"}, {"source": "a", "target": "c"}],
+    )
+    async with harness({"step": step}, pm=manager(recorder)) as h:
+        assert (await h.run(blueprint)).status == "completed"
+    started = {j.node_id: j for j in recorder.of("node_started")}
+    enqueued = {j.node_id for j in recorder.of("job_enqueued")}
+    assert enqueued == {"a", "b"} or enqueued == {"a", "c"}
+    for node_id, job in started.items():
+        assert (job.due is not None) == (node_id in enqueued), job
