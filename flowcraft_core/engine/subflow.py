@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from flowcraft_core.blueprint import Blueprint
@@ -55,7 +56,7 @@ def child_meta(
 ) -> dict[str, Any]:
     """A child run's metadata: what any run's has, plus its parent job (to continue it), its
     depth, and the pinned subflow blueprints it inherits."""
-    return {
+    meta: dict[str, Any] = {
         "flow": child.id,
         "digest": child.digest,
         "started": time.time(),
@@ -71,6 +72,9 @@ def child_meta(
             "blueprint": blueprint_id,
         },
     }
+    if parent_job.headers:  # the child's jobs carry the parent's (one trace for the tree)
+        meta[keys.RUN_HEADERS] = dict(parent_job.headers)
+    return meta
 
 
 def parent_job(meta: Any) -> Job | None:
@@ -78,7 +82,9 @@ def parent_job(meta: Any) -> Job | None:
     if not isinstance(meta, dict) or not isinstance(meta.get("parent"), dict):
         return None
     p = meta["parent"]
-    return job_for(str(p["run"]), str(p["digest"]), str(p["job"]), int(p["attempt"]))
+    job = job_for(str(p["run"]), str(p["digest"]), str(p["job"]), int(p["attempt"]))
+    headers = keys.run_headers(meta)
+    return replace(job, headers=headers) if headers else job
 
 
 async def continue_parent(context: ContextStore, queue: Queue, run_id: str) -> Job | None:
@@ -286,7 +292,7 @@ class Subflows:
         else:
             run_input, context = node_input, {}
         blueprint_id = str(node.definition.params["blueprintId"])
-        jobs = [Job(child_id, nid, child.digest) for nid in child.start_ids]
+        jobs = [Job(child_id, nid, child.digest, headers=job.headers) for nid in child.start_ids]
         await engine.state.adopt(job.run_id, child_id)
         try:
             await engine.state.start(
