@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmarks.counting import Counting
 from benchmarks.measure import peak_rss_mb, run_many
-from benchmarks.shapes import SHAPES, registry
+from benchmarks.shapes import SHAPES, catalog, registry
 from flowcraft_core.client import Client
 from flowcraft_core.drivers import Backends
 from flowcraft_core.worker import Worker
@@ -17,7 +17,7 @@ async def bench(shape: str, size: int, runs: int, concurrency: int = 64) -> dict
     blueprint = SHAPES[shape](size)
     queue = MemoryQueue()
     backends = Backends(queue, MemoryContextStore(), MemoryCoordinationStore(), {})
-    client = Client(backends)
+    client = Client(backends, blueprints=catalog(shape))
     worker = Worker(registry, backends, concurrency=concurrency)
     engine = worker.engine
     engine.remember(client.compile(blueprint))

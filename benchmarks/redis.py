@@ -22,7 +22,7 @@ import redis
 
 from benchmarks.measure import run_many
 from benchmarks.redis_worker import count_messages
-from benchmarks.shapes import SHAPES
+from benchmarks.shapes import SHAPES, catalog
 from flowcraft_core.client import Client
 from flowcraft_core.drivers import open_backends
 
@@ -95,7 +95,7 @@ def bench(
 
     async def drive() -> tuple[Any, int]:
         backends = open_backends(full)
-        client = Client(backends)
+        client = Client(backends, blueprints=catalog(shape))
         try:
             await run_many(client, blueprint, min(runs, 4), 120)  # warm-up
             before = COUNTS["messages"]

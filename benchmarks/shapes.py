@@ -33,4 +33,26 @@ def fanout(size: int) -> Blueprint:
     return Blueprint.from_dict({"id": f"fanout-{size}", "nodes": nodes, "edges": edges})
 
 
-SHAPES = {"chain": chain, "fanout": fanout}
+#: The child every ``subflow-chain`` node runs: one no-op node.
+SUBFLOW_CHILD = Blueprint.from_dict(
+    {"id": "bench-child", "nodes": [{"id": "work", "uses": "noop"}], "edges": []}
+)
+
+
+def subflow_chain(size: int) -> Blueprint:
+    """``size`` subflow nodes in a line, each running :data:`SUBFLOW_CHILD` as a child run (so
+    a run is 1 + ``size`` runs; its nodes counted are the ``size`` subflow nodes)."""
+    nodes = [
+        {"id": f"s{i}", "uses": "subflow", "params": {"blueprintId": SUBFLOW_CHILD.id}}
+        for i in range(size)
+    ]
+    edges = [{"source": f"s{i}", "target": f"s{i + 1}"} for i in range(size - 1)]
+    return Blueprint.from_dict({"id": f"subflow-chain-{size}", "nodes": nodes, "edges": edges})
+
+
+SHAPES = {"chain": chain, "fanout": fanout, "subflow-chain": subflow_chain}
+
+
+def catalog(shape: str) -> list[Blueprint]:
+    """The blueprints a shape's subflows name (the client's catalog; it pins them per run)."""
+    return [SUBFLOW_CHILD] if shape == "subflow-chain" else []

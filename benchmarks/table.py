@@ -10,7 +10,7 @@ from typing import Any
 from benchmarks.memory import bench as memory_bench
 from benchmarks.redis import bench as redis_bench
 
-CONFIGS = [("chain", 20, 200), ("fanout", 20, 200), ("fanout", 500, 10)]
+CONFIGS = [("chain", 20, 200), ("fanout", 20, 200), ("fanout", 500, 10), ("subflow-chain", 20, 50)]
 COLUMNS = [
     "nodes_per_s",
     "p50_ms",

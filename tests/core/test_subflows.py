@@ -458,3 +458,39 @@ async def test_a_lost_continuation_is_recovered_by_reconcile() -> None:
     assert result.status == "completed", result.error
     assert result.outputs == {"a": 1, "s": "from child"}
     assert list(children) == [child_id]
+
+
+async def test_a_childs_jobs_carry_the_parent_runs_headers() -> None:
+    """A subflow tree is one trace: the child's jobs (and its resume) carry the headers the
+    plugins gave the parent run."""
+    from .helpers import Recorder
+    from .test_job_headers import Headers, manager
+
+    plugin = Headers({"trace": "t-sub"})
+    recorder = Recorder()
+    pm = manager(plugin, recorder)
+    child = bp(
+        [{"id": "c", "uses": "const", "params": {"value": 1}}, {"id": "w", "uses": "wait"}],
+        [{"source": "c", "target": "w"}],
+        name="kid-waits",
+    )
+    main = bp(
+        [{"id": "a", "uses": "const", "params": {"value": 0}}, sub("s", "kid-waits")],
+        [{"source": "a", "target": "s"}],
+    )
+    async with harness(REGISTRY, blueprints=[child], pm=pm) as h:
+        run_id = await h.client.start(main)
+        assert (await h.client.result(run_id, 10)).status == "awaiting"
+        await h.client.resume(run_id, output="ok")
+        result = await h.client.result(run_id, 10)
+    assert result.status == "completed", result.error
+    assert plugin.asked == [(run_id, main.id)]  # the child's headers are the parent's
+    started = recorder.of("node_started")
+    enqueued = recorder.of("job_enqueued")
+    assert {(keys.may_be_child(j.run_id), j.node_id) for j in started} == {
+        (False, "a"),
+        (True, "c"),
+    }
+    assert {j.node_id for j in enqueued if keys.may_be_child(j.run_id)} >= {"c", "w"}
+    for job in [*started, *enqueued]:
+        assert dict(job.headers) == {"trace": "t-sub"}, job
