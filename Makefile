@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench chaos clean setup parity-goldens
+.PHONY: run test lint typecheck pytest bench chaos clean setup parity-goldens mermaid-check
 
 setup: $(STAMP)
 
@@ -53,6 +53,18 @@ parity-goldens:
 	cd $(PARITY_DIR) && npm ci --no-audit --no-fund --silent
 	node tests/builder_parity/flows.mjs $(PARITY_DIR) > tests/builder_parity/goldens.json
 	git diff --stat -- tests/builder_parity/goldens.json
+
+# Every chart `flowcraft graph` draws for the goldens, the examples and a blueprint full of text
+# to escape, parsed by Mermaid's own parser (npm mermaid under jsdom, pinned in
+# tests/builder_parity/mermaid). Needs node and npm; not part of `make test`.
+mermaid-check: $(STAMP)
+	mkdir -p $(PARITY_DIR)/mermaid
+	cp tests/builder_parity/mermaid/package.json tests/builder_parity/mermaid/package-lock.json \
+		$(PARITY_DIR)/mermaid/
+	cd $(PARITY_DIR)/mermaid && npm ci --no-audit --no-fund --silent
+	rm -rf $(PARITY_DIR)/charts
+	$(BIN)/python tests/builder_parity/mermaid_charts.py $(PARITY_DIR)/charts \
+		| xargs node tests/builder_parity/mermaid/parse.mjs $(PARITY_DIR)/mermaid
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
