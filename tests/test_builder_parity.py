@@ -80,6 +80,18 @@ def loop() -> Flow:
     )
 
 
+def loop_entered_at_controller() -> Flow:
+    return (
+        Flow("loop-entered-at-controller")
+        .node("initialize", "Init")
+        .node("increment", "Step")
+        .loop("counter", start_node_id="increment", end_node_id="increment", condition="count < 5")
+        .node("finalize", "Done")
+        .edge("initialize", "counter")
+        .edge("counter", "finalize")
+    )
+
+
 def loop_exits() -> Flow:
     return (
         Flow("loop-exits")
@@ -194,6 +206,7 @@ def cycle_entry() -> Flow:
 TWINS: dict[str, Callable[[], Flow]] = {
     "plain": plain,
     "loop": loop,
+    "loop-entered-at-controller": loop_entered_at_controller,
     "loop-exits": loop_exits,
     "nested-loop": nested_loop,
     "batch": batch,

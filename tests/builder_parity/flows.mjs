@@ -65,6 +65,16 @@ const flows = {
 			.loop('counter', { startNodeId: 'step', endNodeId: 'check', condition: 'count < 5' })
 			.edge('counter', 'done'),
 
+	// As Flowcraft's own runtime tests build a loop: entered through its controller.
+	'loop-entered-at-controller': () =>
+		createFlow('loop-entered-at-controller')
+			.node('initialize', Init)
+			.node('increment', Step)
+			.loop('counter', { startNodeId: 'increment', endNodeId: 'increment', condition: 'count < 5' })
+			.node('finalize', Done)
+			.edge('initialize', 'counter')
+			.edge('counter', 'finalize'),
+
 	'loop-exits': () =>
 		createFlow('loop-exits')
 			// Declared before its nodes: the builder checks them only in toBlueprint().
