@@ -387,6 +387,18 @@ def test_graph_prints_a_mermaid_flowchart() -> None:
     assert any("-->" in line for line in lines)
 
 
+def test_graph_draws_a_loop_around_a_batch(tmp_path: Path) -> None:
+    """Flowcraft's builder's JSON (the parity golden) drawn as what it means."""
+    goldens = json.loads(Path("tests/builder_parity/goldens.json").read_text(encoding="utf-8"))
+    path = tmp_path / "pages.json"
+    path.write_text(json.dumps(goldens["blueprints"]["batch-in-loop"]), encoding="utf-8")
+    proc = flowcraft("graph", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert '    n6{"pages<br/>loop-controller"}' in proc.stdout
+    assert '    n6 ==>|"continue if save.hasMore === true"| n0' in proc.stdout
+    assert '    n2@{ shape: procs, label: "Process<br/>per item" }' in proc.stdout
+
+
 def test_drivers_lists_memory_and_redis() -> None:
     table = flowcraft("drivers")
     assert table.returncode == 0, table.stderr
