@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench chaos clean setup parity-goldens mermaid-check
+.PHONY: run test lint typecheck pytest bench bench-peers chaos clean setup parity-goldens mermaid-check
 
 setup: $(STAMP)
 
@@ -36,6 +36,22 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.table
+
+# Ours against Flowcraft TS (+ BullMQ), Celery, bare Dramatiq and DBOS, interleaved in one run
+# (BENCHMARKS.md). The peers live in .bench/ (git-ignored): npm packages pinned by
+# benchmarks/peers/ts/package-lock.json, and a venv of their own for Celery and DBOS.
+PEERS := .bench/.installed
+
+$(PEERS): benchmarks/peers/ts/package.json benchmarks/peers/ts/package-lock.json
+	mkdir -p .bench/ts
+	cp benchmarks/peers/ts/package.json benchmarks/peers/ts/package-lock.json .bench/ts/
+	cd .bench/ts && npm ci --no-audit --no-fund --loglevel=error
+	test -x .bench/venv/bin/python || $(PYTHON) -m venv .bench/venv
+	.bench/venv/bin/python -m pip install --quiet 'celery[redis]==5.7.0' 'dbos==3.4.0'
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS)
+	$(BIN)/python -m benchmarks.peers
 
 # 2,000 workflows under faults on a private redis-server (not part of `make test`, which runs
 # a 60-second version of it: tests/redis/test_chaos.py).

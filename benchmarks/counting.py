@@ -21,4 +21,7 @@ class Counting:
             self.calls += 1
             return attr(*args, **kwargs)
 
+        # Later lookups skip __getattr__: the instrument must not cost the engine a closure
+        # per call (it did, and showed in the memory driver's nodes/s).
+        setattr(self, name, counted)
         return counted

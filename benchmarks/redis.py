@@ -7,10 +7,12 @@ Both measurements use the same Redis, broker settings, processes and threads per
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from typing import Any
 import redis
 
 from benchmarks.measure import run_many
-from benchmarks.redis_worker import count_messages
+from benchmarks.redis_worker import COUNTS, count_messages
 from benchmarks.shapes import SHAPES, catalog
 from flowcraft_core.client import Client
 from flowcraft_core.drivers import open_backends
@@ -34,17 +36,21 @@ def default_url() -> str:
 
 
 @contextmanager
-def processes(module: str, args: list[str], count: int) -> Iterator[list[subprocess.Popen[str]]]:
+def processes(
+    module: str, args: list[str], each: int | list[str]
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """``each`` processes of ``module`` (a list: one per item, given as a last argument)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    lasts: list[list[str]] = [[a] for a in each] if isinstance(each, list) else [[]] * each
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [sys.executable, "-m", module, *args, *last],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
             cwd=ROOT,
         )
-        for _ in range(count)
+        for last in lasts
     ]
     try:
         for proc in procs:
@@ -85,16 +91,34 @@ def bare_dramatiq(url: str, workers: int, threads: int, messages: int) -> float:
 def bench(
     shape: str, size: int, runs: int, workers: int, concurrency: int, url: str | None
 ) -> dict[str, Any]:
+    """Our Redis driver, then bare Dramatiq on the same broker (``ratio_to_bare``)."""
     base = url or default_url()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     full = f"{base}{'&' if '?' in base else '?'}prefix={prefix}"
-    stats_key = f"{prefix}:stats"
+    row = bench_url(full, shape, size, runs, workers, concurrency)
+    nodes = row["nodes"]
+    bare = bare_dramatiq(full, workers, concurrency, max(2000, min(nodes, 20000)))
+    sync = redis.Redis.from_url(base)
+    for key in sync.scan_iter(f"{prefix}:*", count=1000):
+        sync.delete(key)
+    sync.close()
+    row.update(
+        driver="redis",
+        bare_dramatiq_msgs_per_s=round(bare, 1),
+        ratio_to_bare=round(row["nodes_per_s"] / bare, 3),
+    )
+    return row
+
+
+def bench_url(
+    url: str, shape: str, size: int, runs: int, workers: int, concurrency: int
+) -> dict[str, Any]:
+    """W worker processes on the backend ``url`` (any driver), the client in this process."""
     blueprint = SHAPES[shape](size)
-    count_messages()
-    from benchmarks.redis_worker import COUNTS
 
     async def drive() -> tuple[Any, int]:
-        backends = open_backends(full)
+        backends = open_backends(url)
+        count_messages(backends.queue)
         client = Client(backends, blueprints=catalog(shape))
         try:
             await run_many(client, blueprint, min(runs, 4), 120)  # warm-up
@@ -104,34 +128,28 @@ def bench(
         finally:
             await backends.close()
 
-    sync = redis.Redis.from_url(base)
-    with processes("benchmarks.redis_worker", [full, str(concurrency), stats_key], workers):
-        measured, client_messages = asyncio.run(drive())
-    raw: dict[bytes, bytes] = sync.hgetall(stats_key)  # type: ignore[assignment]
-    stats = {k.decode(): v.decode() for k, v in raw.items()}
+    with tempfile.TemporaryDirectory(prefix="flowcraft-bench-") as tmp:
+        files = [os.path.join(tmp, f"w{i}.json") for i in range(workers)]
+        with processes("benchmarks.redis_worker", [url, str(concurrency)], files):
+            measured, client_messages = asyncio.run(drive())
+        stats = [json.loads(Path(f).read_text()) for f in files]
     nodes = measured.nodes
     warm = len(blueprint.nodes) * min(runs, 4)
     # Worker counts include the warm-up runs: scale per node over all nodes they handled.
     handled = nodes + warm
-    round_trips = int(stats.get("round_trips", 0)) / handled
-    messages = (int(stats.get("messages", 0)) * nodes / handled + client_messages) / nodes
-    rss = max((float(v) for k, v in stats.items() if k.startswith("rss:")), default=0.0)
+    round_trips = sum(s["round_trips"] for s in stats) / handled
+    messages = (sum(s["messages"] for s in stats) * nodes / handled + client_messages) / nodes
     summary = measured.summary()
-    bare = bare_dramatiq(full, workers, concurrency, max(2000, min(nodes, 20000)))
-    for key in sync.scan_iter(f"{prefix}:*", count=1000):
-        sync.delete(key)
-    sync.close()
     return {
-        "driver": "redis",
+        "driver": url.split(":", 1)[0],
         "shape": shape,
         "size": size,
         "runs": runs,
         "workers": workers,
         "concurrency": concurrency,
         **summary,
-        "peak_rss_mb": rss,
+        "peak_rss_mb": max(s["rss_mb"] for s in stats),
         "messages_per_node": round(messages, 3),
-        "round_trips_per_node": round(round_trips, 3),
-        "bare_dramatiq_msgs_per_s": round(bare, 1),
-        "ratio_to_bare": round(summary["nodes_per_s"] / bare, 3),
+        # Counted at redis-py's asyncio client: other backends report none.
+        "round_trips_per_node": round(round_trips, 3) if url.startswith("redis") else "n/a",
     }

@@ -1,26 +1,26 @@
 """A benchmark worker process: the flowcraft worker with counters, run as
-``python -m benchmarks.redis_worker URL CONCURRENCY STATS_KEY``.
+``python -m benchmarks.redis_worker URL CONCURRENCY STATS_FILE``, for any backend URL.
 
 Round trips to Redis are counted at redis-py's asyncio client (every command, script or
 pipeline is one); the queue's own traffic goes through Dramatiq's synchronous client and is
-not counted. On SIGTERM it writes its counts and peak RSS to the hash STATS_KEY.
+not counted (other backends count none). On SIGTERM it writes its counts and peak RSS to
+STATS_FILE as JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import signal
 import sys
 from typing import Any
 
-import redis
 import redis.asyncio.client as aclient
 
 from benchmarks.shapes import registry
 from flowcraft_core.drivers import open_backends
 from flowcraft_core.worker import Worker
-from flowcraft_redis.queue import RedisQueue
 
 COUNTS = {"round_trips": 0, "messages": 0}
 
@@ -41,26 +41,26 @@ def _count_round_trips() -> None:
     aclient.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
 
 
-def count_messages() -> None:
-    """Count the jobs every RedisQueue of this process enqueues."""
-    enqueue, enqueue_many = RedisQueue.enqueue, RedisQueue.enqueue_many
+def count_messages(queue: Any) -> None:
+    """Count the jobs ``queue`` (any driver's queue object) enqueues."""
+    enqueue, enqueue_many = queue.enqueue, queue.enqueue_many
 
-    async def one(self: Any, job: Any, *, delay: float = 0.0) -> None:
+    async def one(job: Any, *, delay: float = 0.0) -> None:
         COUNTS["messages"] += 1
-        await enqueue(self, job, delay=delay)
+        await enqueue(job, delay=delay)
 
-    async def many(self: Any, jobs: Any, *, delay: float = 0.0) -> None:
+    async def many(jobs: Any, *, delay: float = 0.0) -> None:
         COUNTS["messages"] += len(jobs)
-        await enqueue_many(self, jobs, delay=delay)
+        await enqueue_many(jobs, delay=delay)
 
-    RedisQueue.enqueue = one  # type: ignore[method-assign]
-    RedisQueue.enqueue_many = many  # type: ignore[method-assign]
+    queue.enqueue = one
+    queue.enqueue_many = many
 
 
-async def serve(url: str, concurrency: int, stats_key: str) -> None:
+async def serve(url: str, concurrency: int, stats_file: str) -> None:
     _count_round_trips()
-    count_messages()
     backends = open_backends(url)
+    count_messages(backends.queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -69,11 +69,8 @@ async def serve(url: str, concurrency: int, stats_key: str) -> None:
         await stop.wait()
     await backends.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    client = redis.Redis.from_url(url.split("?")[0])
-    client.hincrby(stats_key, "round_trips", COUNTS["round_trips"])
-    client.hincrby(stats_key, "messages", COUNTS["messages"])
-    client.hset(stats_key, f"rss:{id(client)}", f"{rss:.1f}")
-    client.close()
+    with open(stats_file, "w") as out:
+        json.dump({**COUNTS, "rss_mb": round(rss, 1)}, out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Peer systems for `make bench-peers` (see __main__)."""
