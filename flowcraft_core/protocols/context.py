@@ -36,6 +36,11 @@ class Missing(Enum):
 MISSING: Final = Missing.MISSING
 
 
+# One encoder for every call: json.dumps with any non-default option builds a new encoder each
+# time, which costs more than encoding a typical node output.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode(value: Any) -> str:
     """``value`` as strict JSON text: the one encoding every context store uses.
 
@@ -45,7 +50,7 @@ def encode(value: Any) -> str:
     silently lose one); nesting deeper than the encoder can recurse.
     """
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(value)
     except RecursionError:
         raise ValueError("the value is nested too deeply to encode as JSON") from None
     _check_keys(value)
