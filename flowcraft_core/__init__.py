@@ -8,6 +8,7 @@ from flowcraft_core.blueprint import Blueprint, EdgeDef, NodeConfig, NodeDef
 from flowcraft_core.client import Client, RunResult, SyncClient
 from flowcraft_core.drivers import Backends, open_backends
 from flowcraft_core.engine import Engine, EngineSettings
+from flowcraft_core.engine.history import Attempt, NodeHistory, RunHistory, RunPage, RunSummary
 from flowcraft_core.errors import (
     BlueprintError,
     DriverError,
@@ -23,6 +24,7 @@ from flowcraft_core.registry import Registry
 from flowcraft_core.worker import Worker
 
 __all__ = [
+    "Attempt",
     "Backends",
     "BaseNode",
     "Blueprint",
@@ -38,11 +40,15 @@ __all__ = [
     "NodeConfig",
     "NodeContext",
     "NodeDef",
+    "NodeHistory",
     "Registry",
     "RegistryError",
     "Result",
+    "RunHistory",
     "RunNotFound",
+    "RunPage",
     "RunResult",
+    "RunSummary",
     "SyncClient",
     "Worker",
     "hookimpl",

@@ -7,6 +7,7 @@ running a private event loop in a background thread.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import logging
 import threading
@@ -24,6 +25,7 @@ from flowcraft_core.catalog import as_catalog, closure
 from flowcraft_core.drivers import Backends, open_backends
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow
+from flowcraft_core.engine.history import RESUMED, RunHistory, RunPage, attempt_record
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import Census, run_state_for
 from flowcraft_core.engine.subflow import continue_parent, parent_job
@@ -37,6 +39,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
+RUN_STATUSES = ("running", "awaiting", *FINAL_STATUSES)
+MAX_LIST = 1000  # runs per page of a listing
 
 
 @dataclass
@@ -401,7 +405,13 @@ class Client:
             commit[keys.action_key(node_id)] = action
         job = Job(run_id, node_id, str(meta["digest"]), headers=keys.run_headers(meta)).stamped()
         try:
-            won = await self._state.resume(job, guard=keys.output_key(node_id), commit=commit)
+            now = time.time()
+            record = attempt_record(
+                job.attempt, RESUMED, started=None, finished=now, worker="client"
+            )
+            won = await self._state.resume(
+                job, guard=keys.output_key(node_id), commit=commit, record=record
+            )
         except (TypeError, ValueError) as exc:
             raise FlowcraftError(f"the resume output is not JSON-serialisable: {exc}") from None
         await self.backends.queue.enqueue(job)
@@ -442,6 +452,47 @@ class Client:
         raise FlowcraftError(
             f"node {node_id!r} of run {run_id} has no edge for {given}; its actions: {valid}"
         )
+
+    async def runs(
+        self,
+        *,
+        status: str | None = None,
+        flow: str | None = None,
+        since: float | datetime.datetime | datetime.timedelta | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Runs newest first from the run index (never a scan of the backend's keyspace):
+        ``status`` (running, awaiting, completed, failed, cancelled), blueprint id ``flow``,
+        started at or after ``since`` (a Unix time, a datetime, or a timedelta before now);
+        at most ``limit``; pass the page's ``cursor`` for the next one. Runs leave the index
+        with their retention."""
+        if status is not None and status not in RUN_STATUSES:
+            raise FlowcraftError(
+                f"unknown run status {status!r}; one of: {', '.join(RUN_STATUSES)}"
+            )
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
+            raise FlowcraftError(f"limit must be an integer from 1 to {MAX_LIST}, got {limit!r}")
+        if isinstance(since, datetime.timedelta):
+            since = time.time() - since.total_seconds()
+        elif isinstance(since, datetime.datetime):
+            since = since.timestamp()
+        if since is None:
+            # The oldest run that can still be stored: unfinished for run_ttl, then retained.
+            since = time.time() - self.settings.run_ttl - self.settings.retention
+        if cursor is not None and (not isinstance(cursor, str) or "|" not in cursor):
+            raise FlowcraftError(f"not a cursor of a run listing: {cursor!r}")
+        return await self._state.runs(
+            status=status, flow=flow, since=float(since), cursor=cursor, limit=limit
+        )
+
+    async def history(self, run_id: str) -> RunHistory:
+        """The run's per-node timeline (each node instance's attempts with their times,
+        status, error and worker) and its events. Raises :class:`RunNotFound`."""
+        found = await self._state.history(run_id)
+        if found is None:
+            raise RunNotFound(f"no run {run_id!r} (never started, or expired after retention)")
+        return found
 
     async def close(self) -> None:
         await self.backends.close()
@@ -523,6 +574,22 @@ class SyncClient:
         node_id: str | None = None,
     ) -> str:
         return self._run(self._client.resume(run_id, action, output, node_id=node_id))
+
+    def runs(
+        self,
+        *,
+        status: str | None = None,
+        flow: str | None = None,
+        since: float | datetime.datetime | datetime.timedelta | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        return self._run(
+            self._client.runs(status=status, flow=flow, since=since, limit=limit, cursor=cursor)
+        )
+
+    def history(self, run_id: str) -> RunHistory:
+        return self._run(self._client.history(run_id))
 
     def close(self) -> None:
         self._run(self._client.close())

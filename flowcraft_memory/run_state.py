@@ -65,6 +65,7 @@ class MemoryRunState(ComposedRunState):
         arrivals: Sequence[Arrival],
         retention: float,
         prefetch: Prefetch | None = None,
+        record: str | None = None,
     ) -> Completion:
         co, rk, ttl = self._co, run_keys(job.run_id), self.ttl
         committed: bool | None = None
@@ -72,6 +73,8 @@ class MemoryRunState(ComposedRunState):
             committed = self._ctx.commit_now(job.run_id, guard, commit)
             if not committed:
                 return Completion(committed=False, ready=[])
+            if record is not None:
+                co.add_member_now(rk.history(job.key), record, ttl)
         ready: list[tuple[str, bool]] = []
         for a in arrivals:
             added, total = co.add_member_now(rk.arrived(a.target), a.edge, ttl)

@@ -180,15 +180,30 @@ SCRIPT_CONSTANTS: dict[str, str] = {
     "ACTIVATED": _lua(keys.ACTIVATED),
     "JOB_KEY_KINDS": _lua(keys.JOB_KEY_KINDS),
     "JOIN_ANY": _lua(keys.JOIN_ANY),
+    "RUN": _lua(keys.RUN),
+    "INDEX_BUCKET_SECONDS": str(keys.INDEX_BUCKET_SECONDS),
+    "INDEX_STATUS": _lua(keys.INDEX_STATUS),
+    "INDEX_FLOW": _lua(keys.INDEX_FLOW),
+    "RUNNING": _lua(keys.RUNNING),
 }
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def _render(text: str) -> str:
+    return _PLACEHOLDER.sub(lambda m: SCRIPT_CONSTANTS[m.group(1)], text)
+
+
+# A Lua function shared by several scripts, inlined where they name it.
+SCRIPT_CONSTANTS["INDEX_MOVE"] = _render(
+    resources.files(__package__).joinpath("index_move.lua").read_text(encoding="utf-8")
+)
 
 
 def load_script(name: str) -> str:
     """The text of the Lua script ``name`` shipped beside this module, with every ``{{NAME}}``
     replaced by :data:`SCRIPT_CONSTANTS`' Lua literal (an unknown name is a KeyError)."""
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-    return _PLACEHOLDER.sub(lambda m: SCRIPT_CONSTANTS[m.group(1)], text)
+    return _render(text)
 
 
 def unreachable(settings: RedisSettings, exc: BaseException) -> DriverError:

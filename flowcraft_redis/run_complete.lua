@@ -4,12 +4,15 @@
 -- the job's identity, so running this again for the same job changes nothing twice.
 --   KEYS   1 run hash, 2 activated, 3 finished, 4 waiting, 5 resumed, 6 lease, 7 progress,
 --          8 final, 9 done signal, 10 active runs, 11-15 the prefetched target's lease,
---          failures, arrived, live and first; then per arrival: arrived, live, first
+--          failures, arrived, live and first, 16 the job's history, 17 the run's events,
+--          18 its ended record; then per arrival: arrived, live, first
 --   ARGV   1 TTL (ms), 2 now, 3 job key, 4 '1' to commit, 5 guard, 6 number of field pairs,
 --          7 retention (ms), 8 final record, 9 run id, 10 target to prefetch ('' for none),
---          11 its lease token, 12 its lease TTL (ms), 13 '1' if it is a join, 14 number of
---          its fields, its fields, the pairs, then per arrival: target, edge, live '1'/'0',
---          join, expected count
+--          11 its lease token, 12 its lease TTL (ms), 13 '1' if it is a join, 14 the attempt
+--          record to add with the commit ('' for none), 15 the ended record, 16 the run
+--          index's key prefix, 17 the entered index sets' TTL (ms), 18 the final status,
+--          19 number of the prefetched target's fields, its fields, the pairs, then per
+--          arrival: target, edge, live '1'/'0', join, expected count
 -- Returns {0} when another commit won (nothing written), else {1, the final record as it was
 --         before this call, committed 1/-1, activated, finished, waiting, resumed,
 --         finalized 1/0/-1, #ready, target, live, ..., and, if
@@ -20,13 +23,14 @@
 -- Names in double braces are rendered at load from flowcraft_core.engine.keys (see
 -- flowcraft_redis.connection.SCRIPT_CONSTANTS): never spelled here by hand.
 local ACTIVATED, JOB_KEY_KINDS, JOIN_ANY = {{ACTIVATED}}, {{JOB_KEY_KINDS}}, {{JOIN_ANY}}
+{{INDEX_MOVE}}
 local ttl = ARGV[1]
 local run = KEYS[1]
 local committed = -1
 local pairs_count = tonumber(ARGV[6])
 local prefetch = ARGV[10]
-local field_count = tonumber(ARGV[14])
-local pairs_from = 15 + field_count
+local field_count = tonumber(ARGV[19])
+local pairs_from = 20 + field_count
 if ARGV[4] == '1' then
     if redis.call('HEXISTS', run, ARGV[5]) == 1 then
         return {0}
@@ -46,6 +50,11 @@ local function add(key, member)
     return added
 end
 
+-- Only the winning commit records its attempt: a redelivery never records a second execution.
+if committed == 1 and ARGV[14] ~= '' then
+    add(KEYS[16], ARGV[14])
+end
+
 -- Every job's own keys ("<run keys>:<kind>:<job>") go with the run: found through the
 -- activated set, whose name is "<run keys>" .. ACTIVATED.
 local function expire_jobs(activated_key, retention)
@@ -59,7 +68,7 @@ end
 
 local ready = {}
 local a = pairs_from + 2 * pairs_count
-local k = 16
+local k = 19
 while a <= #ARGV do
     local target, edge, is_live, join, expected =
         ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', ARGV[a + 3], tonumber(ARGV[a + 4])
@@ -110,11 +119,15 @@ local finalized = -1
 if activated - finished <= 0 then
     local retention = ARGV[7]
     finalized = redis.call('SET', KEYS[8], ARGV[8], 'NX', 'PX', retention) and 1 or 0
+    if finalized == 1 then
+        redis.call('SET', KEYS[18], ARGV[15], 'NX', 'PX', retention)
+        index_move(run, ARGV[16], ARGV[9], ARGV[18], ARGV[17])
+    end
     redis.call('DEL', KEYS[9])
     redis.call('RPUSH', KEYS[9], '1')
     redis.call('PEXPIRE', KEYS[9], retention)
     redis.call('SREM', KEYS[10], ARGV[9])
-    for _, key in ipairs({run, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7]}) do
+    for _, key in ipairs({run, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], KEYS[17]}) do
         redis.call('PEXPIRE', key, retention)
     end
     expire_jobs(KEYS[2], retention)
@@ -143,8 +156,8 @@ if prefetched then
     end
     -- In slices, as in run_load.lua: unpack() is bounded by Lua's C stack.
     local values = {}
-    for i = 15, 14 + field_count, 1000 do
-        local last = math.min(i + 999, 14 + field_count)
+    for i = 20, 19 + field_count, 1000 do
+        local last = math.min(i + 999, 19 + field_count)
         local part = redis.call('HMGET', run, unpack(ARGV, i, last))
         for j = 1, #part do
             values[#values + 1] = part[j]

@@ -18,7 +18,21 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, INPUT, RUN, blueprint_key, run_keys
+from flowcraft_core.engine.keys import (
+    ACTIVE_RUNS,
+    INDEX_BASE,
+    INDEX_BUCKET_SECONDS,
+    INDEX_FLOW,
+    INDEX_STATUS,
+    INPUT,
+    RUN,
+    RUNNING,
+    blueprint_key,
+    index_bucket,
+    index_key,
+    index_member,
+    run_keys,
+)
 from flowcraft_core.engine.state import (
     Arrival,
     Census,
@@ -26,6 +40,7 @@ from flowcraft_core.engine.state import (
     ComposedRunState,
     Loaded,
     Prefetch,
+    ended_record,
     final_record,
 )
 from flowcraft_core.errors import RunExists
@@ -66,12 +81,16 @@ class RedisRunState(ComposedRunState):
         values = {**(context or {}), INPUT: input, RUN: dict(meta)}
         # Encoded before anything is sent: a value without a JSON form writes nothing.
         pairs = [(field, encode(value)) for field, value in values.items()]
+        started = float(meta["started"])
+        bucket = index_bucket(started)
         args: list[str | int] = [
             milliseconds(self.ttl),
             repr(time.time()),
             run_id,
             blueprint,
             RUN,
+            index_member(started, run_id),
+            milliseconds(self.ttl + INDEX_BUCKET_SECONDS),
             len(jobs),
             *jobs,
         ]
@@ -83,6 +102,8 @@ class RedisRunState(ComposedRunState):
             co(rk.activated),
             co(ACTIVE_RUNS),
             co(rk.progress),
+            co(index_key(INDEX_STATUS, bucket, RUNNING)),
+            co(index_key(INDEX_FLOW, bucket, f"{RUNNING}:{meta['flow']}")),
         ]
         if not await self._connections.script("run_start.lua")(keys=redis_keys, args=args):
             raise RunExists(f"a run with id {run_id!r} already exists; it was left unchanged")
@@ -117,6 +138,7 @@ class RedisRunState(ComposedRunState):
         arrivals: Sequence[Arrival],
         retention: float,
         prefetch: Prefetch | None = None,
+        record: str | None = None,
     ) -> Completion:
         rk = run_keys(job.run_id)
         co = self._co.key
@@ -132,10 +154,18 @@ class RedisRunState(ComposedRunState):
             self._co.signal_key(rk.signal_done),
             co(ACTIVE_RUNS),
         ]
+        now = time.time()
+        ends: list[str | int] = [
+            record or "",
+            ended_record("completed", now),
+            co(INDEX_BASE),
+            milliseconds(retention + INDEX_BUCKET_SECONDS),
+            "completed",
+        ]
         if prefetch is None:
             redis_keys += [co("-")] * 5  # never touched: the script is told there is none
             fields: list[str] = []
-            ahead: list[str | int] = ["", "", 0, "0", 0]
+            ahead: list[str | int] = ["", "", 0, "0", *ends, 0]
         else:
             t = prefetch.target
             redis_keys += [
@@ -151,10 +181,12 @@ class RedisRunState(ComposedRunState):
                 prefetch.token,
                 milliseconds(prefetch.lease_ttl),
                 "1" if prefetch.join else "0",
+                *ends,
                 len(fields),
                 *fields,
             ]
-        args: list[str | int] = [milliseconds(self.ttl), repr(time.time()), job.key]
+        redis_keys += [co(rk.history(job.key)), co(rk.events), co(rk.ended)]
+        args: list[str | int] = [milliseconds(self.ttl), repr(now), job.key]
         tail: list[str | int] = [milliseconds(retention), _COMPLETED, job.run_id, *ahead]
         if commit is None:
             args += ["0", guard, 0, *tail]
@@ -206,12 +238,23 @@ class RedisRunState(ComposedRunState):
                     rk.resumed,
                     rk.progress,
                     rk.children,
+                    rk.events,
+                    rk.ended,
                 )
             ),
         ]
         record = final_record(status, error)
         won = await self._connections.script("run_finalize.lua")(
-            keys=redis_keys, args=[record, milliseconds(retention), run_id]
+            keys=redis_keys,
+            args=[
+                record,
+                milliseconds(retention),
+                run_id,
+                ended_record(status, time.time()),
+                status,
+                co(INDEX_BASE),
+                milliseconds(retention + INDEX_BUCKET_SECONDS),
+            ],
         )
         return bool(won)
 

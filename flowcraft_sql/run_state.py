@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowcraft_core.engine.keys import ACTIVE_RUNS, JOIN_ANY, RunKeys, run_keys
+from flowcraft_core.engine.keys import ACTIVE_RUNS, JOIN_ANY, RUN, RUNNING, RunKeys, run_keys
 from flowcraft_core.engine.state import (
     Arrival,
     Census,
@@ -27,7 +27,9 @@ from flowcraft_core.engine.state import (
     Loaded,
     Prefetch,
     decide,
+    ended_record,
     final_record,
+    index_ops,
 )
 from flowcraft_core.protocols import Job, Op
 from flowcraft_core.protocols.context import encode
@@ -97,8 +99,14 @@ class SQLRunState(ComposedRunState):
         arrivals: Sequence[Arrival],
         retention: float,
         prefetch: Prefetch | None = None,
+        record: str | None = None,
     ) -> Completion:
         rk, ttl, run_id = run_keys(job.run_id), self.ttl, job.run_id
+        recording = (
+            [Op.add_member(rk.history(job.key), record, ttl)]
+            if record is not None and commit is not None
+            else []
+        )
         # Encoded before the transaction: a value without a JSON form writes nothing.
         encoded = None if commit is None else {k: encode(v) for k, v in commit.items()}
         arrival_ops: list[list[Op]] = []
@@ -129,8 +137,11 @@ class SQLRunState(ComposedRunState):
             ahead = _load_ops(
                 rk, prefetch.target, prefetch.join, prefetch.lease_ttl, prefetch.token
             )
-        final_ops = self._final_ops(rk, retention, final_record("completed", None))
+        final_ops = self._final_ops(
+            rk, retention, final_record("completed", None), ended_record("completed", time.time())
+        )
         needed = [
+            *recording,
             *(op for ops in arrival_ops for op in ops),
             *activations.values(),
             *tail,
@@ -145,6 +156,8 @@ class SQLRunState(ComposedRunState):
                     return Completion(committed=False, ready=[])
                 committed = True
             batch = await self._co.open_batch(conn, needed)
+            for op in recording:  # with the commit that won, only
+                batch.apply(op)
             ready: list[tuple[str, bool]] = []
             for a, ops in zip(arrivals, arrival_ops, strict=True):
                 results = [batch.apply(op) for op in ops]
@@ -200,9 +213,10 @@ class SQLRunState(ComposedRunState):
     # -- finalize -------------------------------------------------------------------------------
 
     @staticmethod
-    def _final_ops(rk: RunKeys, retention: float, record: str) -> list[Op]:
+    def _final_ops(rk: RunKeys, retention: float, record: str, ended: str) -> list[Op]:
         return [
             Op.set_if_absent(rk.final, record, retention),
+            Op.set_if_absent(rk.ended, ended, retention),
             *(
                 Op.extend(key, retention)
                 for key in (
@@ -212,6 +226,7 @@ class SQLRunState(ComposedRunState):
                     rk.resumed,
                     rk.progress,
                     rk.children,
+                    rk.events,
                 )
             ),
             Op.remove_member(ACTIVE_RUNS, rk.run_id),
@@ -222,6 +237,19 @@ class SQLRunState(ComposedRunState):
     ) -> bool:
         results = [batch.apply(op) for op in ops]
         won = bool(results[0])
+        if won:
+            # The run index's move, in this transaction: by the run's metadata.
+            meta = (await self._ctx.read(conn, rk.run_id, [RUN])).get(RUN)
+            if isinstance(meta, dict):
+                status = json.loads(ops[0].value or "{}")["status"]
+                moves = [
+                    *index_ops(meta, rk.run_id, RUNNING, 0, leaving=True),
+                    *index_ops(meta, rk.run_id, status, retention),
+                ]
+                moving = await self._co.open_batch(conn, moves)
+                for op in moves:
+                    moving.apply(op)
+                await moving.flush(conn)
         # Signalled even when another writer won: it may have died before its signal.
         await self._co.signal_in(conn, rk.signal_done, retention)
         await self._ctx.expire_in(conn, rk.run_id, retention)
@@ -245,7 +273,9 @@ class SQLRunState(ComposedRunState):
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
         rk = run_keys(run_id)
-        ops = self._final_ops(rk, retention, final_record(status, error))
+        ops = self._final_ops(
+            rk, retention, final_record(status, error), ended_record(status, time.time())
+        )
 
         async def body(conn: AsyncConnection) -> bool:
             batch = await self._co.open_batch(conn, ops)

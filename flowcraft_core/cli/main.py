@@ -26,6 +26,7 @@ class LazyGroup(click.Group):
         "status": ("flowcraft_core.cli.runs", "status"),
         "resume": ("flowcraft_core.cli.runs", "resume"),
         "cancel": ("flowcraft_core.cli.runs", "cancel"),
+        "runs": ("flowcraft_core.cli.ops", "runs"),
         "worker": ("flowcraft_core.cli.worker", "worker"),
         "reconcile": ("flowcraft_core.cli.worker", "reconcile_command"),
     }

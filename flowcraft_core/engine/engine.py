@@ -20,6 +20,8 @@ import asyncio
 import collections
 import itertools
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +35,7 @@ from flowcraft_core.builtins import SLEEP, SUBFLOW, WAIT, duration_ms
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node
 from flowcraft_core.engine.errors import describe, problem
+from flowcraft_core.engine.history import AWAITING, COMPLETED, attempt_record, failure_status
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import (
     Arrival,
@@ -82,11 +85,12 @@ class Lease:
     It is given back exactly once: by the run-state step that releases it as part of its writes
     (:meth:`given_back_by`), or by the engine when handling the job ends without one."""
 
-    __slots__ = ("held", "job")
+    __slots__ = ("held", "job", "started")
 
     def __init__(self, job: Job, held: bool) -> None:
         self.job = job
         self.held = held
+        self.started: float | None = None  # when this delivery began executing node code
 
     async def given_back_by(
         self, step: Awaitable[T], *, when: Callable[[T], bool] | None = None
@@ -133,6 +137,8 @@ class Engine:
         )
         self._flows: dict[str, CompiledFlow] = {}
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        """This engine's identity in the runs' histories (host and process)."""
         self._tokens = itertools.count()
         self._leases = LeaseKeeper(self.state)
         self.subflows = Subflows(self, dict(blueprints or {}))
@@ -310,7 +316,13 @@ class Engine:
             return NOTHING
         builtin = node.builtin
         if builtin == WAIT:
-            await self._announce(job, await lease.given_back_by(self.state.park(job)))
+            lease.started = time.time()
+            record = attempt_record(
+                job.attempt, AWAITING, started=lease.started, finished=None, worker=self.worker
+            )
+            await self._announce(
+                job, await lease.given_back_by(self.state.park(job, record=record))
+            )
             return NOTHING
         if builtin == SUBFLOW:
             return await self.subflows.step(job, flow, node, node_input, loaded, lease, prefetch)
@@ -381,6 +393,7 @@ class Engine:
             attempts=cfg.max_retries,
         )
         self.guests.flowcraft_node_started(job=job)
+        lease.started = time.time()
         try:
             value = await self._call(impl.call, ctx, cfg.timeout, node, job)
         except BaseException as exc:
@@ -414,7 +427,8 @@ class Engine:
         cfg = node.definition.config
         if job.attempt < cfg.max_retries and not final:
             delay = self._retry_delay(node, job)
-            first = await lease.given_back_by(self.state.fail_attempt(job))
+            record = self._record(job, lease, failure_status(error, retried=True), error)
+            first = await lease.given_back_by(self.state.fail_attempt(job, record=record))
             if first:  # a duplicate delivery of this attempt must not schedule another
                 await self._enqueue([self._retry(job)], delay)
                 self.guests.flowcraft_node_retried(job=job, error=error, delay=delay)
@@ -447,6 +461,10 @@ class Engine:
                     "MissingImplementation",
                     f"no implementation for uses={node.fallback.uses!r}",
                 )
+        # The last attempt is recorded as any failed one (a retry of the run resumes after
+        # it), then the run fails.
+        record = self._record(job, lease, failure_status(error, retried=False), error)
+        await lease.given_back_by(self.state.fail_attempt(job, record=record))
         await self._fail(job, error)
         return None
 
@@ -467,6 +485,19 @@ class Engine:
             self.guests.flowcraft_expression_failed(job=job, where=expr.where, error=str(exc))
 
         return report
+
+    def _record(
+        self, job: Job, lease: Lease, status: str, error: Mapping[str, Any] | None = None
+    ) -> str:
+        """This delivery's attempt of ``job`` as its history keeps it."""
+        return attempt_record(
+            job.attempt,
+            status,
+            started=lease.started,
+            finished=time.time(),
+            worker=self.worker,
+            error=error,
+        )
 
     def _token(self) -> str:
         return f"{self._token_prefix}{next(self._tokens)}"
@@ -732,6 +763,7 @@ class Engine:
                     arrivals=arrivals,
                     retention=self.settings.retention,
                     prefetch=ahead,
+                    record=None if commit is None else self._record(job, lease, COMPLETED),
                 )
             )
         except (TypeError, ValueError, RecursionError) as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 
 from flowcraft_core import instance
 
@@ -42,7 +43,8 @@ FIRST = "first"
 SLEEP = "sleep"
 FAILURES = "fails"
 MISSING = "missing"
-JOB_KEY_KINDS = (LEASE, ARRIVED, LIVE, FIRST, SLEEP, FAILURES, MISSING)
+HISTORY = "hist"  # the job's attempt records (a set of JSON members, see engine.history)
+JOB_KEY_KINDS = (LEASE, ARRIVED, LIVE, FIRST, SLEEP, FAILURES, MISSING, HISTORY)
 JOIN_ANY = "any"  # a join that fires on its first taken edge (else "all")
 
 ROOT = instance.ROOT
@@ -79,6 +81,39 @@ def blueprint_key(digest: str) -> str:
     return f"bp:{digest}"
 
 
+# The run index: sets of members ``index_member(started, run_id)``, one set per hour of start
+# time (a *bucket*) and per dimension: every run, per blueprint id, per status. A listing reads
+# the buckets of the hours it covers, newest first; nothing scans the keyspace.
+INDEX_BUCKET_SECONDS = 3600
+INDEX_BASE = "runs:idx:"
+INDEX_ALL = "all"
+INDEX_FLOW = "flow"
+INDEX_STATUS = "status"
+RUNNING = "running"  # the status of an indexed run not yet finalized (running or awaiting)
+
+
+def index_bucket(started: float) -> int:
+    # floor(x / w), not x // w: the same double arithmetic as Lua's math.floor(x / w).
+    return math.floor(started / INDEX_BUCKET_SECONDS)
+
+
+def index_key(kind: str, bucket: int, value: str = "") -> str:
+    """The index set of ``kind`` (all, flow, status) for one bucket; ``value`` (a blueprint id
+    or a status, any string) comes last, so no two (kind, bucket, value) share a key."""
+    return f"{INDEX_BASE}{kind}:{bucket}:{value}"
+
+
+def index_member(started: float, run_id: str) -> str:
+    """A run's member in the index sets: its start time, fixed width so that members sort as
+    start times do, then its id (split at the first ``|``: the time holds none)."""
+    return f"{started:017.6f}|{run_id}"
+
+
+def parse_index_member(member: str) -> tuple[float, str]:
+    started, _, run_id = member.partition("|")
+    return float(started), run_id
+
+
 class RunKeys:
     """Coordination keys of one run. Per-job keys are ``run:<id>:<kind>:<job key>`` (a fused
     run state that expires a finished run's keys relies on that form, see above)."""
@@ -87,6 +122,8 @@ class RunKeys:
         "activated",
         "base",
         "children",
+        "ended",
+        "events",
         "final",
         "finished",
         "progress",
@@ -107,6 +144,8 @@ class RunKeys:
         self.progress = base + "progress"  # last progress time (reconcile)
         self.signal_done = base + "sig:done"
         self.children = base + "children"  # run ids of the subflow runs this run started
+        self.ended = base + "ended"  # JSON {status, at}: written with final, first-wins too
+        self.events = base + "events"  # run events other than start and end (JSON members)
 
     def signal_idle(self, generation: int) -> str:
         return f"{self.base}sig:idle:{generation}"
@@ -135,6 +174,9 @@ class RunKeys:
 
     def missing(self, job_key: str) -> str:
         return self.job(MISSING, job_key)
+
+    def history(self, job_key: str) -> str:
+        return self.job(HISTORY, job_key)
 
 
 CHILD_MARK = "~sub-"

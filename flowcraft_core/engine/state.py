@@ -39,19 +39,30 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from flowcraft_core.engine import history as hist
 from flowcraft_core.engine.keys import (
     ACTIVE_RUNS,
+    INDEX_BUCKET_SECONDS,
+    INDEX_FLOW,
+    INDEX_STATUS,
     INPUT,
     JOIN_ANY,
     RUN,
+    RUNNING,
     RunKeys,
     blueprint_key,
+    index_bucket,
+    index_key,
+    index_member,
+    output_key,
+    parse_index_member,
     run_keys,
 )
 from flowcraft_core.errors import RunExists
@@ -209,9 +220,13 @@ class RunState(Protocol):
         arrivals: Sequence[Arrival],
         retention: float,
         prefetch: Prefetch | None = None,
+        record: str | None = None,
     ) -> Completion:
         """Commit ``commit`` first-wins on ``guard`` (when given; if another commit won,
-        nothing else happens and ``committed`` is False), record each arrival at its target
+        nothing else happens and ``committed`` is False) and, with it, add ``record`` (an
+        :func:`~flowcraft_core.engine.history.attempt_record`) to the job's history — only
+        the winning commit does, so a redelivery never records a second execution —, record
+        each arrival at its target
         once per edge, activate the targets that became ready (:func:`decide`), finish the job
         and release its lease. A state may also finalize a run this makes done (as
         "completed", kept for ``retention``), reporting it in ``finalized``, and may honour
@@ -219,18 +234,23 @@ class RunState(Protocol):
         awaiting, its idle signal for the census's generation is latched."""
         ...
 
-    async def park(self, job: Job, member: str | None = None) -> Completion:
+    async def park(
+        self, job: Job, member: str | None = None, *, record: str | None = None
+    ) -> Completion:
         """Record the wait node ``job`` as parked (as ``member`` if given: a subflow job parks
-        once per time its child awaits, see :func:`~flowcraft_core.engine.keys.subflow_member`)
-        and release its lease; latch the idle signal when that leaves the run awaiting.
-        Idempotent."""
+        once per time its child awaits, see :func:`~flowcraft_core.engine.keys.subflow_member`),
+        adding ``record`` to its history, and release its lease; latch the idle signal when
+        that leaves the run awaiting. Idempotent (a repeated record of an equal outcome is told
+        apart on reading)."""
         ...
 
-    async def resume(self, job: Job, *, guard: str, commit: Mapping[str, Any]) -> bool:
+    async def resume(
+        self, job: Job, *, guard: str, commit: Mapping[str, Any], record: str | None = None
+    ) -> bool:
         """Commit the parked wait node's result first-wins on ``guard`` and mark it resumed
-        (before the caller enqueues it, so the run never looks idle in between). The mark is
-        made even when another resume won the commit, since that caller may have died right
-        after it. True when this call's commit won."""
+        (before the caller enqueues it, so the run never looks idle in between), adding
+        ``record`` to its history. The mark is made even when another resume won the commit,
+        since that caller may have died right after it. True when this call's commit won."""
         ...
 
     async def parked(self, run_id: str) -> list[str]:
@@ -258,9 +278,10 @@ class RunState(Protocol):
         """The ids of the subflow runs ``run_id`` started (or was about to), sorted."""
         ...
 
-    async def fail_attempt(self, job: Job) -> bool:
-        """Record that ``job.attempt`` failed and release the lease; True for the first
-        delivery to record it, which alone schedules the next attempt."""
+    async def fail_attempt(self, job: Job, *, record: str | None = None) -> bool:
+        """Record that ``job.attempt`` failed (with ``record`` in its history) and release
+        the lease; True for the first delivery to record it, which alone schedules the next
+        attempt."""
         ...
 
     async def missing(self, job: Job) -> int:
@@ -285,8 +306,9 @@ class RunState(Protocol):
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
-        """Write the run's final status once (True for the call that wrote it), then — every
-        time — wake its waiters, drop it from the active runs and keep its context and
+        """Write the run's final status once (True for the call that wrote it), with its
+        ``ended`` record and its move in the run index from running to that status, then —
+        every time — wake its waiters, drop it from the active runs and keep its context and
         bookkeeping for ``retention`` seconds."""
         ...
 
@@ -301,6 +323,25 @@ class RunState(Protocol):
 
     async def active_runs(self) -> set[str]:
         """The ids of the runs started and not yet finalized (reconcile's work list)."""
+        ...
+
+    async def runs(
+        self,
+        *,
+        status: str | None = None,
+        flow: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> hist.RunPage:
+        """Runs newest first from the run index (written by :meth:`start` and
+        :meth:`finalize`, never a scan of the keyspace), filtered by ``status``, blueprint id
+        ``flow`` and start time ``since``; ``cursor`` continues a previous page. A run whose
+        context expired (after its retention) is not listed."""
+        ...
+
+    async def history(self, run_id: str) -> hist.RunHistory | None:
+        """The run's per-node history and events (None for a run that does not exist)."""
         ...
 
     async def frontier(self, run_id: str, *, idle: float) -> list[Job]:
@@ -331,6 +372,30 @@ def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) ->
     if complete:
         return live > 0
     return None
+
+
+def index_ops(
+    meta: Mapping[str, Any], run_id: str, status: str, ttl: float, *, leaving: bool = False
+) -> list[Op]:
+    """The run index's writes for a run (by its metadata) entering ``status`` (or, with
+    ``leaving``, leaving it): its member in the status's set and in the (status, blueprint)
+    set of its start hour. Entering renews each set's TTL to ``ttl`` plus the bucket's width,
+    which outlasts every member added before."""
+    started = float(meta["started"])
+    bucket = index_bucket(started)
+    member = index_member(started, run_id)
+    sets = (
+        index_key(INDEX_STATUS, bucket, status),
+        index_key(INDEX_FLOW, bucket, f"{status}:{meta['flow']}"),
+    )
+    if leaving:
+        return [Op.remove_member(key, member) for key in sets]
+    ttl = ttl + INDEX_BUCKET_SECONDS
+    return [op for key in sets for op in (Op.add_member(key, member, ttl), Op.extend(key, ttl))]
+
+
+def ended_record(status: str, at: float) -> str:
+    return json.dumps({"status": status, "at": at})
 
 
 def job_for(run_id: str, digest: str, job_key: str, attempt: int = 1) -> Job:
@@ -380,6 +445,7 @@ class ComposedRunState:
                 *(Op.add_member(rk.activated, key, ttl) for key in jobs),
                 Op.add_member(ACTIVE_RUNS, run_id),
                 Op.set(rk.progress, repr(time.time()), ttl),
+                *index_ops(meta, run_id, RUNNING, ttl),
             ]
         )
 
@@ -419,15 +485,20 @@ class ComposedRunState:
         arrivals: Sequence[Arrival],
         retention: float,
         prefetch: Prefetch | None = None,
+        record: str | None = None,
     ) -> Completion:
         committed: bool | None = None
+        rk = run_keys(job.run_id)
+        ttl = self.ttl
+        ops: list[Op] = []
         if commit is not None:
             committed = await self.context.commit(job.run_id, guard, commit)
             if not committed:
                 return Completion(committed=False, ready=[])
-        rk = run_keys(job.run_id)
-        ttl = self.ttl
-        ops: list[Op] = []
+            if record is not None:
+                # Only the winning commit records its attempt; a crash before this batch
+                # loses the record, never the commit (the history is an account, not state).
+                ops.append(Op.add_member(rk.history(job.key), record, ttl))
         for a in arrivals:
             ops.append(Op.add_member(rk.arrived(a.target), a.edge, ttl))
             if a.live:
@@ -439,6 +510,8 @@ class ComposedRunState:
         ready: list[tuple[str, bool]] = []
         if ops:
             results = iter(await self.coordination.batch(ops))
+            if committed and record is not None:
+                next(results)
             for a in arrivals:
                 added, total = next(results)
                 first = False
@@ -461,12 +534,16 @@ class ComposedRunState:
         await self._announce_idle(rk, completion.census)
         return completion
 
-    async def park(self, job: Job, member: str | None = None) -> Completion:
+    async def park(
+        self, job: Job, member: str | None = None, *, record: str | None = None
+    ) -> Completion:
         rk = run_keys(job.run_id)
         ops = [
             Op.add_member(rk.waiting, member or job.key, self.ttl),
             *self._census_ops(rk, job),
         ]
+        if record is not None:
+            ops.insert(0, Op.add_member(rk.history(job.key), record, self.ttl))
         completion = Completion(None, [], self._census_of(await self.coordination.batch(ops)))
         await self._announce_idle(rk, completion.census)
         return completion
@@ -492,9 +569,15 @@ class ComposedRunState:
         if census.awaiting and census.final is None:
             await self.coordination.signal(rk.signal_idle(census.generation), ttl=self.ttl)
 
-    async def resume(self, job: Job, *, guard: str, commit: Mapping[str, Any]) -> bool:
+    async def resume(
+        self, job: Job, *, guard: str, commit: Mapping[str, Any], record: str | None = None
+    ) -> bool:
         won = await self.context.commit(job.run_id, guard, commit)
-        await self.coordination.add_member(run_keys(job.run_id).resumed, job.key, ttl=self.ttl)
+        rk = run_keys(job.run_id)
+        ops = [Op.add_member(rk.resumed, job.key, self.ttl)]
+        if won and record is not None:
+            ops.append(Op.add_member(rk.history(job.key), record, self.ttl))
+        await self.coordination.batch(ops)
         return won
 
     async def parked(self, run_id: str) -> list[str]:
@@ -531,14 +614,15 @@ class ComposedRunState:
     async def renew(self, job: Job, lease_ttl: float) -> bool:
         return await self.coordination.extend(run_keys(job.run_id).lease(job.key), lease_ttl)
 
-    async def fail_attempt(self, job: Job) -> bool:
+    async def fail_attempt(self, job: Job, *, record: str | None = None) -> bool:
         rk = run_keys(job.run_id)
-        (added, _), _ = await self.coordination.batch(
-            [
-                Op.add_member(rk.failures(job.key), str(job.attempt), self.ttl),
-                Op.delete(rk.lease(job.key)),
-            ]
-        )
+        ops = [
+            Op.add_member(rk.failures(job.key), str(job.attempt), self.ttl),
+            Op.delete(rk.lease(job.key)),
+        ]
+        if record is not None:
+            ops.append(Op.add_member(rk.history(job.key), record, self.ttl))
+        (added, _), *_ = await self.coordination.batch(ops)
         return bool(added)
 
     async def missing(self, job: Job) -> int:
@@ -565,9 +649,11 @@ class ComposedRunState:
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
         rk = run_keys(run_id)
+        meta = await self.context.get(run_id, RUN)
         results = await self.coordination.batch(
             [
                 Op.set_if_absent(rk.final, final_record(status, error), retention),
+                Op.set_if_absent(rk.ended, ended_record(status, time.time()), retention),
                 # The run's bookkeeping goes with its context (per-node keys keep run_ttl).
                 *(
                     Op.extend(key, retention)
@@ -578,11 +664,24 @@ class ComposedRunState:
                         rk.resumed,
                         rk.progress,
                         rk.children,
+                        rk.events,
                     )
                 ),
+                Op.get(rk.final),
             ]
         )
         won = bool(results[0])
+        if isinstance(meta, dict):
+            # Moved to the status stored (the winner's), by every call: one that finds the
+            # winner died before this batch repairs it. Until then a listing, which checks
+            # each run's final status, shows the run as it is, just under "running".
+            stored = json.loads(results[-1])["status"]
+            await self.coordination.batch(
+                [
+                    *index_ops(meta, run_id, RUNNING, 0, leaving=True),
+                    *index_ops(meta, run_id, stored, retention),
+                ]
+            )
         # Wake waiters and tidy even when another writer won: that writer may have crashed
         # between its write and its signal.
         await self.coordination.signal(rk.signal_done, ttl=retention)
@@ -612,6 +711,165 @@ class ComposedRunState:
 
     async def active_runs(self) -> set[str]:
         return await self.coordination.members(ACTIVE_RUNS)
+
+    async def runs(
+        self,
+        *,
+        status: str | None = None,
+        flow: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> hist.RunPage:
+        now = time.time()
+        oldest = since if since is not None else now - 2 * self.ttl
+        if status in (None, "any"):
+            stored = [RUNNING, "completed", "failed", "cancelled"]
+        elif status in (hist.RUNNING, hist.AWAITING):
+            stored = [RUNNING]
+        else:
+            stored = [status]
+        top = now if cursor is None else parse_index_member(cursor)[0]
+        bucket, low = index_bucket(top), index_bucket(oldest)
+        found: list[hist.RunSummary] = []
+        last: str | None = None
+        while bucket >= low and len(found) <= limit:
+            # A day of buckets per batch: one round trip for a day of sparse history.
+            chunk = range(bucket, max(low, bucket - 23) - 1, -1)
+            sets = await self.coordination.batch(
+                [
+                    Op.members(
+                        index_key(INDEX_FLOW, b, f"{st}:{flow}")
+                        if flow is not None
+                        else index_key(INDEX_STATUS, b, st)
+                    )
+                    for b in chunk
+                    for st in stored
+                ]
+            )
+            members = sorted(
+                {
+                    m
+                    for group in sets
+                    for m in group
+                    if (cursor is None or m < cursor) and parse_index_member(m)[0] >= oldest
+                },
+                reverse=True,
+            )
+            for start in range(0, len(members), max(limit, 16)):
+                part = members[start : start + max(limit, 16)]
+                for member, summary in zip(part, await self._summaries(part), strict=True):
+                    if summary is None or (flow is not None and summary.flow != flow):
+                        continue
+                    if status not in (None, "any") and summary.status != status:
+                        continue
+                    if len(found) == limit:
+                        return hist.RunPage(found, last)
+                    found.append(summary)
+                    last = member
+            bucket = chunk[-1] - 1
+        return hist.RunPage(found, None)
+
+    async def _summaries(self, members: Sequence[str]) -> list[hist.RunSummary | None]:
+        """Each indexed run as it is now (None when its context expired)."""
+        ids = [parse_index_member(m)[1] for m in members]
+        ops: list[Op] = []
+        for run_id in ids:
+            rk = run_keys(run_id)
+            ops += [
+                Op.get(rk.final),
+                Op.get(rk.ended),
+                Op.count(rk.activated),
+                Op.count(rk.finished),
+                Op.count(rk.waiting),
+                Op.count(rk.resumed),
+            ]
+        results = await self.coordination.batch(ops) if ops else []
+        metas = await asyncio.gather(*(self.context.get(run_id, RUN) for run_id in ids))
+        out: list[hist.RunSummary | None] = []
+        for i, (run_id, meta) in enumerate(zip(ids, metas, strict=True)):
+            if not isinstance(meta, dict):
+                out.append(None)
+                continue
+            final, ended, *counts = results[6 * i : 6 * i + 6]
+            census = Census(json.loads(final) if final else None, *counts)
+            finished = json.loads(ended)["at"] if ended and census.final else None
+            out.append(
+                hist.RunSummary(
+                    run_id, str(meta["flow"]), census.status, float(meta["started"]), finished
+                )
+            )
+        return out
+
+    async def history(self, run_id: str) -> hist.RunHistory | None:
+        meta = await self.context.get(run_id, RUN)
+        if not isinstance(meta, dict):
+            return None
+        rk = run_keys(run_id)
+        activated, finished, waiting, resumed, final, ended, events = await self.coordination.batch(
+            [
+                Op.members(rk.activated),
+                Op.members(rk.finished),
+                Op.members(rk.waiting),
+                Op.members(rk.resumed),
+                Op.get(rk.final),
+                Op.get(rk.ended),
+                Op.members(rk.events),
+            ]
+        )
+        census = Census(
+            json.loads(final) if final else None,
+            len(activated),
+            len(finished),
+            len(waiting),
+            len(resumed),
+        )
+        keys = sorted(activated)
+        digest = str(meta["digest"])
+        jobs = [job_for(run_id, digest, key) for key in keys]
+        stored = await self.coordination.batch(
+            [
+                *(Op.members(rk.history(key)) for key in keys),
+                *(Op.get(rk.lease(key)) for key in keys),
+            ]
+        )
+        outputs = await self.context.get_many(
+            run_id, [output_key(job.node_id, job.instance) for job in jobs]
+        )
+        nodes = [
+            hist.node_history(
+                hist.StoredJob(
+                    node=job.node_id,
+                    instance=job.instance,
+                    records=stored[i],
+                    finished=key in finished,
+                    committed=output_key(job.node_id, job.instance) in outputs,
+                    leased=stored[len(keys) + i] is not None,
+                    parked=key in waiting and key not in resumed,
+                ),
+                run_status=census.status,
+            )
+            for i, (key, job) in enumerate(zip(keys, jobs, strict=True))
+        ]
+        nodes.sort(key=lambda n: (hist.started_at(n), n.node, str(n.instance)))
+        timeline: list[dict[str, Any]] = [{"event": "started", "at": float(meta["started"])}]
+        timeline += [json.loads(e) for e in events]
+        done: float | None = None
+        if ended and census.final is not None:
+            end = json.loads(ended)
+            done = float(end["at"])
+            timeline.append({"event": end["status"], "at": done})
+        timeline.sort(key=lambda e: float(e.get("at") or 0.0))
+        return hist.RunHistory(
+            run_id=run_id,
+            flow=str(meta["flow"]),
+            status=census.status,
+            started=float(meta["started"]),
+            finished=done,
+            nodes=nodes,
+            events=timeline,
+            error=census.final.get("error") if census.final else None,
+        )
 
     async def frontier(self, run_id: str, *, idle: float) -> list[Job]:
         rk = run_keys(run_id)

@@ -48,7 +48,7 @@ def test_every_per_job_key_is_of_a_listed_kind() -> None:
     rk = keys.RunKeys("r")
     made = [
         getattr(rk, name)("j#0")
-        for name in ("lease", "arrived", "live", "first", "sleep", "failures", "missing")
+        for name in ("lease", "arrived", "live", "first", "sleep", "failures", "missing", "history")
     ]
     assert [key.split(":")[2] for key in made] == list(keys.JOB_KEY_KINDS)
     assert all(key == rk.job(key.split(":")[2], "j#0") for key in made)
