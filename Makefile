@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-peers chaos clean setup parity-goldens mermaid-check
+.PHONY: run test lint typecheck pytest bench bench-peers chaos clean setup browser parity-goldens mermaid-check
 
 setup: $(STAMP)
 
@@ -29,7 +29,15 @@ typecheck: $(STAMP)
 # rather than computes, so more workers than cores overlap those waits (README: Tests).
 PYTEST_WORKERS ?= 4
 
-pytest: $(STAMP)
+# The dashboard's browser test (tests/redis/test_ui_browser.py) drives Debian's chromium through
+# Playwright's Python package, which is told where it is: no browser is downloaded.
+CHROMIUM ?= /usr/bin/chromium
+
+browser:
+	test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium; }
+
+pytest: $(STAMP) browser
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint typecheck pytest

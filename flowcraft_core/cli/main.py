@@ -29,6 +29,7 @@ class LazyGroup(click.Group):
         "runs": ("flowcraft_core.cli.ops", "runs"),
         "worker": ("flowcraft_core.cli.worker", "worker"),
         "reconcile": ("flowcraft_core.cli.worker", "reconcile_command"),
+        "ui": ("flowcraft_ui.cli", "ui"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,0 +1,30 @@
+"""``flowcraft worker --registry ui_nodes:registry``: the metrics tests' nodes, plus ``hold``,
+which runs until the Redis key ``$FLOWCRAFT_TEST_HOLD_KEY`` on ``$FLOWCRAFT_TEST_GATE_URL``
+exists (so a browser can watch a run while it is running, then see it finish)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from metrics_nodes import registry as metrics_registry
+
+from flowcraft_core import NodeContext
+
+
+async def hold(ctx: NodeContext) -> Any:
+    client = aioredis.Redis.from_url(os.environ["FLOWCRAFT_TEST_GATE_URL"])
+    key = os.environ["FLOWCRAFT_TEST_HOLD_KEY"]
+    try:
+        deadline = time.monotonic() + 120
+        while not await client.exists(key) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+    return "released"
+
+
+registry = {**metrics_registry, "hold": hold}
