@@ -111,9 +111,7 @@ class Source:
     ) -> tuple[list[RunRow], str | None]:
         """A page of runs, newest first, and the cursor of the next page (None: last)."""
         if self.indexed:
-            page = await self.client.runs(  # type: ignore[attr-defined]
-                status=status, flow=flow, cursor=cursor, limit=limit
-            )
+            page = await self.client.runs(status=status, flow=flow, cursor=cursor, limit=limit)
             rows = [
                 RunRow(r.run_id, r.flow, r.status, r.started, getattr(r, "finished", None))
                 for r in page.runs
@@ -186,7 +184,7 @@ class Source:
 
     async def _add_history(self, view: RunView) -> None:
         try:
-            history = await self.client.history(view.run_id)  # type: ignore[attr-defined]
+            history = await self.client.history(view.run_id)
         except RunNotFound:
             return
         view.has_history = True

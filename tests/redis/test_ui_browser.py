@@ -222,9 +222,12 @@ def test_the_dashboard_in_a_real_browser(tmp_path: Path, redis_url: str) -> None
                 expect(page.locator('g[data-node="approved"]')).to_have_attribute(
                     "data-status", "completed"
                 )
+                # The branch not taken is drawn skipped (from the run's history) ...
                 expect(page.locator('g[data-node="rejected"]')).to_have_attribute(
-                    "data-status", "pending"
+                    "data-status", "skipped"
                 )
+                # ... and the timeline has a bar per attempt that ran: ask, approved.
+                expect(page.locator("#timeline .tl-row")).to_have_count(2)
 
                 # Cancel from the page.
                 page.goto(f"{ui}/runs/{cancel_me}")
