@@ -38,10 +38,23 @@ function fanout(size) {
 	return { id: `fanout-${size}`, nodes, edges }
 }
 
-const SHAPES = { chain, fanout }
+// As benchmarks/shapes.py: `size` subflow nodes in a line, each running a one-node child.
+const CHILD = { id: 'bench-child', nodes: [{ id: 'work', uses: 'noop' }], edges: [] }
+
+function subflowChain(size) {
+	const nodes = []
+	const edges = []
+	for (let i = 0; i < size; i++) {
+		nodes.push({ id: `s${i}`, uses: 'subflow', params: { blueprintId: CHILD.id } })
+	}
+	for (let i = 0; i < size - 1; i++) edges.push({ source: `s${i}`, target: `s${i + 1}` })
+	return { id: `subflow-chain-${size}`, nodes, edges }
+}
+
+const SHAPES = { chain, fanout, 'subflow-chain': subflowChain }
 
 function blueprints() {
-	const all = {}
+	const all = { [CHILD.id]: CHILD }
 	for (const size of [5, 20, 500]) {
 		for (const [name, make] of Object.entries(SHAPES)) all[`${name}-${size}`] = make(size)
 	}
@@ -63,7 +76,7 @@ function summary(nodes, seconds, latencies) {
 
 async function memory(shape, size, runs) {
 	const blueprint = SHAPES[shape](size)
-	const runtime = new FlowRuntime({ registry, logger: silent })
+	const runtime = new FlowRuntime({ registry, blueprints: blueprints(), logger: silent })
 	const one = async () => {
 		const started = performance.now()
 		const result = await runtime.run(blueprint, {})
