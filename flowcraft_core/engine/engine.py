@@ -45,7 +45,7 @@ from flowcraft_core.engine.state import (
     RunState,
     run_state_for,
 )
-from flowcraft_core.engine.subflow import Subflows, continue_parent
+from flowcraft_core.engine.subflow import Subflows, continue_parent, parent_of
 from flowcraft_core.errors import ExpressionError, NodeTimeout, NotRetried
 from flowcraft_core.expressions import Expression, evaluate_condition
 from flowcraft_core.instance import split_job_key
@@ -320,10 +320,10 @@ class Engine:
             record = attempt_record(
                 job.attempt, AWAITING, started=lease.started, finished=None, worker=self.worker
             )
-            await self._announce(
+            parent = await self._announce(
                 job, await lease.given_back_by(self.state.park(job, record=record))
             )
-            return NOTHING
+            return Stepped([(parent, True)]) if parent is not None else NOTHING
         if builtin == SUBFLOW:
             return await self.subflows.step(job, flow, node, node_input, loaded, lease, prefetch)
         if builtin == SLEEP:
@@ -794,7 +794,7 @@ class Engine:
             self._at("completed", job)
             if completion.committed:
                 self.guests.flowcraft_node_finished(job=job, output=output, action=action)
-            await self._announce(job, completion)
+            parent = await self._announce(job, completion)
         except BaseException:
             # The prefetched successor's lease is ours until we go on with it: a crash here
             # must not lock its next delivery out until the lease lapses.
@@ -802,6 +802,8 @@ class Engine:
                 await self._release_quietly(successor[0])
             raise
         ready = [(self._job_for(job, target), live) for target, live in completion.ready]
+        if parent is not None:
+            ready.append((parent, True))
         return Stepped(ready, successor)
 
     async def _skip(self, job: Job, flow: CompiledFlow, node: Node, lease: Lease) -> Stepped:
@@ -817,15 +819,21 @@ class Engine:
             )
         )
         self.guests.flowcraft_node_skipped(job=job)
-        await self._announce(job, completion)
-        return Stepped([(self._job_for(job, target), live) for target, live in completion.ready])
+        parent = await self._announce(job, completion)
+        ready = [(self._job_for(job, target), live) for target, live in completion.ready]
+        if parent is not None:
+            ready.append((parent, True))
+        return Stepped(ready)
 
     @staticmethod
     def _job_for(job: Job, target: str) -> Job:
         node_id, instance = split_job_key(target)
         return Job(job.run_id, node_id, job.digest, instance, headers=job.headers)
 
-    async def _announce(self, job: Job, completion: Completion) -> None:
+    async def _announce(self, job: Job, completion: Completion) -> Job | None:
+        """Finalize a run this step left done. Returns the parent job to go on with when the
+        run is a subflow run left done or awaiting: the caller continues with it (inline or
+        through the queue), and a redelivery of this job continues it again if that is lost."""
         # An awaiting run's idle signal is latched by the run state itself.
         if completion.done:
             won = completion.finalized
@@ -837,9 +845,10 @@ class Engine:
                 self.guests.flowcraft_run_finished(
                     run_id=job.run_id, status="completed", error=None
                 )
-            await continue_parent(self.context, self.queue, job.run_id)
-        elif completion.awaiting:
-            await continue_parent(self.context, self.queue, job.run_id)
+            return await parent_of(self.context, job.run_id)
+        if completion.awaiting:
+            return await parent_of(self.context, job.run_id)
+        return None
 
     async def _fail(self, job: Job, error: dict[str, Any]) -> None:
         won = await self.state.finalize(

@@ -10,9 +10,10 @@ its child runs: each delivery looks at the child and
 
 * starts it if it has not started (then hands the job back: the node stays activated and
   unfinished, and the parent run reports running);
-* does nothing while it runs (its end continues the parent: :func:`continue_parent`, called
-  by whoever finalizes the child, enqueues the parent job again; if that is lost in a crash,
-  reconcile's frontier re-enqueues the parent job, which converges the same way);
+* does nothing while it runs (its end continues the parent: the delivery that finalizes the
+  child, or leaves it awaiting, goes on with the parent job inline; a redelivery of that
+  child job, or :func:`continue_parent` from a client's cancel, enqueues it; and if all that
+  is lost, reconcile's frontier re-enqueues the parent job, which converges the same way);
 * parks the parent job while the child awaits a resume (so the parent reports awaiting), once
   per time it awaits (:func:`~flowcraft_core.engine.keys.subflow_member`), and unparks it
   when the child goes on;
@@ -87,12 +88,17 @@ def parent_job(meta: Any) -> Job | None:
     return replace(job, headers=headers) if headers else job
 
 
+async def parent_of(context: ContextStore, run_id: str) -> Job | None:
+    """The parent job of ``run_id`` if it is a subflow run (one read, only for such ids)."""
+    if not keys.may_be_child(run_id):
+        return None
+    return parent_job(await context.get(run_id, keys.RUN))
+
+
 async def continue_parent(context: ContextStore, queue: Queue, run_id: str) -> Job | None:
     """Enqueue the parent job of ``run_id`` if it is a subflow run: called whenever the run is
     found finished or awaiting. Enqueueing twice is harmless (the parent job converges)."""
-    if not keys.may_be_child(run_id):
-        return None
-    parent = parent_job(await context.get(run_id, keys.RUN))
+    parent = await parent_of(context, run_id)
     if parent is not None:
         await queue.enqueue(parent)
     return parent
@@ -162,7 +168,7 @@ class Subflows:
             if census.waiting:
                 await self._unpark(job, generation)
             if census.awaiting:
-                await self._park(job, child_id, generation, lease)
+                return await self._park(job, child_id, generation, lease)
             return NOTHING  # running: its end continues this job
         if census.waiting:
             await self._unpark(job, generation + 1)
@@ -264,6 +270,8 @@ class Subflows:
         lease: Lease,
         child_id: str,
     ) -> None:
+        """Start the child and enqueue its start jobs (never continued inline: a job of
+        another run is not re-derived by a redelivery of this one), or fail the run."""
         engine = self.engine
         meta = loaded.values.get(keys.RUN)
         if not isinstance(meta, dict):
@@ -323,7 +331,10 @@ class Subflows:
         engine._at("executed", job)
         await lease.given_back_by(engine.state.release(job))
 
-    async def _park(self, job: Job, child_id: str, generation: int, lease: Lease) -> None:
+    async def _park(self, job: Job, child_id: str, generation: int, lease: Lease) -> Stepped:
+        from flowcraft_core.engine.engine import NOTHING
+        from flowcraft_core.engine.engine import Stepped as Step
+
         state = self.engine.state
         member = keys.subflow_member(job.key, job.attempt, generation)
         completion = await lease.given_back_by(state.park(job, member))
@@ -332,8 +343,9 @@ class Subflows:
             # Resumed (or finished) between the look and the park: go on at once.
             await state.unpark(job.run_id, [member])
             await self.engine._enqueue([job])
-            return
-        await self.engine._announce(job, completion)
+            return NOTHING
+        parent = await self.engine._announce(job, completion)
+        return Step([(parent, True)]) if parent is not None else NOTHING
 
     async def _unpark(self, job: Job, generations: int) -> None:
         """Unpark this job's parks at generations below ``generations``."""

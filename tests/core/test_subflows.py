@@ -424,8 +424,10 @@ class DropFirstParentContinuation:
 
 
 async def test_a_lost_continuation_is_recovered_by_reconcile() -> None:
-    """The child's end enqueues the parent job; if that is lost, the parent reports running
-    until reconcile's frontier re-enqueues the subflow job, which then commits once."""
+    """A child that ends continues its parent (inline, or through the queue when a client
+    cancels the child). If that is lost, the parent reports running until reconcile's frontier
+    re-enqueues the subflow job, which then sees the child's end: here a cancelled child fails
+    the parent's node."""
     import asyncio
 
     from flowcraft_core import open_backends
@@ -437,27 +439,30 @@ async def test_a_lost_continuation_is_recovered_by_reconcile() -> None:
     raw = open_backends(unique_url())
     lossy = DropFirstParentContinuation(raw.queue, "s")
     backends = Backends(lossy, raw.context, raw.coordination, raw.urls)
-    child = bp([{"id": "c", "uses": "const", "params": {"value": "from child"}}], name="kid")
+    child = bp([{"id": "w", "uses": "wait"}], name="kid")
     main = bp(
         [{"id": "a", "uses": "const", "params": {"value": 1}}, sub("s", "kid")],
         [{"source": "a", "target": "s"}],
     )
     async with harness(REGISTRY, blueprints=[child], backends=backends) as h:
         run_id = await h.client.start(main)
+        assert (await h.client.result(run_id, 10)).status == "awaiting"
         child_id = keys.child_run_id(run_id, "s#0", 1)
-        for _ in range(500):
-            if lossy.dropped:
+        assert await h.client.cancel(child_id)
+        assert lossy.dropped, "the continuation was never sent"
+        await asyncio.sleep(0.05)
+        assert await h.client.status(run_id) == "awaiting"  # nobody told it
+        assert await reconcile(backends, older_than=0) == [run_id]
+        for _ in range(500):  # result() would return at once: the run still reads awaiting
+            if await h.client.status(run_id) != "awaiting":
                 break
             await asyncio.sleep(0.01)
-        assert lossy.dropped, "the continuation was never sent"
-        assert (await h.client.result(child_id, 10)).status == "completed"
-        assert await h.client.status(run_id) == "running"
-        assert await reconcile(backends, older_than=0) == [run_id]
         result = await h.client.result(run_id, 10)
         children = await h.client.children(run_id)
-    assert result.status == "completed", result.error
-    assert result.outputs == {"a": 1, "s": "from child"}
-    assert list(children) == [child_id]
+    assert result.status == "failed"
+    assert result.error is not None and result.error["type"] == "SubflowFailed"
+    assert "Status: cancelled" in result.error["message"]
+    assert children == {child_id: {"node": "s", "blueprint": "kid", "status": "cancelled"}}
 
 
 async def test_a_childs_jobs_carry_the_parent_runs_headers() -> None:
