@@ -128,3 +128,16 @@ def test_conformance_without_its_extra_names_it(bare: Path) -> None:
     helped = flowcraft(bare, "--help")
     assert helped.returncode == 0, helped.stderr
     assert "conformance" in helped.stdout
+
+
+def test_ui_and_metrics_without_their_extras_name_them(bare: Path) -> None:
+    proc = flowcraft(bare, "ui", "--backend", "memory://")
+    assert proc.returncode != 0
+    assert "pip install 'flowcraft[ui]'" in proc.stderr, proc.stderr
+    proc = flowcraft(
+        bare, "worker", "--registry", "examples.orders:registry", "--backend", "memory://",
+        "--metrics-port", "9",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "pip install 'flowcraft[metrics]'" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
