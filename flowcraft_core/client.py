@@ -30,7 +30,7 @@ from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import Census, run_state_for
 from flowcraft_core.engine.subflow import continue_parent, parent_job
 from flowcraft_core.errors import FlowcraftError, RunExists, RunNotFound
-from flowcraft_core.instance import split_job_key
+from flowcraft_core.instance import job_key, split_job_key
 from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import CoordinationStore, Job
 from flowcraft_core.validation import check
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 RUN_STATUSES = ("running", "awaiting", *FINAL_STATUSES)
 MAX_LIST = 1000  # runs per page of a listing
+STALE_WAKE = 0.002  # a wait that returns sooner than this found its signal latched already
 
 
 @dataclass
@@ -301,6 +302,7 @@ class Client:
     async def _wait_once(
         self, run_id: str, deadline: float | None, timeout: float | None
     ) -> RunResult:
+        stale = 0.0
         while True:
             census, generation = await self._census(run_id)
             final = census.final
@@ -312,7 +314,16 @@ class Client:
             if remaining is not None and remaining <= 0:
                 snapshot = await self._result(run_id, "running", None)
                 raise RunTimeout(f"run {run_id} did not finish within {timeout} s", snapshot)
+            began = time.monotonic()
             await self._state.wait(run_id, generation, remaining)
+            if time.monotonic() - began < STALE_WAKE:
+                # Woken at once and not final: the done signal latched by the run's end
+                # before a retry reopened it (a latch cannot be taken back). Look again
+                # after a pause, backing off, rather than spin.
+                stale = min(stale * 2, 0.5) if stale else 0.01
+                await asyncio.sleep(stale)
+            else:
+                stale = 0.0
 
     async def _result(self, run_id: str, status: str, error: Any) -> RunResult:
         everything = await self.backends.context.get_all(run_id)
@@ -486,6 +497,73 @@ class Client:
             status=status, flow=flow, since=float(since), cursor=cursor, limit=limit
         )
 
+    async def retry(self, run_id: str, from_node: str | None = None) -> str:
+        """Re-run a failed or cancelled run in place; returns its id.
+
+        Without ``from_node``, the nodes that did not complete run again (each with a fresh
+        round of its ``maxRetries`` attempts, numbered on from its earlier ones); with it, that
+        node and every node after it do, their committed outputs discarded first. Every other
+        committed output and context write is kept and nothing of it re-executes. Refused
+        with the reason for a running, awaiting or completed run, an unknown node, a node
+        inside a loop or batch, or a run whose pinned blueprint expired."""
+        census, _ = await self._census(run_id)  # raises RunNotFound
+        status = census.status
+        if status not in ("failed", "cancelled"):
+            hint = "; fork it from a node instead" if status == "completed" else ""
+            raise FlowcraftError(
+                f"run {run_id} is {status}: only a failed or cancelled run can be retried{hint}"
+            )
+        meta = await self.backends.context.get(run_id, keys.RUN)
+        if not isinstance(meta, dict):
+            raise RunNotFound(f"no run {run_id!r} (expired after retention)")
+        digest = str(meta["digest"])
+        compiled = self._compiled.get(digest)
+        if compiled is None:
+            raw = await self._state.blueprint(digest)
+            if raw is None:
+                raise FlowcraftError(
+                    f"run {run_id}'s pinned blueprint {meta.get('flow')!r} ({digest}) has "
+                    "expired; it cannot be retried (start the run again)"
+                )
+            compiled = self._compiled.setdefault(digest, CompiledFlow(Blueprint.from_json(raw)))
+        reset: set[str] = set()
+        restart: list[str] = []
+        if from_node is not None:
+            if from_node not in compiled.nodes:
+                known = ", ".join(sorted(compiled.nodes))
+                raise FlowcraftError(
+                    f"blueprint {compiled.id!r} of run {run_id} has no node {from_node!r} "
+                    f"(its nodes: {known})"
+                )
+            if compiled.nodes[from_node].definition.uses in LOOPING_USES or _in_scope(
+                compiled, from_node
+            ):
+                raise FlowcraftError(
+                    f"node {from_node!r} of run {run_id} is part of a loop, batch or subflow; "
+                    "retry from a node outside them"
+                )
+            reset = _downstream(compiled, from_node)
+            restart = [job_key(from_node)]
+        jobs = await self._state.reopen(
+            run_id,
+            reset=reset,
+            restart=restart,
+            keep_arrivals_of=from_node,
+            fallbacks={
+                n.id: n.fallback.id for n in compiled.nodes.values() if n.fallback is not None
+            },
+            max_retries={n.id: n.definition.config.max_retries for n in compiled.nodes.values()},
+            event={"from": from_node},
+        )
+        if jobs:
+            await _retrying(
+                f"enqueueing the retry of run {run_id}",
+                lambda: self.backends.queue.enqueue_many(jobs),
+            )
+        for job in jobs:
+            self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
+        return run_id
+
     async def history(self, run_id: str) -> RunHistory:
         """The run's per-node timeline (each node instance's attempts with their times,
         status, error and worker) and its events. Raises :class:`RunNotFound`."""
@@ -496,6 +574,41 @@ class Client:
 
     async def close(self) -> None:
         await self.backends.close()
+
+
+#: Built-ins whose node starts instances of others: a retry never starts from inside them.
+LOOPING_USES = frozenset({"loop-controller", "batch-scatter", "batch-gather", "subflow"})
+
+
+def _downstream(compiled: CompiledFlow, start: str) -> set[str]:
+    """``start`` and every node reachable from it."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        for edge in compiled.nodes[todo.pop()].outgoing:
+            if edge.target not in seen:
+                seen.add(edge.target)
+                todo.append(edge.target)
+    return seen
+
+
+def _in_scope(compiled: CompiledFlow, node_id: str) -> bool:
+    """Whether ``node_id`` runs as instances of a loop or batch (its instance is not the root):
+    it is reachable from a looping built-in and reaches it back, or is a batch worker."""
+    reaches = _downstream(compiled, node_id)
+    for other in compiled.nodes.values():
+        if other.definition.uses not in LOOPING_USES or other.id == node_id:
+            continue
+        down = _downstream(compiled, other.id)
+        if node_id not in down:
+            continue
+        if other.id in reaches:  # a loop body
+            return True
+        if other.definition.uses == "batch-scatter" and any(
+            compiled.nodes[n].definition.uses == "batch-gather" for n in reaches & down
+        ):
+            return True  # a batch worker, between its scatter and its gather
+    return False
 
 
 def idempotent_run_id(key: str) -> str:
@@ -590,6 +703,9 @@ class SyncClient:
 
     def history(self, run_id: str) -> RunHistory:
         return self._run(self._client.history(run_id))
+
+    def retry(self, run_id: str, from_node: str | None = None) -> str:
+        return self._run(self._client.retry(run_id, from_node))
 
     def close(self) -> None:
         self._run(self._client.close())

@@ -27,6 +27,7 @@ class LazyGroup(click.Group):
         "resume": ("flowcraft_core.cli.runs", "resume"),
         "cancel": ("flowcraft_core.cli.runs", "cancel"),
         "runs": ("flowcraft_core.cli.ops", "runs"),
+        "retry": ("flowcraft_core.cli.ops", "retry"),
         "worker": ("flowcraft_core.cli.worker", "worker"),
         "reconcile": ("flowcraft_core.cli.worker", "reconcile_command"),
         "ui": ("flowcraft_ui.cli", "ui"),

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 import time
 from typing import Any
 
 import click
 
 from flowcraft_core.builtins import duration_ms
-from flowcraft_core.cli.common import backend_option, fail_usage, guarded, json_option
+from flowcraft_core.cli.common import (
+    backend_option,
+    exit_code,
+    fail_usage,
+    guarded,
+    json_option,
+    print_result,
+)
 from flowcraft_core.cli.runs import with_client
-from flowcraft_core.client import MAX_LIST, RUN_STATUSES
+from flowcraft_core.client import MAX_LIST, RUN_STATUSES, Client, RunResult, RunTimeout
 from flowcraft_core.engine.history import RunHistory, RunSummary
 
 
@@ -43,6 +51,21 @@ def parse_since(value: str | None) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed.timestamp()
+
+
+def short(at: float | None) -> str:
+    """A Unix time for a table: UTC, to the millisecond."""
+    if at is None:
+        return ""
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def console() -> Any:
+    """A console for tables: the terminal's width, or a wide one when piped, so run ids and
+    times are never cut."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 240)
 
 
 def summary_json(run: RunSummary) -> dict[str, Any]:
@@ -132,10 +155,9 @@ def list_runs(
     if as_json:
         click.echo(json.dumps([summary_json(r) for r in page.runs]))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table("run", "flow", "status", "started", "finished", "duration")
+    table = Table("run", "flow", "status", "started (UTC)", "finished", "duration")
     for run in page.runs:
         duration = None if run.finished is None else run.finished - run.started
         style = _style(run.status)
@@ -143,11 +165,11 @@ def list_runs(
             run.run_id,
             run.flow,
             f"[{style}]{run.status}[/]" if style else run.status,
-            iso(run.started),
-            iso(run.finished) or "",
+            short(run.started),
+            short(run.finished),
             _seconds(duration),
         )
-    Console().print(table)
+    console().print(table)
     if page.cursor is not None:
         click.echo("(more: raise --limit, or narrow with --since/--status/--flow)", err=True)
 
@@ -163,15 +185,14 @@ def show_run(run_id: str, as_json: bool, backend: str | None) -> None:
     if as_json:
         click.echo(json.dumps(history_json(history), default=str))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    out = console()
     style = _style(history.status)
-    console.print(
+    out.print(
         f"run [bold]{history.run_id}[/] of [bold]{history.flow}[/] "
-        f"[bold {style}]{history.status}[/]  started {iso(history.started)}"
-        + (f"  finished {iso(history.finished)}" if history.finished else "")
+        f"[bold {style}]{history.status}[/]  started {short(history.started)} UTC"
+        + (f"  finished {short(history.finished)}" if history.finished else "")
     )
     table = Table("node", "instance", "attempt", "status", "started", "duration", "worker", "error")
     for node in history.nodes:
@@ -186,18 +207,58 @@ def show_run(run_id: str, as_json: bool, backend: str | None) -> None:
             table.add_row(
                 node.node,
                 node.instance,
-                str(a.attempt),
+                str(a.attempt)
+                + ("" if a.superseded is None else f" (before retry {a.superseded})"),
                 f"[{st}]{a.status}[/]" if st else a.status,
-                iso(a.started) or "",
+                short(a.started),
                 _seconds(a.duration),
                 a.worker or "",
                 error,
             )
-    console.print(table)
+    out.print(table)
     for event in history.events:
-        console.print(f"  {iso(event.get('at'))}  {event.get('event')}")
+        out.print(f"  {short(event.get('at'))}  {event.get('event')}")
     if history.error:
         err = history.error
-        console.print(
+        out.print(
             f"[red]node {err.get('node')!r} failed: {err.get('type')}: {err.get('message')}[/]"
         )
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--from", "from_node", default=None, metavar="NODE", help="Re-run from NODE on.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the run's result (exit as `run`).")
+@click.option("--timeout", default=None, type=float, metavar="SECONDS", help="With --wait.")
+@json_option
+@backend_option
+@guarded
+def retry(
+    run_id: str,
+    from_node: str | None,
+    wait_: bool,
+    timeout: float | None,
+    as_json: bool,
+    backend: str | None,
+) -> None:
+    """Re-run failed or cancelled RUN_ID in place: its nodes that did not complete (or NODE
+    and all after it), keeping every other committed output. Prints the run id as the last
+    line; with --wait, its result as `run` does."""
+
+    async def action(client: Client) -> RunResult | str:
+        retried = await client.retry(run_id, from_node)
+        if not wait_:
+            return retried
+        try:
+            return await client.result(retried, timeout)
+        except RunTimeout as exc:
+            click.echo(f"error: {exc}", err=True)
+            exc.snapshot.error = {"type": "Timeout", "message": str(exc)}
+            return exc.snapshot
+
+    outcome = with_client(backend, action)
+    if isinstance(outcome, str):
+        click.echo(outcome)
+        return
+    print_result(outcome, as_json)
+    sys.exit(exit_code(outcome))

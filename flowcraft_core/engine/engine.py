@@ -299,7 +299,9 @@ class Engine:
         if job.attempt <= loaded.failures:
             # A repeat of an attempt that failed and scheduled its retry. The latest one
             # enqueues that retry again, in case the worker died before it was sent.
-            if job.attempt == loaded.failures and job.attempt < node.definition.config.max_retries:
+            if job.attempt == loaded.failures and has_next_attempt(
+                job.attempt, node.definition.config.max_retries
+            ):
                 await self._enqueue([self._retry(job)], self._retry_delay(node, job))
             return NOTHING
         if not lease.held:
@@ -425,7 +427,7 @@ class Engine:
         (unless ``final`` or it was the last), else run the fallback, else fail the run.
         Returns the fallback's (result, context writes), or None."""
         cfg = node.definition.config
-        if job.attempt < cfg.max_retries and not final:
+        if has_next_attempt(job.attempt, cfg.max_retries) and not final:
             delay = self._retry_delay(node, job)
             record = self._record(job, lease, failure_status(error, retried=True), error)
             first = await lease.given_back_by(self.state.fail_attempt(job, record=record))
@@ -529,7 +531,10 @@ class Engine:
     def _retry_delay(node: Node, job: Job) -> float:
         """Backoff before the attempt after ``job.attempt``: ``retryDelay`` ms, doubling, at
         most :data:`MAX_RETRY_DELAY_MS`."""
-        delay = float(node.definition.config.retry_delay) * 2.0 ** min(job.attempt - 1, 64)
+        tries = node.definition.config.max_retries
+        delay = float(node.definition.config.retry_delay) * 2.0 ** min(
+            (job.attempt - 1) % max(tries, 1), 64
+        )
         return min(delay, MAX_RETRY_DELAY_MS) / 1000
 
     @staticmethod
@@ -858,6 +863,13 @@ class Engine:
             self.guests.flowcraft_node_failed(job=job, error=error)
             self.guests.flowcraft_run_finished(run_id=job.run_id, status="failed", error=error)
         await continue_parent(self.context, self.queue, job.run_id)
+
+
+def has_next_attempt(attempt: int, max_retries: int) -> bool:
+    """Whether a failed ``attempt`` is followed by another. Attempts come in rounds of
+    ``max_retries``: a run's first, and one more per retry of the run (which starts its
+    nodes at the next round, see :meth:`flowcraft_core.client.Client.retry`)."""
+    return attempt % max(max_retries, 1) != 0
 
 
 def _reraise_if_ours(exc: BaseException) -> None:

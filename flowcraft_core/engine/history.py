@@ -97,6 +97,9 @@ class Attempt:
     finished: float | None
     worker: str | None = None
     error: dict[str, Any] | None = None
+    superseded: int | None = None
+    """Set on an attempt made before a retry from an earlier node ran this node afresh: the
+    number of that retry (attempts then start at 1 again)."""
 
     @property
     def duration(self) -> float | None:
@@ -112,6 +115,7 @@ class Attempt:
             "finished": self.finished,
             "worker": self.worker,
             "error": self.error,
+            "superseded": self.superseded,
         }
 
 
@@ -179,7 +183,7 @@ _RANK = {COMPLETED: 5, RESUMED: 4, FAILED: 3, TIMED_OUT: 3, RETRIED: 2, AWAITING
 
 def node_history(job: StoredJob, *, run_status: str) -> NodeHistory:
     """Assemble one job's :class:`NodeHistory` from its stored records."""
-    by_attempt: dict[int, Attempt] = {}
+    by_attempt: dict[tuple[float, int], Attempt] = {}
     for raw in job.records:
         data = json.loads(raw)
         attempt = Attempt(
@@ -189,12 +193,15 @@ def node_history(job: StoredJob, *, run_status: str) -> NodeHistory:
             data.get("finished"),
             data.get("worker"),
             data.get("error"),
+            data.get("superseded"),
         )
-        kept = by_attempt.get(attempt.attempt)
+        slot = (float("inf") if attempt.superseded is None else attempt.superseded, attempt.attempt)
+        kept = by_attempt.get(slot)
         if kept is None or _better(attempt, kept):
-            by_attempt[attempt.attempt] = attempt
+            by_attempt[slot] = attempt
     attempts = [by_attempt[n] for n in sorted(by_attempt)]
-    last = attempts[-1].status if attempts else None
+    current = [a for a in attempts if a.superseded is None]
+    last = current[-1].status if current else None
     if job.committed or last in (COMPLETED, RESUMED):
         status = COMPLETED
     elif job.finished:

@@ -127,6 +127,7 @@ class RunKeys:
         "final",
         "finished",
         "progress",
+        "reopening",
         "resumed",
         "run_id",
         "signal_done",
@@ -144,6 +145,7 @@ class RunKeys:
         self.progress = base + "progress"  # last progress time (reconcile)
         self.signal_done = base + "sig:done"
         self.children = base + "children"  # run ids of the subflow runs this run started
+        self.reopening = base + "reopening"  # held while a retry reopens the run
         self.ended = base + "ended"  # JSON {status, at}: written with final, first-wins too
         self.events = base + "events"  # run events other than start and end (JSON members)
 

@@ -42,22 +42,31 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowcraft_core.engine import history as hist
 from flowcraft_core.engine.keys import (
     ACTIVE_RUNS,
+    ARRIVED,
+    FIRST,
     INDEX_BUCKET_SECONDS,
     INDEX_FLOW,
     INDEX_STATUS,
     INPUT,
+    JOB_KEY_KINDS,
     JOIN_ANY,
+    LEASE,
+    LIVE,
+    MISSING,
     RUN,
     RUNNING,
+    SLEEP,
     RunKeys,
+    action_key,
     blueprint_key,
+    fallback_key,
     index_bucket,
     index_key,
     index_member,
@@ -65,8 +74,8 @@ from flowcraft_core.engine.keys import (
     parse_index_member,
     run_keys,
 )
-from flowcraft_core.errors import RunExists
-from flowcraft_core.instance import split_job_key
+from flowcraft_core.errors import FlowcraftError, RunExists
+from flowcraft_core.instance import job_key, split_job_key
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Op
 
 
@@ -344,6 +353,34 @@ class RunState(Protocol):
         """The run's per-node history and events (None for a run that does not exist)."""
         ...
 
+    async def reopen(
+        self,
+        run_id: str,
+        *,
+        reset: Collection[str] = (),
+        restart: Sequence[str] = (),
+        keep_arrivals_of: str | None = None,
+        fallbacks: Mapping[str, str] | None = None,
+        max_retries: Mapping[str, int] | None = None,
+        event: Mapping[str, Any] | None = None,
+    ) -> list[Job]:
+        """Reopen a finished run for a retry, and return the jobs to enqueue (after it).
+
+        Every job of a node in ``reset`` is un-done: its committed output, action and
+        fallback output (``fallbacks``: node → its fallback's id) are deleted, it leaves the
+        activated and finished jobs, and its arrivals from other reset nodes are forgotten
+        (all but those of ``keep_arrivals_of``, the node the retry starts from). Committed
+        results of every other node stay as they are. ``restart`` (job keys) are activated.
+        The final status goes (kept in the events, with ``event``), the run is active and
+        indexed as running again, and its keys are kept for the run TTL again. The jobs
+        returned are every activated, unfinished job but parked waits, each at the first
+        attempt of its next round of ``max_retries`` (by node id) attempts.
+
+        Raises FlowcraftError, changing nothing, when the run is not finished or another
+        reopen of it is under way. Context first, then one batch of bookkeeping: a crash
+        between leaves the run finished, and a second retry completes the first."""
+        ...
+
     async def frontier(self, run_id: str, *, idle: float) -> list[Job]:
         """The jobs that reconcile re-enqueues for a run with no progress for ``idle`` seconds:
         every job activated and not finished, except parked wait nodes, each at the attempt
@@ -402,6 +439,10 @@ def job_for(run_id: str, digest: str, job_key: str, attempt: int = 1) -> Job:
     """The :class:`Job` of ``job_key`` (``node#instance``) in ``run_id``."""
     node_id, instance = split_job_key(job_key)
     return Job(run_id, node_id, digest, instance, attempt)
+
+
+#: Seconds a reopen holds its run's marker at most (a retry that died lets go by then).
+REOPEN_SECONDS = 60.0
 
 
 class ComposedRunState:
@@ -870,6 +911,140 @@ class ComposedRunState:
             events=timeline,
             error=census.final.get("error") if census.final else None,
         )
+
+    async def reopen(
+        self,
+        run_id: str,
+        *,
+        reset: Collection[str] = (),
+        restart: Sequence[str] = (),
+        keep_arrivals_of: str | None = None,
+        fallbacks: Mapping[str, str] | None = None,
+        max_retries: Mapping[str, int] | None = None,
+        event: Mapping[str, Any] | None = None,
+    ) -> list[Job]:
+        rk, ttl = run_keys(run_id), self.ttl
+        if not await self.coordination.set_if_absent(rk.reopening, "1", ttl=REOPEN_SECONDS):
+            raise FlowcraftError(f"another retry of run {run_id} is under way")
+        try:
+            return await self._reopen(
+                run_id,
+                rk,
+                ttl,
+                set(reset),
+                list(restart),
+                keep_arrivals_of,
+                dict(fallbacks or {}),
+                dict(max_retries or {}),
+                dict(event or {}),
+            )
+        finally:
+            await self.coordination.delete(rk.reopening)
+
+    async def _reopen(
+        self,
+        run_id: str,
+        rk: RunKeys,
+        ttl: float,
+        reset: set[str],
+        restart: list[str],
+        keep_arrivals_of: str | None,
+        fallbacks: dict[str, str],
+        max_retries: dict[str, int],
+        event: dict[str, Any],
+    ) -> list[Job]:
+        meta = await self.context.get(run_id, RUN)
+        activated, finished, waiting, resumed, final = await self.coordination.batch(
+            [
+                Op.members(rk.activated),
+                Op.members(rk.finished),
+                Op.members(rk.waiting),
+                Op.members(rk.resumed),
+                Op.get(rk.final),
+            ]
+        )
+        if final is None or not isinstance(meta, dict):
+            raise FlowcraftError(f"run {run_id} is not finished; only a finished run reopens")
+        ended = json.loads(final)["status"]
+        undone = sorted(k for k in activated if split_job_key(k)[0] in reset)
+        # Arrivals at reset nodes that came from reset nodes are forgotten, so those nodes
+        # wait for their re-run predecessors again (a node's join state lives at its key
+        # whether or not it was activated: the root instance's is included).
+        rejoin = sorted(
+            {k for k in undone if split_job_key(k)[0] != keep_arrivals_of}
+            | {job_key(n) for n in reset if n != keep_arrivals_of}
+        )
+        clear = []
+        for key in undone:
+            node, inst = split_job_key(key)
+            clear += [output_key(node, inst), action_key(node, inst), fallback_key(node, inst)]
+            if node in fallbacks:
+                clear += [output_key(fallbacks[node], inst), action_key(fallbacks[node], inst)]
+        if clear:
+            await self.context.patch(run_id, {}, delete=clear)
+        active = (activated - set(undone)) | set(restart)
+        done = finished - set(undone)
+        frontier = sorted(active - done - (waiting - resumed))
+        counts = await self.coordination.batch(
+            [
+                *(Op.count(rk.failures(k)) for k in frontier),
+                Op.members(rk.events),
+                *(Op.members(rk.history(k)) for k in undone),
+            ]
+        )
+        events = counts[len(frontier)]
+        records = counts[len(frontier) + 1 :]
+        counts = [0 if k in undone else n for k, n in zip(frontier, counts, strict=False)]
+        # An undone job starts again at attempt 1: its earlier attempts stay in its history,
+        # marked with the retry that superseded them, so the two never merge.
+        superseded = 1 + sum(1 for e in events if json.loads(e).get("event") == "retried")
+        rewritten: list[Op] = []
+        for key, members in zip(undone, records, strict=True):
+            rewritten += [Op.delete(rk.failures(key)), Op.delete(rk.history(key))]
+            for raw in members:
+                record = json.loads(raw)
+                record.setdefault("superseded", superseded)
+                rewritten.append(
+                    Op.add_member(rk.history(key), json.dumps(record, sort_keys=True), ttl)
+                )
+        now = time.time()
+        ops: list[Op] = [
+            Op.delete(rk.final),
+            Op.delete(rk.ended),
+            Op.add_member(
+                rk.events, json.dumps({"event": "retried", "at": now, "ended": ended, **event}), ttl
+            ),
+            *(Op.remove_member(rk.finished, k) for k in undone),
+            *(Op.remove_member(rk.activated, k) for k in undone if k not in restart),
+            *(Op.add_member(rk.activated, k, ttl) for k in restart),
+            *(Op.delete(rk.job(kind, k)) for k in undone for kind in (LEASE, SLEEP, MISSING)),
+            *(Op.delete(rk.job(kind, k)) for k in rejoin for kind in (ARRIVED, LIVE, FIRST)),
+            *rewritten,
+            Op.add_member(ACTIVE_RUNS, run_id),
+            Op.set(rk.progress, repr(now), ttl),
+            Op.extend(blueprint_key(str(meta["digest"])), ttl),
+            *(
+                Op.extend(key, ttl)
+                for key in (rk.activated, rk.finished, rk.waiting, rk.resumed, rk.events)
+            ),
+            *(Op.extend(rk.job(kind, k), ttl) for k in active for kind in JOB_KEY_KINDS),
+            *index_ops(meta, run_id, ended, 0, leaving=True),
+            *index_ops(meta, run_id, RUNNING, ttl),
+        ]
+        jobs = []
+        digest = str(meta["digest"])
+        for key, failed in zip(frontier, counts, strict=True):
+            # Padded to the end of the round that failed, so attempts stay contiguous and the
+            # next round starts fresh (engine.has_next_attempt counts rounds).
+            rounds = max(max_retries.get(split_job_key(key)[0], 1), 1)
+            end = -(-int(failed) // rounds) * rounds
+            ops += [
+                Op.add_member(rk.failures(key), str(n), ttl) for n in range(failed + 1, end + 1)
+            ]
+            jobs.append(job_for(run_id, digest, key, end + 1))
+        await self.coordination.batch(ops)
+        await self.context.expire(run_id, ttl)
+        return jobs
 
     async def frontier(self, run_id: str, *, idle: float) -> list[Job]:
         rk = run_keys(run_id)

@@ -96,6 +96,13 @@ async def flaky(ctx: NodeContext) -> dict[str, Any]:
     return await step(ctx)
 
 
+async def fixable(ctx: NodeContext) -> dict[str, Any]:
+    """A ``step`` that fails until the file ``params.fixed`` exists (the operator's fix)."""
+    if not Path(ctx.params["fixed"]).exists():
+        raise RuntimeError(f"node {ctx.node_id} is broken until {ctx.params['fixed']} exists")
+    return await step(ctx)
+
+
 async def unserialisable(ctx: NodeContext) -> Any:
     kind = ctx.params.get("kind")
     if kind == "set":
@@ -185,6 +192,7 @@ def _build(include_b: bool) -> Registry:
     reg.register("step", counted(step))
     reg.register("flaky", counted(flaky))
     reg.register("gated", counted(gated))
+    reg.register("fixable", counted(fixable))
     if include_b:
         reg.register("step_b", counted(step))
     reg.register("unserialisable", counted(unserialisable))
