@@ -28,7 +28,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
-from flowcraft_core.engine.keys import INPUT, output_key
+from flowcraft_core.engine.keys import INPUT, output_key, subflow_member
 from flowcraft_core.engine.state import (
     Arrival,
     Completion,
@@ -198,8 +198,8 @@ class Side:
             "prefetched": loaded_view(prefetched),
         }
 
-    async def park(self, job_key: str) -> Any:
-        c = await self.state.park(self.job(job_key))
+    async def park(self, job_key: str, member: str | None = None) -> Any:
+        c = await self.state.park(self.job(job_key), member)
         census = c.census
         return (
             c.committed,
@@ -334,6 +334,17 @@ class RunStateMachine(BoundMachine):
     @rule(job=jobs)
     def park(self, job: str) -> None:
         self.both(f"park({job})", lambda s: s.park(job))
+
+    @rule(job=jobs, generation=st.integers(0, 2))
+    def park_subflow(self, job: str, generation: int) -> None:
+        """A subflow job parks once per time its child awaits (a member per generation)."""
+        member = subflow_member(job, 1, generation)
+        self.both(f"park({job}, {member!r})", lambda s: s.park(job, member))
+
+    @rule(job=jobs, generations=st.integers(0, 3))
+    def unpark_subflow(self, job: str, generations: int) -> None:
+        members = [subflow_member(job, 1, g) for g in range(generations)]
+        self.both(f"unpark({job}, {generations})", lambda s: s.state.unpark(s.run_id, members))
 
     @rule(job=jobs, output=values)
     def resume(self, job: str, output: Any) -> None:

@@ -678,6 +678,9 @@ class SyncClient:
     def cancel(self, run_id: str) -> bool:
         return self._run(self._client.cancel(run_id))
 
+    def children(self, run_id: str) -> dict[str, dict[str, Any]]:
+        return self._run(self._client.children(run_id))
+
     def resume(
         self,
         run_id: str,
