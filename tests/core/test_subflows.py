@@ -499,3 +499,22 @@ async def test_a_childs_jobs_carry_the_parent_runs_headers() -> None:
     assert {j.node_id for j in enqueued if keys.may_be_child(j.run_id)} >= {"c", "w"}
     for job in [*started, *enqueued]:
         assert dict(job.headers) == {"trace": "t-sub"}, job
+
+
+async def test_retrying_a_failed_run_starts_a_fresh_child() -> None:
+    """Client.retry numbers the new round of attempts on from the failed ones, so the subflow
+    job names a new child run; the failed child is kept as it was."""
+    CALLS["flaky"] = 0
+    child = bp([{"id": "f", "uses": "flaky_child"}], name="flaky-once")
+    main = bp(
+        [sub("s", "flaky-once"), {"id": "t", "uses": "echo"}], [{"source": "s", "target": "t"}]
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        failed = await h.run(main)
+        assert failed.status == "failed", failed
+        await h.client.retry(failed.run_id)
+        result = await h.client.result(failed.run_id, 10)
+        children = await h.client.children(failed.run_id)
+    assert result.status == "completed", result.error
+    assert result.outputs == {"s": "second child", "t": "second child"}
+    assert sorted(c["status"] for c in children.values()) == ["completed", "failed"]
