@@ -8,13 +8,24 @@ from typing import Any
 WAIT = "wait"
 SLEEP = "sleep"
 SUBFLOW = "subflow"
-BUILTIN_USES: frozenset[str] = frozenset({WAIT, SLEEP, SUBFLOW})
 
 # The ``uses`` keys of Flowcraft's loop and batch built-ins, as its builder emits them (``.loop``,
 # ``.batch``) and as hand-written blueprints name them.
 LOOP_CONTROLLER = "loop-controller"
 BATCH_SCATTER = "batch-scatter"
 BATCH_GATHER = "batch-gather"
+BUILTIN_USES: frozenset[str] = frozenset(
+    {WAIT, SLEEP, SUBFLOW, LOOP_CONTROLLER, BATCH_SCATTER, BATCH_GATHER}
+)
+
+#: Iterations a loop may run unless its ``params.maxIterations`` says otherwise: one more
+#: fails the run, naming the loop (Flowcraft stops a runaway traversal at a similar bound).
+MAX_ITERATIONS = 1000
+
+#: Most items one batch may have: a scatter over more fails the run, naming the node, the key
+#: and the count. The scatter stores one context key per item in its commit and the gather
+#: reads them all once, so this bounds the memory of those two steps.
+MAX_BATCH_ITEMS = 10_000
 
 #: Longest ``sleep`` (ms): seven days, well inside the lifetime of an unfinished run's
 #: bookkeeping (``EngineSettings.run_ttl``, 30 days), so a sleeping run is never forgotten.

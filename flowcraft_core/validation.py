@@ -3,8 +3,9 @@
 :func:`validate` returns the problems, each naming the node (``node 'x'``) or edge
 (:meth:`EdgeDef.describe`) it concerns; :func:`check` raises :class:`BlueprintError` with all of
 them. A blueprint that passes has unique node ids, edges between existing nodes, known ``uses``
-(when the caller says which are known), existing fallbacks, compilable expressions, no cycles,
-and every node reachable from a start node.
+(when the caller says which are known), existing fallbacks, compilable expressions, no cycles
+except through declared loops (:mod:`flowcraft_core.scopes`), well-formed loops and batches, and
+every node reachable from a start node.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from collections.abc import Container, Iterable
 from typing import Any, TypeGuard
 
 from flowcraft_core.blueprint import JOIN_STRATEGIES, Blueprint
-from flowcraft_core.builtins import BUILTIN_USES, MAX_SLEEP_MS, SLEEP, SUBFLOW, duration_ms
+from flowcraft_core.builtins import (
+    BATCH_SCATTER,
+    BUILTIN_USES,
+    LOOP_CONTROLLER,
+    MAX_SLEEP_MS,
+    SLEEP,
+    SUBFLOW,
+    duration_ms,
+)
 from flowcraft_core.errors import BlueprintError, ExpressionError, Problem
 from flowcraft_core.expressions import CONDITION_NAMES, TRANSFORM_NAMES, compile_expression
+from flowcraft_core.scopes import analyse, continue_edges
 
 __all__ = ["check", "fallback_nodes", "start_nodes", "validate"]
 
@@ -102,6 +112,27 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
                 add(Problem(where, message))
         if n.uses == SUBFLOW:
             problems.extend(Problem(where, m) for m in _subflow_problems(n.params))
+        if n.uses == LOOP_CONTROLLER:
+            condition = n.params.get("condition")
+            if not isinstance(condition, str) or not condition.strip():
+                add(Problem(where, f"loop-controller needs params.condition, got {condition!r}"))
+            else:
+                try:
+                    compile_expression(condition, names=CONDITION_NAMES, where="condition")
+                except ExpressionError as exc:
+                    add(Problem(where, f"params.{exc}"))
+            bound = n.params.get("maxIterations")
+            if bound is not None and (not _is_number(bound) or bound != int(bound) or bound < 1):
+                add(
+                    Problem(
+                        where, f"params.maxIterations must be a whole number >= 1, got {bound!r}"
+                    )
+                )
+        if n.uses == BATCH_SCATTER and known_uses is not None:
+            worker = n.params.get("workerUsesKey")
+            if isinstance(worker, str) and worker and worker not in known_uses:
+                hint = _suggest(worker, _names(known_uses))
+                add(Problem(where, f"unknown params.workerUsesKey {worker!r}{hint}"))
 
     for e in bp.edges:
         where = e.describe()
@@ -127,7 +158,10 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
                     add(Problem(where, message))
 
     problems.extend(_fallbacks_with_edges(bp))
-    problems.extend(_cycles(bp, ids))
+    cycles = _cycles(bp, ids)
+    problems.extend(cycles)
+    if not cycles:
+        problems.extend(analyse(bp).problems)
     problems.extend(_unreachable(bp, ids))
     return problems
 
@@ -201,9 +235,13 @@ def _suggest(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _successors(bp: Blueprint, ids: Container[str]) -> dict[str, list[str]]:
+def _successors(
+    bp: Blueprint, ids: Container[str], *, skip: Container[int] = ()
+) -> dict[str, list[str]]:
     succ: dict[str, list[str]] = {}
-    for e in bp.edges:
+    for i, e in enumerate(bp.edges):
+        if i in skip:
+            continue
         # Edges naming unknown nodes are reported above; leaving them out here avoids echoes.
         if e.source in ids and e.target in ids:
             succ.setdefault(e.source, []).append(e.target)
@@ -211,8 +249,9 @@ def _successors(bp: Blueprint, ids: Container[str]) -> dict[str, list[str]]:
 
 
 def _cycles(bp: Blueprint, ids: dict[str, int]) -> list[Problem]:
-    """One problem per cycle-bearing strongly connected component (Tarjan, iterative)."""
-    succ = _successors(bp, ids)
+    """One problem per cycle-bearing strongly connected component (Tarjan, iterative), not
+    counting the continue edges of declared loops."""
+    succ = _successors(bp, ids, skip=continue_edges(bp))
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
@@ -260,7 +299,10 @@ def _cycles(bp: Blueprint, ids: dict[str, int]) -> list[Problem]:
         if len(component) == 1 and first not in succ.get(first, []):
             continue
         path = " -> ".join(_cycle_path(first, members, succ))
-        message = f"is on a cycle: {path} (loops are not supported yet)"
+        message = (
+            f"is on a cycle: {path}; a cycle is allowed only through a loop-controller's "
+            "'continue' edge (a declared loop)"
+        )
         found.append((order[first], Problem(_node(first), message)))
     return [p for _, p in sorted(found, key=lambda item: item[0])]
 

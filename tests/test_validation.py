@@ -24,6 +24,9 @@ def bp(*nodes: NodeDef, edges: tuple[tuple[str, str] | EdgeDef, ...] = ()) -> Bl
     )
 
 
+CYCLE = "a cycle is allowed only through a loop-controller's 'continue' edge (a declared loop)"
+
+
 def messages(problems: list[Problem]) -> list[str]:
     return [str(p) for p in problems]
 
@@ -158,8 +161,8 @@ def test_cycles_are_reported_with_their_path() -> None:
         ),
     )
     assert messages(validate(b)) == [
-        "node 'a': is on a cycle: a -> b -> c -> a (loops are not supported yet)",
-        "node 'solo': is on a cycle: solo -> solo (loops are not supported yet)",
+        f"node 'a': is on a cycle: a -> b -> c -> a; {CYCLE}",
+        f"node 'solo': is on a cycle: solo -> solo; {CYCLE}",
     ]
 
 
@@ -168,7 +171,7 @@ def test_unreachable_nodes() -> None:
     got = messages(validate(b))
     assert "node 'x': is not reachable from a start node (start nodes: a)" in got
     assert "node 'y': is not reachable from a start node (start nodes: a)" in got
-    assert "node 'x': is on a cycle: x -> y -> x (loops are not supported yet)" in got
+    assert f"node 'x': is on a cycle: x -> y -> x; {CYCLE}" in got
 
 
 def test_no_start_node() -> None:
@@ -247,3 +250,112 @@ def test_every_problem_is_reported_together() -> None:
     ):
         assert fragment in text, fragment
     assert len(err.problems) == 10
+
+
+# -- loops and batches ---------------------------------------------------------------------
+
+
+def _loop(cid: str = "L", *, condition: Any = "n < 3", **params: Any) -> NodeDef:
+    return NodeDef(cid, "loop-controller", params={"condition": condition, **params})
+
+
+def test_a_declared_loop_passes_and_its_cycle_is_allowed() -> None:
+    b = bp(
+        node("enter"),
+        node("s"),
+        node("e"),
+        _loop(),
+        node("after"),
+        edges=(
+            ("enter", "L"),
+            ("s", "e"),
+            ("e", "L"),
+            EdgeDef("L", "s", action="continue", transform='context["e"]'),
+            EdgeDef("L", "after", action="break"),
+        ),
+    )
+    assert validate(b) == []
+
+
+def test_a_cycle_besides_a_declared_loop_is_still_refused_and_named() -> None:
+    b = bp(
+        node("enter"),
+        node("s"),
+        node("e"),
+        _loop(),
+        edges=(
+            ("enter", "L"),
+            ("s", "e"),
+            ("e", "s"),
+            ("e", "L"),
+            EdgeDef("L", "s", action="continue"),
+        ),
+    )
+    assert messages(validate(b)) == [f"node 's': is on a cycle: s -> e -> s; {CYCLE}"]
+
+
+def test_a_cycle_through_a_controller_without_continue_is_refused() -> None:
+    b = bp(node("enter"), node("s"), _loop(), edges=(("enter", "s"), ("s", "L"), ("L", "s")))
+    got = messages(validate(b))
+    assert f"node 's': is on a cycle: s -> L -> s; {CYCLE}" in got
+
+
+def test_malformed_loops_are_reported() -> None:
+    b = bp(
+        node("enter"),
+        node("s"),
+        node("mid"),
+        node("side"),
+        _loop(condition="n <", maxIterations=0),
+        _loop("M", condition=None),
+        edges=(
+            ("enter", "L"),
+            ("s", "mid"),
+            ("side", "mid"),  # enters the body past its start
+            ("mid", "L"),
+            EdgeDef("L", "s", action="continue"),
+            ("enter", "M"),
+            ("enter", "side"),
+        ),
+    )
+    got = messages(validate(b))
+    assert any(m.startswith("node 'L': params.condition") for m in got), got
+    assert "node 'L': params.maxIterations must be a whole number >= 1, got 0" in got
+    assert "node 'M': loop-controller needs params.condition, got None" in got
+    assert (
+        "node 'M': is a loop-controller without an outgoing edge of action 'continue' to the "
+        "start of its body" in got
+    )
+    assert (
+        "node 'mid': is in the body of loop 'L' (reachable from its start 's') but has an "
+        "incoming edge from 'side' outside it; a loop body is entered only at its start node" in got
+    )
+
+
+def _batch(**params: Any) -> tuple[NodeDef, NodeDef]:
+    scatter = NodeDef(
+        "b_scatter",
+        "batch-scatter",
+        params={"workerUsesKey": "work", "gatherNodeId": "b_gather", **params},
+        inputs="items",
+    )
+    gather = NodeDef("b_gather", "batch-gather", params={"outputKey": "out"})
+    return scatter, gather
+
+
+def test_a_batch_passes_and_its_worker_must_be_known() -> None:
+    b = bp(node("a"), *_batch(), edges=(("a", "b_scatter"), ("b_scatter", "b_gather")))
+    assert validate(b, known_uses={"task", "work"}) == []
+    assert messages(validate(b, known_uses={"task"})) == [
+        "node 'b_scatter': unknown params.workerUsesKey 'work'"
+    ]
+
+
+def test_malformed_batches_are_reported() -> None:
+    scatter, gather = _batch(chunkSize=0, gatherNodeId="a", workerUsesKey="")
+    b = bp(node("a"), scatter, gather, edges=(("a", "b_scatter"), ("b_scatter", "b_gather")))
+    got = messages(validate(b))
+    assert "node 'b_scatter': batch-scatter needs params.workerUsesKey" in got
+    assert "node 'b_scatter': params.chunkSize must be a whole number >= 1, got 0" in got
+    assert "node 'b_scatter': params.gatherNodeId must name a batch-gather node, got 'a'" in got
+    assert "node 'b_gather': is a batch-gather that no batch-scatter names" in got

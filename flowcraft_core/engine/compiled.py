@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowcraft_core.blueprint import Blueprint, NodeDef
-from flowcraft_core.builtins import BUILTIN_USES, SUBFLOW
+from flowcraft_core.builtins import BUILTIN_USES, MAX_ITERATIONS, SUBFLOW
 from flowcraft_core.engine import keys
 from flowcraft_core.errors import ExpressionError
 from flowcraft_core.expressions import (
@@ -21,6 +21,8 @@ from flowcraft_core.expressions import (
     Expression,
     compile_expression,
 )
+from flowcraft_core.instance import INSTANCE_SEP, ROOT, last_index, parent_instance
+from flowcraft_core.scopes import analyse
 from flowcraft_core.validation import check, fallback_nodes, start_nodes
 
 OnError = Callable[[Expression, ExpressionError], None]
@@ -83,6 +85,11 @@ class Edge:
     # Set when the source has a fallback: where a fallen-back source's output is found.
     fallback_marker: str | None = None
     fallback_output: str | None = None
+    # The target's instance from the source's: keep this many components below the root,
+    # then append these (entering loops: 0 at a controller's first check, else iteration 1).
+    keep: int = 0
+    append: tuple[int, ...] = ()
+    same_scope: bool = True
 
     @property
     def member(self) -> str:
@@ -112,11 +119,76 @@ class Node:
     # A subflow node's ``params.inputs`` ({child key: parent reference}), resolved like
     # ``inputs`` references (read with the node's load, with the run's metadata).
     subflow_inputs: dict[str, Ref] | None = None
+    # Loops and batches (see flowcraft_core.scopes): the frames the node runs inside.
+    frames: tuple[str, ...] = ()
+    # Loop controllers and starts: only some incoming edges can arrive at a given instance.
+    # At the instance whose last component is ``first_index`` (0 for a controller's entry
+    # check, 1 for a start's first iteration) ``incoming_first``, else ``incoming_later``.
+    first_index: int | None = None
+    incoming_first: list[Edge] = field(default_factory=list)
+    incoming_later: list[Edge] = field(default_factory=list)
+    loop: LoopSpec | None = None  # set on a loop controller
+    batch: BatchSpec | None = None  # set on a scatter, its gather and its worker
+    mirrored: bool = False  # in a loop body: commits also write the output's latest value
+    records_route: bool = False  # its routing reads the context: the commit records it
+    shared_keys: list[str] = field(default_factory=list)  # read keys besides its own
 
     @property
     def builtin(self) -> str | None:
         uses = self.definition.uses
         return uses if uses in BUILTIN_USES else None
+
+
+@dataclass(slots=True)
+class LoopSpec:
+    """A loop controller's compiled parameters."""
+
+    condition: Expression
+    refs: dict[str, Ref]
+    max_iterations: int
+    continue_edge: Edge
+    start: str
+
+
+@dataclass(slots=True)
+class BatchSpec:
+    """The three nodes of one batch (the worker is not in the blueprint: see ``worker_id``)."""
+
+    scatter: str
+    gather: str
+    worker: str
+    chunk: int | None
+    output_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Own:
+    """The context keys of one node instance's own result (its commit's guard is ``output``)."""
+
+    output: str
+    action: str
+    fallback: str | None = None  # the marker set when its fallback ran in its place
+    fallback_output: str | None = None
+    fallback_action: str | None = None
+    route: str | None = None  # the edges it took, when its conditions read the context
+
+    @property
+    def keys(self) -> list[str]:
+        found = [self.output, self.action]
+        if self.route is not None:
+            found.append(self.route)
+        if self.fallback is not None:
+            found += [self.fallback, self.fallback_output or "", self.fallback_action or ""]
+        return found
+
+
+def worker_id(scatter_id: str, taken: Mapping[str, Any]) -> str:
+    """The id the engine gives a batch's worker: not a node of the blueprint (Flowcraft makes
+    the workers dynamically), so one no node has."""
+    wid = f"{scatter_id}/worker"
+    while wid in taken:
+        wid += "'"
+    return wid
 
 
 class CompiledFlow:
@@ -195,6 +267,196 @@ class CompiledFlow:
                 }
                 extra = [keys.RUN, *self._ref_keys(node.subflow_inputs)]
                 node.read_keys = list(dict.fromkeys([*node.read_keys, *extra]))
+        self._scopes(blueprint)
+        for node in self.nodes.values():
+            node.records_route = bool(node.condition_refs) or node.loop is not None
+            own = self.own(node, ROOT)
+            if own.route is not None:
+                node.read_keys = [*node.read_keys, own.route]
+            node.shared_keys = [k for k in node.read_keys if k not in own.keys]
+
+    def _scopes(self, blueprint: Blueprint) -> None:
+        """Loops and batches: frames, per-instance incoming edges, controller and batch specs."""
+        scopes = analyse(blueprint)
+        for nid, frames in scopes.frames.items():
+            node = self.nodes[nid]
+            node.frames = frames
+            node.mirrored = bool(frames)
+        for edge in (e for n in self.nodes.values() for e in n.outgoing):
+            src, tgt = self.nodes[edge.source].frames, self.nodes[edge.target].frames
+            keep = 0
+            while keep < min(len(src), len(tgt)) and src[keep] == tgt[keep]:
+                keep += 1
+            edge.keep = keep
+            edge.append = tuple(
+                0 if (f == edge.target and i == len(tgt) - 1) else 1
+                for i, f in enumerate(tgt[keep:], start=keep)
+            )
+            edge.same_scope = keep == len(src) == len(tgt)
+        for loop in scopes.loops.values():
+            controller = self.nodes[loop.id]
+            cont = next(e for e in controller.outgoing if e.index == loop.continue_edge)
+            text = str(controller.definition.params.get("condition", ""))
+            condition = compile_expression(
+                text, names=CONDITION_NAMES, where=f"loop {loop.id!r} params.condition"
+            )
+            bound = controller.definition.params.get("maxIterations")
+            controller.loop = LoopSpec(
+                condition=condition,
+                refs={n: self._ref(n) for n in sorted(condition.names_used)},
+                max_iterations=int(bound) if bound is not None else MAX_ITERATIONS,
+                continue_edge=cont,
+                start=loop.start,
+            )
+            entries = [e for e in controller.incoming if e.source not in loop.body]
+            controller.first_index = 0
+            controller.incoming_first = entries
+            controller.incoming_later = [e for e in controller.incoming if e.source in loop.body]
+            for ref in controller.loop.refs.values():
+                controller.read_keys.extend(
+                    k for k in ref.read_keys if k not in controller.read_keys
+                )
+            start = self.nodes[loop.start]
+            start_entries = [e for e in start.incoming if e is not cont]
+            start.first_index = 1
+            start.incoming_first = start_entries + ([cont] if entries else [])
+            start.incoming_later = [cont]
+        for scatter_id, gather_id in scopes.gather_of.items():
+            scatter = self.nodes[scatter_id]
+            params = scatter.definition.params
+            wid = worker_id(scatter_id, self.nodes)
+            chunk = params.get("chunkSize")
+            out_key = self.nodes[gather_id].definition.params.get("outputKey")
+            spec = BatchSpec(
+                scatter=scatter_id,
+                gather=gather_id,
+                worker=wid,
+                chunk=int(chunk) if chunk is not None else None,
+                output_key=str(out_key) if out_key is not None else None,
+            )
+            scatter.batch = spec
+            self.nodes[gather_id].batch = spec
+            worker = Node(
+                id=wid,
+                definition=NodeDef(id=wid, uses=str(params.get("workerUsesKey", ""))),
+                frames=(*scatter.frames, scatter_id),
+                batch=spec,
+                output_key=keys.output_key(wid),
+                action_key=keys.action_key(wid),
+                needs_join=True,
+            )
+            worker.read_keys = [worker.output_key, worker.action_key]
+            self.nodes[wid] = worker
+
+    # -- instances ------------------------------------------------------------------------
+
+    def own(self, node: Node, instance: str) -> Own:
+        """The keys of ``node``'s own result at ``instance``."""
+        fb = node.fallback
+        route = keys.route_key(node.id, instance) if node.records_route else None
+        if fb is None:
+            return Own(
+                keys.output_key(node.id, instance), keys.action_key(node.id, instance), route=route
+            )
+        return Own(
+            keys.output_key(node.id, instance),
+            keys.action_key(node.id, instance),
+            keys.fallback_key(node.id, instance),
+            keys.output_key(fb.id, instance),
+            keys.action_key(fb.id, instance),
+            route,
+        )
+
+    def read_keys_at(self, node: Node, instance: str) -> list[str]:
+        """What a job of ``node`` at ``instance`` loads: its own result there, what its batch
+        role needs (a worker's item and the batch size, a gather's batch size) and the keys
+        it shares with every instance (other nodes' latest outputs, context keys)."""
+        batch = node.batch
+        if batch is None:
+            if instance == ROOT:
+                return node.read_keys
+            return [*self.own(node, instance).keys, *node.shared_keys]
+        found = [*self.own(node, instance).keys]
+        if node.id == batch.worker:
+            found += [
+                keys.item_key(batch.scatter, instance),
+                keys.output_key(batch.scatter, parent_instance(instance)),
+            ]
+        elif node.id == batch.gather:
+            found.append(keys.output_key(batch.scatter, instance))
+        return list(dict.fromkeys([*found, *node.shared_keys]))
+
+    def incoming_at(self, node: Node, instance: str) -> list[Edge]:
+        """The incoming edges that can arrive at ``node``'s ``instance``."""
+        if node.first_index is None:
+            return node.incoming
+        if last_index(instance) == node.first_index:
+            return node.incoming_first
+        return node.incoming_later
+
+    @staticmethod
+    def batch_size(node: Node, instance: str, values: Mapping[str, Any]) -> int:
+        """Items of the batch ``node`` (its gather or worker) belongs to at ``instance``, as its
+        scatter committed them (0 when the scatter was skipped)."""
+        assert node.batch is not None
+        at = instance if node.id == node.batch.gather else parent_instance(instance)
+        committed = values.get(keys.output_key(node.batch.scatter, at))
+        count = committed.get("count") if isinstance(committed, dict) else None
+        return count if isinstance(count, int) else 0
+
+    def expected_at(self, node: Node, instance: str, values: Mapping[str, Any]) -> int:
+        """Arrivals that make ``node`` ready at ``instance`` (0: a start node)."""
+        batch = node.batch
+        if batch is not None and node.id == batch.worker:
+            return 1
+        expected = len(self.incoming_at(node, instance))
+        if batch is not None and node.id == batch.gather:
+            expected += self.batch_size(node, instance, values)
+        return expected
+
+    @staticmethod
+    def target_instance(edge: Edge, instance: str) -> str:
+        """The instance ``edge`` arrives at from its source's ``instance``."""
+        if edge.same_scope:
+            return instance
+        parts = instance.split(INSTANCE_SEP)[: 1 + edge.keep]
+        parts += [str(i) for i in edge.append]
+        return INSTANCE_SEP.join(parts)
+
+    def commit_for(
+        self,
+        node: Node,
+        instance: str,
+        *,
+        output: Any,
+        action: Any,
+        writes: Mapping[str, Any],
+        fell_back: bool,
+    ) -> dict[str, Any]:
+        """A node instance's commit: its context ``writes`` and its result under its own keys,
+        recorded as Flowcraft does when it ``fell_back`` (null under the failed node, the
+        fallback's output and action under the fallback's id, and the marker successors read).
+        Inside a loop the result is also written under the root keys, where the rest of the
+        run reads a body node's latest output (and the run's result shows its last one)."""
+        own = self.own(node, instance)
+        commit: dict[str, Any] = dict(writes)
+        targets = [own]
+        if node.mirrored and instance != ROOT:
+            targets.append(self.own(node, ROOT))
+        for at in targets:
+            if fell_back and node.fallback is not None:
+                commit[at.output] = None
+                commit[at.fallback_output or ""] = output
+                commit[at.fallback or ""] = node.fallback.id
+                if action is not None:
+                    commit[at.fallback_action or ""] = action
+            else:
+                commit[at.output] = output
+                if at is not own and at.fallback is not None:
+                    commit[at.fallback] = None  # an earlier iteration may have fallen back
+                if action is not None:
+                    commit[at.action] = action
+        return commit
 
     @property
     def terminal_ids(self) -> list[str]:
@@ -261,10 +523,15 @@ class CompiledFlow:
         live: set[str],
         first: str | None,
         on_error: OnError,
+        instance: str = ROOT,
     ) -> Any:
         """The node's input from what :meth:`RunState.load` read (see docs/design.md § Node
         semantics and § Blueprints)."""
-        chosen = self._chosen_edge(node, live, first)
+        batch = node.batch
+        if batch is not None and node.id == batch.worker:
+            return values.get(keys.item_key(batch.scatter, instance))
+        incoming = self.incoming_at(node, instance)
+        chosen = self._chosen_edge(node, incoming, live, first)
         if node.inputs is not None:
             base = _resolve(node.inputs, values)
             if chosen is None or chosen.transform is None:
@@ -283,24 +550,26 @@ class CompiledFlow:
         if chosen is not None:
             return self._through(chosen, values, on_error)
         out: dict[str, Any] = {}
-        for source, edges in node.sources.items():
+        for source, edges in _by_source(node, incoming).items():
             edge = next((e for e in edges if e.member in live), None)
             if edge is not None:
                 out[source] = self._through(edge, values, on_error)
         return out
 
     @staticmethod
-    def _chosen_edge(node: Node, live: set[str], first: str | None) -> Edge | None:
+    def _chosen_edge(
+        node: Node, incoming: list[Edge], live: set[str], first: str | None
+    ) -> Edge | None:
         """The one edge a non-join input comes through (None for an ``all`` join of several
         sources, or a start node)."""
-        if not node.incoming:
+        if not incoming:
             return None
         if node.join == "any" and first is not None:
-            found = next((e for e in node.incoming if e.member == first), None)
+            found = next((e for e in incoming if e.member == first), None)
             if found is not None:
                 return found
-        if len(node.sources) == 1 or node.join == "any":
-            return next((e for e in node.incoming if e.member in live), node.incoming[0])
+        if len(_by_source(node, incoming)) == 1 or node.join == "any":
+            return next((e for e in incoming if e.member in live), incoming[0])
         return None
 
     def _through(self, edge: Edge, values: dict[str, Any], on_error: OnError) -> Any:
@@ -353,6 +622,15 @@ class CompiledFlow:
                 scope[name] = ref.resolve(values)
         scope["result"] = {"output": output, "action": action}
         return scope
+
+
+def _by_source(node: Node, incoming: list[Edge]) -> dict[str, list[Edge]]:
+    if incoming is node.incoming:
+        return node.sources
+    grouped: dict[str, list[Edge]] = {}
+    for e in incoming:
+        grouped.setdefault(e.source, []).append(e)
+    return grouped
 
 
 def _resolve(refs: Ref | dict[str, Ref], values: Mapping[str, Any]) -> Any:

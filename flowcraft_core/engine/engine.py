@@ -31,9 +31,18 @@ from typing import Any, TypeVar
 import pluggy
 
 from flowcraft_core.blueprint import MAX_RETRY_DELAY_MS, Blueprint
-from flowcraft_core.builtins import SLEEP, SUBFLOW, WAIT, duration_ms
+from flowcraft_core.builtins import (
+    BATCH_GATHER,
+    BATCH_SCATTER,
+    LOOP_CONTROLLER,
+    MAX_BATCH_ITEMS,
+    SLEEP,
+    SUBFLOW,
+    WAIT,
+    duration_ms,
+)
 from flowcraft_core.engine import keys
-from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node
+from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node, Own
 from flowcraft_core.engine.errors import describe, problem
 from flowcraft_core.engine.history import AWAITING, COMPLETED, attempt_record, failure_status
 from flowcraft_core.engine.settings import EngineSettings
@@ -48,7 +57,13 @@ from flowcraft_core.engine.state import (
 from flowcraft_core.engine.subflow import Subflows, continue_parent, parent_of
 from flowcraft_core.errors import ExpressionError, NodeTimeout, NotRetried
 from flowcraft_core.expressions import Expression, evaluate_condition
-from flowcraft_core.instance import split_job_key
+from flowcraft_core.instance import (
+    child_instance,
+    job_key,
+    last_index,
+    parent_instance,
+    split_job_key,
+)
 from flowcraft_core.node import NodeContext, Result, RunContext
 from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Job, Queue
@@ -255,7 +270,7 @@ class Engine:
             return NOTHING
         loaded = preloaded or await self.state.load(
             job,
-            node.read_keys,
+            flow.read_keys_at(node, job.instance),
             join=node.needs_join,
             lease_ttl=self._lease_ttl(node),
             token=self._token(),
@@ -282,14 +297,15 @@ class Engine:
             await continue_parent(self.context, self.queue, job.run_id)
             return NOTHING
         values = loaded.values
-        if node.output_key in values:
+        own = flow.own(node, job.instance)
+        if own.output in values:
             # Committed by an earlier delivery: never run again, just route again.
-            output, action = self._committed(node, values)
+            output, action = self._committed(own, values)
             return await self._route_again(
                 job, flow, node, loaded, lease, output=output, action=action, prefetch=prefetch
             )
-        if node.incoming:
-            expected = len(node.incoming)
+        expected = flow.expected_at(node, job.instance, values)
+        if expected:
             if not loaded.live:
                 if loaded.arrived >= expected:
                     return await self._skip(job, flow, node, lease)
@@ -311,7 +327,12 @@ class Engine:
             return NOTHING
         try:
             node_input = flow.input_for(
-                node, values, loaded.live, loaded.first, self._on_expression_error(job)
+                node,
+                values,
+                loaded.live,
+                loaded.first,
+                self._on_expression_error(job),
+                job.instance,
             )
         except ExpressionError as exc:  # strict
             await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
@@ -334,7 +355,10 @@ class Engine:
             return await self._commit_and_route(
                 job, flow, node, loaded, lease, output=node_input, writes={}, prefetch=prefetch
             )
-        outcome = await self._execute(job, flow, node, node_input, loaded, lease)
+        if builtin in (LOOP_CONTROLLER, BATCH_SCATTER, BATCH_GATHER):
+            outcome = await self._builtin(job, node, node_input, values, builtin)
+        else:
+            outcome = await self._execute(job, flow, node, node_input, loaded, lease)
         if outcome is None:
             return NOTHING
         result, writes, fell_back = outcome
@@ -471,13 +495,12 @@ class Engine:
         return None
 
     @staticmethod
-    def _committed(node: Node, values: Mapping[str, Any]) -> tuple[Any, Any]:
-        """The stored (output, action) a committed node routes with: its fallback's when it
-        fell back (the fallback takes the failed node's outgoing edges)."""
-        fb = node.fallback
-        if fb is not None and values.get(keys.fallback_key(node.id)):
-            return values.get(keys.output_key(fb.id)), values.get(keys.action_key(fb.id))
-        return values.get(node.output_key), values.get(node.action_key)
+    def _committed(own: Own, values: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The stored (output, action) a committed node instance routes with: its fallback's
+        when it fell back (the fallback takes the failed node's outgoing edges)."""
+        if own.fallback is not None and values.get(own.fallback):
+            return values.get(own.fallback_output or ""), values.get(own.fallback_action or "")
+        return values.get(own.output), values.get(own.action)
 
     def _on_expression_error(self, job: Job) -> Callable[[Expression, ExpressionError], None]:
         def report(expr: Expression, exc: ExpressionError) -> None:
@@ -510,14 +533,16 @@ class Engine:
         target = next((a.target for a in arrivals if a.live), None)
         if target is None:
             return None
-        node = flow.nodes[target.rpartition("#")[0]]
-        if len(node.incoming) > 1:
+        node_id, instance = split_job_key(target)
+        node = flow.nodes[node_id]
+        if len(node.incoming) > 1 or node.definition.uses == BATCH_GATHER:
             # A join is rarely made ready by this arrival, and its load names every
-            # predecessor's output: asking each arrival to prefetch it would cost O(width).
+            # predecessor's output (a gather's, every item's arrival): asking each arrival
+            # to prefetch it would cost O(width).
             return None
         return Prefetch(
             target=target,
-            keys=node.read_keys,
+            keys=flow.read_keys_at(node, instance),
             join=node.needs_join,
             lease_ttl=self._lease_ttl(node),
             token=self._token(),
@@ -595,6 +620,98 @@ class Engine:
 
     # -- built-ins ----------------------------------------------------------------------------
 
+    async def _builtin(
+        self, job: Job, node: Node, node_input: Any, values: Mapping[str, Any], builtin: str
+    ) -> tuple[Result, Mapping[str, Any], bool] | None:
+        """Run a loop controller, batch scatter or batch gather: (result, context writes,
+        False), or None when it failed the run."""
+        if builtin == LOOP_CONTROLLER:
+            return await self._loop_check(job, node, values)
+        if builtin == BATCH_SCATTER:
+            return await self._scatter(job, node, node_input)
+        return await self._gather(job, node, values)
+
+    async def _loop_check(
+        self, job: Job, node: Node, values: Mapping[str, Any]
+    ) -> tuple[Result, Mapping[str, Any], bool] | None:
+        loop = node.loop
+        assert loop is not None
+        scope = {name: ref.resolve(values) for name, ref in loop.refs.items()}
+        try:
+            again = evaluate_condition(loop.condition, scope)
+        except ExpressionError as exc:
+            if self.settings.strict:
+                await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
+                return None
+            self._on_expression_error(job)(loop.condition, exc)
+            again = False
+        done = last_index(job.instance)
+        if again and done >= loop.max_iterations:
+            await self._fail(
+                job,
+                problem(
+                    node.id,
+                    "LoopLimitExceeded",
+                    f"loop {node.id!r} ran {done} iterations, its maxIterations, and its "
+                    f"condition {loop.condition.source!r} still holds",
+                ),
+            )
+            return None
+        # As Flowcraft's loop controller: no output, action continue or break.
+        return Result(output=None, action="continue" if again else "break"), {}, False
+
+    async def _scatter(
+        self, job: Job, node: Node, node_input: Any
+    ) -> tuple[Result, Mapping[str, Any], bool] | None:
+        batch = node.batch
+        assert batch is not None
+        items = [] if node_input is None else node_input  # as Flowcraft: `input || []`
+        source = node.definition.inputs
+        where = f" (inputs {source!r})" if isinstance(source, str) else ""
+        if not isinstance(items, list):
+            await self._fail(
+                job,
+                problem(
+                    node.id,
+                    "BatchInputNotArray",
+                    f"batch-scatter node {node.id!r} needs an array as its input{where}, got "
+                    f"{type(items).__name__}",
+                ),
+            )
+            return None
+        if len(items) > MAX_BATCH_ITEMS:
+            await self._fail(
+                job,
+                problem(
+                    node.id,
+                    "BatchTooLarge",
+                    f"batch-scatter node {node.id!r} got {len(items)} items{where}; a batch "
+                    f"has at most {MAX_BATCH_ITEMS}",
+                ),
+            )
+            return None
+        writes = {
+            keys.item_key(batch.scatter, child_instance(job.instance, i)): item
+            for i, item in enumerate(items)
+        }
+        output = {"gatherNodeId": batch.gather, "hasMore": False, "count": len(items)}
+        return Result(output=output), writes, False
+
+    async def _gather(
+        self, job: Job, node: Node, values: Mapping[str, Any]
+    ) -> tuple[Result, Mapping[str, Any], bool] | None:
+        batch = node.batch
+        assert batch is not None
+        count = output_count(values.get(keys.output_key(batch.scatter, job.instance)))
+        wanted = [
+            keys.output_key(batch.worker, child_instance(job.instance, i)) for i in range(count)
+        ]
+        # The one read that grows with the batch: every item's output, once.
+        found = await self.context.get_many(job.run_id, wanted) if wanted else {}
+        results = [found.get(k) for k in wanted]
+        writes = {batch.output_key: results} if batch.output_key else {}
+        return Result(output=results), writes, False
+
     async def _still_asleep(self, job: Job, node: Node, lease: Lease) -> bool:
         duration = (duration_ms(node.definition.params.get("duration", 0)) or 0.0) / 1000
         # The sleep step gives the lease back only when the node must sleep on.
@@ -619,13 +736,19 @@ class Engine:
         writes: Mapping[str, Any] | None,
         *,
         skipped: bool = False,
+        taken: set[int] | None = None,
+        route: set[int] | None = None,
     ) -> list[Arrival]:
         """Each outgoing edge, taken or dead; every one is dead from a ``skipped`` node.
 
         As in Flowcraft, the edges with the returned action whose condition holds are taken;
         if there are none (no action, or none matched), the edges without an action whose
         condition holds. A condition that cannot be evaluated is false (reported), or raises
-        under ``strict``."""
+        under ``strict``. ``taken`` given: the edges an earlier delivery took (see
+        :meth:`_complete`); else the edges taken now are added to ``route`` if given."""
+        batch = node.batch
+        if batch is not None and node.id == batch.worker:
+            return self._item_done(flow, node, job.instance, values)
         outgoing = node.outgoing
         if not outgoing:
             return []
@@ -644,23 +767,104 @@ class Engine:
                 report(edge.condition, exc)
                 return False
 
-        taken: set[int] = set()
-        if not skipped:
-            if action is not None:
-                taken = {e.index for e in outgoing if e.action == action and holds(e)}
-            if not taken:
-                taken = {e.index for e in outgoing if e.action is None and holds(e)}
-        arrivals = []
-        for edge in outgoing:
-            live = edge.index in taken
-            target = flow.nodes[edge.target]
+        loop = node.loop
+        if taken is None:
+            taken = set()
+            if not skipped:
+                if loop is not None:
+                    # Flowcraft's loop-controller routing: edges with a condition that holds
+                    # first, whatever their action; then as for any node.
+                    taken = {e.index for e in outgoing if e.condition is not None and holds(e)}
+                if action is not None and not taken:
+                    taken = {e.index for e in outgoing if e.action == action and holds(e)}
+                if not taken:
+                    taken = {e.index for e in outgoing if e.action is None and holds(e)}
+            if route is not None:
+                route.update(taken)
+        if loop is not None:
+            cont = loop.continue_edge
+            if cont.index in taken:
+                # The next iteration, and nothing else: the exits hear from the last check.
+                iteration = child_instance(
+                    parent_instance(job.instance), last_index(job.instance) + 1
+                )
+                return [self._arrival(flow, cont, iteration, live=True)]
+            outgoing = [e for e in outgoing if e is not cont]
+        scatter = batch is not None and node.id == batch.scatter
+        count = output_count(output) if scatter and not skipped else 0
+        arrivals = [
+            self._arrival(
+                flow,
+                edge,
+                flow.target_instance(edge, job.instance),
+                live=edge.index in taken,
+                count=count,
+            )
+            for edge in outgoing
+        ]
+        if batch is not None and scatter and count:
+            first = min(count, batch.chunk or count)
+            arrivals += [
+                Arrival(
+                    target=job_key(batch.worker, child_instance(job.instance, i)),
+                    edge=ITEM_EDGE,
+                    live=True,
+                    join="all",
+                    expected=1,
+                )
+                for i in range(first)
+            ]
+        return arrivals
+
+    @staticmethod
+    def _arrival(
+        flow: CompiledFlow, edge: Edge, instance: str, *, live: bool, count: int = 0
+    ) -> Arrival:
+        target = flow.nodes[edge.target]
+        if target.batch is not None and target.id == target.batch.gather:
+            # Only the scatter reaches its gather by an edge (validated): ``count`` is the
+            # batch's size, one arrival per item besides the scatter's.
+            expected = len(target.incoming) + count
+        else:
+            expected = len(flow.incoming_at(target, instance))
+        return Arrival(
+            target=job_key(edge.target, instance),
+            edge=edge.member,
+            live=live,
+            join=target.join,
+            expected=expected,
+        )
+
+    @staticmethod
+    def _item_done(
+        flow: CompiledFlow, node: Node, instance: str, values: Mapping[str, Any]
+    ) -> list[Arrival]:
+        """A batch item finished: it arrives at its gather (one arrival per item, the gather
+        waits for all) and starts the item ``chunkSize`` after it, if there is one."""
+        assert node.batch is not None
+        batch = node.batch
+        count = flow.batch_size(node, instance, values)
+        at = parent_instance(instance)
+        index = last_index(instance)
+        gather = flow.nodes[batch.gather]
+        arrivals = [
+            Arrival(
+                target=job_key(batch.gather, at),
+                edge=f"{ITEM_EDGE}{index}",
+                live=True,
+                join=gather.join,
+                expected=len(gather.incoming) + count,
+            )
+        ]
+        following = index + (batch.chunk or count)
+        if following < count:
             arrivals.append(
                 Arrival(
-                    target=f"{edge.target}#0",
-                    edge=edge.member,
-                    live=live,
-                    join=target.join,
-                    expected=len(target.incoming),
+                    target=job_key(batch.worker, child_instance(at, following)),
+                    edge=ITEM_EDGE,
+                    live=True,
+                    join="all",
+                    expected=1,
                 )
             )
         return arrivals
@@ -680,25 +884,11 @@ class Engine:
         prefetch: bool,
     ) -> Stepped:
         """Commit this delivery's result (first commit wins) with its context ``writes``, then
-        route. If another delivery committed first, route with its result instead.
-
-        A result that ``fell_back`` is recorded as Flowcraft does: null under the failed node,
-        the fallback's output (and action) under the fallback's own id, and a marker that the
-        failed node's successors read to take the fallback's output instead."""
-        if fell_back and node.fallback is not None:
-            fb = node.fallback.id
-            commit = {
-                **writes,
-                node.output_key: None,
-                keys.output_key(fb): output,
-                keys.fallback_key(node.id): fb,
-            }
-            if action is not None:
-                commit[keys.action_key(fb)] = action
-        else:
-            commit = {**writes, node.output_key: output}
-            if action is not None:
-                commit[node.action_key] = action
+        route. If another delivery committed first, route with its result instead (see
+        :meth:`CompiledFlow.commit_for` for what a commit holds)."""
+        commit = flow.commit_for(
+            node, job.instance, output=output, action=action, writes=writes, fell_back=fell_back
+        )
         return await self._complete(
             job,
             flow,
@@ -753,17 +943,41 @@ class Engine:
         writes: Mapping[str, Any] | None,
         prefetch: bool,
     ) -> Stepped:
+        own = flow.own(node, job.instance)
+        earlier: set[int] | None = None
+        route: set[int] | None = None
+        if own.route is not None:
+            # Conditions that read the context are evaluated once, by the commit that wins:
+            # a redelivery routes as it did, though the context has moved on (a loop's next
+            # iterations change what a condition like `counter === 5` says).
+            if commit is None:
+                recorded = loaded.values.get(own.route)
+                earlier = set(recorded) if isinstance(recorded, list) else None
+            else:
+                route = set()
         try:
-            arrivals = self._arrivals(job, flow, node, output, action, loaded.values, writes)
+            arrivals = self._arrivals(
+                job,
+                flow,
+                node,
+                output,
+                action,
+                loaded.values,
+                writes,
+                taken=earlier,
+                route=route,
+            )
         except ExpressionError as exc:  # strict
             await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
             return NOTHING
+        if route is not None and commit is not None:
+            commit = {**commit, own.route or "": sorted(route)}
         ahead = self._prefetch_for(flow, arrivals) if prefetch and self.state.prefetches else None
         try:
             completion = await lease.given_back_by(
                 self.state.complete(
                     job,
-                    guard=node.output_key,
+                    guard=keys.output_key(node.id, job.instance),
                     commit=commit,
                     arrivals=arrivals,
                     retention=self.settings.retention,
@@ -786,9 +1000,9 @@ class Engine:
             return NOTHING
         if completion.committed is False:
             # Another delivery committed first: route with its result, not ours.
-            stored = await self.context.get_many(job.run_id, node.read_keys)
+            stored = await self.context.get_many(job.run_id, flow.read_keys_at(node, job.instance))
             loaded.values = {**loaded.values, **stored}
-            output, action = self._committed(node, stored)
+            output, action = self._committed(flow.own(node, job.instance), stored)
             return await self._route_again(
                 job, flow, node, loaded, lease, output=output, action=action, prefetch=prefetch
             )
@@ -817,7 +1031,7 @@ class Engine:
         completion = await lease.given_back_by(
             self.state.complete(
                 job,
-                guard=node.output_key,
+                guard=keys.output_key(node.id, job.instance),
                 commit=None,
                 arrivals=arrivals,
                 retention=self.settings.retention,
@@ -870,6 +1084,18 @@ def has_next_attempt(attempt: int, max_retries: int) -> bool:
     ``max_retries``: a run's first, and one more per retry of the run (which starts its
     nodes at the next round, see :meth:`flowcraft_core.client.Client.retry`)."""
     return attempt % max(max_retries, 1) != 0
+
+
+ITEM_EDGE = "#"
+"""The member a batch item's activation records at its worker (``#``), and the prefix of the
+member each item records at its gather (``#<index>``): blueprint edges' members are their
+indices (digits), so neither collides with one."""
+
+
+def output_count(committed: Any) -> int:
+    """The item count a scatter's committed output holds (0 if it has none)."""
+    count = committed.get("count") if isinstance(committed, dict) else None
+    return count if isinstance(count, int) else 0
 
 
 def _reraise_if_ours(exc: BaseException) -> None:

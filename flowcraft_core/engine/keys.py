@@ -63,6 +63,11 @@ def fallback_key(node_id: str, instance: str = ROOT) -> str:
     return f"{FALLBACK_PREFIX}{node_id}" if instance == ROOT else f"_fallback#{instance}.{node_id}"
 
 
+def route_key(node_id: str, instance: str = ROOT) -> str:
+    """The edges (indices) a node instance took, when its routing reads the context."""
+    return f"_route.{node_id}" if instance == ROOT else f"_route#{instance}.{node_id}"
+
+
 def item_key(scatter_id: str, instance: str) -> str:
     """Where a batch scatter stores the item of the worker at ``instance``."""
     return f"_item#{instance}.{scatter_id}"
