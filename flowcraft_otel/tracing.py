@@ -133,6 +133,17 @@ class TracingPlugin:
             configure_from_env()
         return trace.get_tracer("flowcraft", tracer_provider=self._provider)
 
+    def _tracing(self) -> bool:
+        """Whether a span made now could be recorded: a provider was given, or a global one
+        is set (in code, or from the ``OTEL_*`` variables). Without one every span is a no-op,
+        so the hooks skip making them: that work was about a tenth of the Python calls per
+        node of the in-memory driver, for nothing. A provider set later is seen at once."""
+        if self._provider is not None:
+            return True
+        if not _done:
+            configure_from_env()
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
     @staticmethod
     def _keep(table: collections.OrderedDict[Any, Any], key: Any, value: Any) -> None:
         table[key] = value
@@ -147,6 +158,8 @@ class TracingPlugin:
 
     @hookimpl
     def flowcraft_run_headers(self, run_id: str, flow_id: str) -> dict[str, str] | None:
+        if not self._tracing():
+            return None  # jobs carry nothing
         span = self._tracer().start_span(
             f"run {flow_id}",
             kind=SpanKind.PRODUCER,
@@ -196,12 +209,16 @@ class TracingPlugin:
 
     @hookimpl
     def flowcraft_node_started(self, job: Job) -> None:
+        if not self._tracing():
+            return
         span = self._start(job)
         with self._lock:
             self._keep(self._open, self._identity(job), span)
             self._keep(self._seen, job.run_id, job)
 
     def _end(self, job: Job, outcome: str, error: dict[str, Any] | None = None) -> None:
+        if not self._tracing():
+            return
         with self._lock:
             span = self._open.pop(self._identity(job), None)
             self._keep(self._seen, job.run_id, job)

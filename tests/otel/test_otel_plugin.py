@@ -198,3 +198,63 @@ def test_the_standard_variables_turn_tracing_on_in_a_real_process(tmp_path: Path
     assert any(n.startswith("run ") for n in names), names
     traces = set(re.findall(r'"trace_id": "(0x[0-9a-f]+)"', out))
     assert len(traces) == 1, traces
+
+
+_UNTRACED = """
+import asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from flowcraft_core import Blueprint, Client, Registry, Worker, open_backends
+from flowcraft_otel import tracing
+
+made = []
+start = tracing.TracingPlugin._start
+tracing.TracingPlugin._start = lambda self, job: made.append(job) or start(self, job)
+
+async def noop(ctx):
+    return 1
+
+flow = Blueprint.from_dict({"id": "two", "nodes": [{"id": "a", "uses": "noop"},
+    {"id": "b", "uses": "noop"}], "edges": [{"source": "a", "target": "b"}]})
+
+async def one():
+    backends = open_backends("memory://")
+    async with Worker(Registry({"noop": noop}), backends):
+        client = Client(backends)
+        result = await client.result(await client.start(flow, None), 10)
+        assert result.status == "completed", result
+    await backends.close()
+
+asyncio.run(one())
+print("untraced", len(made))
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+asyncio.run(one())
+print("traced", len(made), sorted(s.name for s in exporter.get_finished_spans()))
+"""
+
+
+@pytest.mark.slow
+def test_without_a_tracer_provider_no_span_is_made_and_one_set_later_is_used() -> None:
+    """No provider (none in code, no ``OTEL_*`` variables): the plugin, registered by its
+    entry point, makes no span per node; a provider set afterwards gets every node's span."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWCRAFT_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _UNTRACED],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "untraced 0" in lines, done.stdout
+    traced = next(line for line in lines if line.startswith("traced"))
+    assert traced.startswith("traced 2 "), traced
+    assert "'node a'" in traced and "'node b'" in traced, traced
