@@ -136,15 +136,25 @@ def run(
     metavar="MODULE:ATTR",
     help="Also check that every `uses` is registered.",
 )
-def validate_command(file: str, registry_spec: str | None) -> None:
-    """Check a blueprint; list every problem (exit 2 if there is any)."""
+@blueprints_option
+def validate_command(file: str, registry_spec: str | None, blueprints_dir: str | None) -> None:
+    """Check a blueprint; list every problem (exit 2 if there is any). With --blueprints, also
+    that every subflow names a blueprint in that catalog and none includes itself."""
+    from flowcraft_core.catalog import closure
+
     try:
         bp = load_blueprint(file)
         known = load_registry(registry_spec) if registry_spec else None
+        catalog = load_blueprints(blueprints_dir)
     except BlueprintError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
     problems = validate(bp, known_uses=known)
+    if blueprints_dir is not None and not problems:
+        try:
+            closure(bp, catalog)
+        except BlueprintError as exc:
+            problems = exc.problems
     if problems:
         click.echo(str(BlueprintError(problems, bp.id)), err=True)
         sys.exit(EXIT_USAGE)

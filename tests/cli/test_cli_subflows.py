@@ -64,3 +64,25 @@ def test_a_catalog_without_the_named_blueprint_is_refused_up_front(tmp_path: Pat
     assert "subflow names blueprint 'vat', which is not in the catalog (known: other)" in (
         proc.stderr
     )
+
+
+def test_validate_with_a_catalog(tmp_path: Path) -> None:
+    ok = flowcraft("validate", INVOICE, "--blueprints", CATALOG)
+    assert ok.returncode == 0, ok.stderr
+    assert "blueprint 'invoice' is valid" in ok.stdout
+    (tmp_path / "loop.json").write_text(
+        json.dumps(
+            {
+                "id": "loop",
+                "nodes": [{"id": "again", "uses": "subflow", "params": {"blueprintId": "loop"}}],
+                "edges": [],
+            }
+        )
+    )
+    bad = flowcraft("validate", str(tmp_path / "loop.json"), "--blueprints", str(tmp_path))
+    assert bad.returncode == 2
+    assert (
+        "node 'again'" in bad.stderr and "includes itself (blueprints loop -> loop)" in bad.stderr
+    )
+    missing = flowcraft("validate", INVOICE, "--blueprints", str(tmp_path))
+    assert missing.returncode == 2 and "names blueprint 'vat', which is not in" in missing.stderr
