@@ -36,6 +36,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from flowcraft_core.hookspecs import hookimpl
@@ -59,6 +60,9 @@ OPEN_LIMIT = 10_000
 """Spans kept open at most (node attempts under way, runs being started): a span whose end
 never comes (its worker lost the commit to a duplicate, say) is ended as ``abandoned`` when
 the limit pushes it out, so memory stays bounded."""
+
+PARENTS_LIMIT = 1_000
+"""Runs whose parsed trace context is kept (oldest dropped first)."""
 
 _configured = threading.Lock()
 _done = False
@@ -126,6 +130,9 @@ class TracingPlugin:
         self._starting: collections.OrderedDict[str, Span] = collections.OrderedDict()
         # The latest job of each run seen here: its headers parent the "finished" span.
         self._seen: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self._parents: collections.OrderedDict[tuple[tuple[str, str], ...], Context] = (
+            collections.OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def _tracer(self) -> trace.Tracer:
@@ -194,8 +201,22 @@ class TracingPlugin:
             ATTEMPT: job.attempt,
         }
 
+    def _parent(self, job: Job) -> Context:
+        """The run's trace context from the job's headers, parsed once per run here (every
+        job of a run carries the same headers)."""
+        key = tuple(sorted(job.headers.items()))
+        with self._lock:
+            found = self._parents.get(key)
+        if found is None:
+            found = propagate.extract(dict(job.headers))
+            with self._lock:
+                self._parents[key] = found
+                while len(self._parents) > PARENTS_LIMIT:
+                    self._parents.popitem(last=False)
+        return found
+
     def _start(self, job: Job) -> Span:
-        parent = propagate.extract(dict(job.headers))
+        parent = self._parent(job)
         return self._tracer().start_span(
             f"node {job.node_id}",
             context=parent,
@@ -254,7 +275,7 @@ class TracingPlugin:
         blueprint = job.headers.get(BLUEPRINT_HEADER, "")
         span = self._tracer().start_span(
             f"run {blueprint} finished",
-            context=propagate.extract(dict(job.headers)),
+            context=self._parent(job),
             attributes={RUN_ID: run_id, BLUEPRINT: blueprint, OUTCOME: status},
         )
         if error is not None:
