@@ -12,7 +12,9 @@ from typing import Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--driver", choices=("memory", "redis", "sql"), required=True)
-    parser.add_argument("--shape", choices=("chain", "fanout", "subflow-chain"), required=True)
+    parser.add_argument(
+        "--shape", choices=("chain", "fanout", "subflow-chain", "loop", "batch"), required=True
+    )
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (redis)")

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.shapes import executed
 from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.client import Client
 
@@ -46,7 +47,7 @@ async def run_many(client: Client, blueprint: Blueprint, runs: int, timeout: flo
     started = time.perf_counter()
     latencies = await asyncio.gather(*(one() for _ in range(runs)))
     seconds = time.perf_counter() - started
-    return Measurement(len(blueprint.nodes) * runs, seconds, list(latencies))
+    return Measurement(executed(blueprint) * runs, seconds, list(latencies))
 
 
 def peak_rss_mb() -> float:

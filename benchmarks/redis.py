@@ -24,7 +24,7 @@ import redis
 
 from benchmarks.measure import run_many
 from benchmarks.redis_worker import COUNTS, count_messages
-from benchmarks.shapes import SHAPES, catalog
+from benchmarks.shapes import SHAPES, catalog, executed
 from flowcraft_core.client import Client
 from flowcraft_core.drivers import open_backends
 
@@ -134,7 +134,7 @@ def bench_url(
             measured, client_messages = asyncio.run(drive())
         stats = [json.loads(Path(f).read_text()) for f in files]
     nodes = measured.nodes
-    warm = len(blueprint.nodes) * min(runs, 4)
+    warm = executed(blueprint) * min(runs, 4)
     # Worker counts include the warm-up runs: scale per node over all nodes they handled.
     handled = nodes + warm
     round_trips = sum(s["round_trips"] for s in stats) / handled

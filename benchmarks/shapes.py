@@ -13,7 +13,22 @@ async def noop(ctx: NodeContext) -> Any:
     return None
 
 
-registry = Registry({"noop": noop})
+async def tick(ctx: NodeContext) -> Any:
+    ticks = (await ctx.context.get("ticks") or 0) + 1
+    ctx.context.set("ticks", ticks)
+    return ticks
+
+
+async def zero(ctx: NodeContext) -> Any:
+    ctx.context.set("ticks", 0)
+    return 0
+
+
+async def items(ctx: NodeContext) -> Any:
+    return list(range(ctx.params["n"]))
+
+
+registry = Registry({"noop": noop, "tick": tick, "zero": zero, "items": items})
 
 
 def chain(size: int) -> Blueprint:
@@ -50,7 +65,83 @@ def subflow_chain(size: int) -> Blueprint:
     return Blueprint.from_dict({"id": f"subflow-chain-{size}", "nodes": nodes, "edges": edges})
 
 
-SHAPES = {"chain": chain, "fanout": fanout, "subflow-chain": subflow_chain}
+def loop(size: int) -> Blueprint:
+    """A loop of ``size`` iterations over a 2-node no-op body (as ``.loop`` emits it), counted
+    by a context key the body's first node bumps. Executed per run: 2 per iteration plus the
+    ``size`` + 1 checks of the controller."""
+    nodes = [
+        {"id": "b1", "uses": "tick"},
+        {"id": "b2", "uses": "noop"},
+        {
+            "id": "loop",
+            "uses": "loop-controller",
+            "params": {"condition": f"ticks < {size}", "maxIterations": size},
+            "config": {"joinStrategy": "any"},
+        },
+        {"id": "enter", "uses": "zero"},
+    ]
+    edges = [
+        {"source": "enter", "target": "loop"},
+        {"source": "b1", "target": "b2"},
+        {"source": "b2", "target": "loop"},
+        {"source": "loop", "target": "b1", "action": "continue", "transform": 'context["b2"]'},
+    ]
+    return Blueprint.from_dict(
+        {
+            "id": f"loop-{size}",
+            "nodes": nodes,
+            "edges": edges,
+            "metadata": {"executedNodes": 1 + 3 * size + 1},
+        }
+    )
+
+
+def batch(size: int) -> Blueprint:
+    """A batch of ``size`` items over a no-op worker (as ``.batch`` emits it). Executed per
+    run: the items' node, the scatter, ``size`` workers and the gather."""
+    nodes = [
+        {"id": "items", "uses": "items", "params": {"n": size}},
+        {
+            "id": "b_scatter",
+            "uses": "batch-scatter",
+            "inputs": "items",
+            "params": {"workerUsesKey": "noop", "outputKey": "out", "gatherNodeId": "b_gather"},
+        },
+        {
+            "id": "b_gather",
+            "uses": "batch-gather",
+            "params": {"outputKey": "out", "gatherNodeId": "b_gather"},
+            "config": {"joinStrategy": "all"},
+        },
+    ]
+    edges = [
+        {"source": "items", "target": "b_scatter"},
+        {"source": "b_scatter", "target": "b_gather"},
+    ]
+    return Blueprint.from_dict(
+        {
+            "id": f"batch-{size}",
+            "nodes": nodes,
+            "edges": edges,
+            "metadata": {"executedNodes": size + 3},
+        }
+    )
+
+
+def executed(blueprint: Blueprint) -> int:
+    """Node instances one run of ``blueprint`` executes (loops and batches run some many
+    times)."""
+    count = blueprint.metadata.get("executedNodes")
+    return count if isinstance(count, int) else len(blueprint.nodes)
+
+
+SHAPES = {
+    "chain": chain,
+    "fanout": fanout,
+    "subflow-chain": subflow_chain,
+    "loop": loop,
+    "batch": batch,
+}
 
 
 def catalog(shape: str) -> list[Blueprint]:
