@@ -1511,6 +1511,7 @@ async def run_scenario(
             result = await client.result(run_id, timeout)
         # Let stray duplicate deliveries drain, so that a node run twice would be counted.
         await asyncio.sleep(0.05)
+        await check_history_and_index(client, scenario, fault, run_id, result)
         if scenario.children is not None:
             statuses = sorted(await _descendants(client, run_id))
             assert statuses == scenario.children, (
@@ -1519,6 +1520,28 @@ async def run_scenario(
     elapsed = time.monotonic() - started
     assert elapsed >= scenario.min_seconds, f"{scenario.name} finished too early: {elapsed:.3f}s"
     return result, calls_of(run_id)
+
+
+async def check_history_and_index(
+    client: Client, scenario: Scenario, fault: str, run_id: str, result: RunResult
+) -> None:
+    """The run's history and index entry agree with its result under ``fault``: a redelivery
+    never records a second execution of a committed node, and the execution that committed
+    is never lost; the index lists the run under its status."""
+    where = f"{scenario.name} [{fault}]"
+    history = await client.history(run_id)
+    assert history.status == result.status, f"{where}: history says {history.status}"
+    uses = {n.id: n.uses for n in scenario.flow.nodes}
+    for node in history.nodes:
+        done = [a for a in node.attempts if a.superseded is None and a.status == "completed"]
+        assert len(done) <= 1, f"{where}: node {node.node} recorded {len(done)} commits"
+        if node.status == "completed" and uses.get(node.node) not in ("wait", "subflow"):
+            assert len(done) == 1, f"{where}: node {node.node}'s commit has no record: {node}"
+        numbers = [a.attempt for a in node.attempts if a.superseded is None]
+        assert numbers == sorted(set(numbers)), f"{where}: attempts {numbers} of {node.node}"
+    if result.status in ("completed", "failed", "cancelled", "awaiting"):
+        page = await client.runs(status=result.status, limit=1000)
+        assert run_id in [r.run_id for r in page.runs], f"{where}: not listed {result.status}"
 
 
 async def _descendants(client: Client, run_id: str) -> list[str]:
