@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's chromium, driven by Playwright) against a real
 ``flowcraft ui`` process and a real worker on Redis: the runs list, a run followed live to
-completion, a failed node's error, a resume with an action pressed on the page, a cancel, and
-actions refused without the token or with a forged form."""
+completion, a failed node's error, a resume with an action pressed on the page, a retry of a
+failed run, a cancel, and actions refused without the token or with a forged form."""
 
 from __future__ import annotations
 
@@ -53,6 +53,13 @@ FAILS = Blueprint.from_dict(
         "id": "ui-fails",
         "nodes": [{"id": "first", "uses": "ok"}, {"id": "x", "uses": "broken"}],
         "edges": [{"source": "first", "target": "x"}],
+    }
+)
+FUSSY = Blueprint.from_dict(
+    {
+        "id": "ui-fussy",
+        "nodes": [{"id": "first", "uses": "ok"}, {"id": "fussy", "uses": "fussy"}],
+        "edges": [{"source": "first", "target": "fussy"}],
     }
 )
 APPROVAL = Blueprint.from_dict(
@@ -132,7 +139,12 @@ def test_the_dashboard_in_a_real_browser(tmp_path: Path, redis_url: str) -> None
 
     base_redis = redis_url.split("?")[0]
     hold_key = f"test-ui-hold-{uuid.uuid4().hex}"
-    env = {"FLOWCRAFT_TEST_GATE_URL": base_redis, "FLOWCRAFT_TEST_HOLD_KEY": hold_key}
+    fix_key = f"test-ui-fix-{uuid.uuid4().hex}"
+    env = {
+        "FLOWCRAFT_TEST_GATE_URL": base_redis,
+        "FLOWCRAFT_TEST_HOLD_KEY": hold_key,
+        "FLOWCRAFT_TEST_FIX_KEY": fix_key,
+    }
     shots = Path(os.environ.get("FLOWCRAFT_UI_SCREENSHOTS", tmp_path))
     raw = redis.Redis.from_url(base_redis)
     with Procs(tmp_path) as procs, dashboard(redis_url, tmp_path) as ui:
@@ -143,6 +155,8 @@ def test_the_dashboard_in_a_real_browser(tmp_path: Path, redis_url: str) -> None
             failed = client.start(FAILS)
             approval = client.start(APPROVAL)
             cancel_me = client.start(APPROVAL)
+            fussy = client.start(FUSSY)
+            assert client.result(fussy, timeout=60).status == "failed"
             assert client.result(failed, timeout=60).status == "failed"
             assert client.result(approval, timeout=60).status == "awaiting"
             assert client.result(cancel_me, timeout=60).status == "awaiting"
@@ -229,6 +243,19 @@ def test_the_dashboard_in_a_real_browser(tmp_path: Path, redis_url: str) -> None
                 # ... and the timeline has a bar per attempt that ran: ask, approved.
                 expect(page.locator("#timeline .tl-row")).to_have_count(2)
 
+                # Retry a failed run from the page once its node is fixed: it completes.
+                page.goto(f"{ui}/runs/{fussy}")
+                expect(page.locator('g[data-node="fussy"]')).to_have_attribute(
+                    "data-status", "failed"
+                )
+                raw.set(fix_key, "1")
+                page.click("#retry")
+                expect(page.locator("#message")).to_contain_text("retry started")
+                expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
+                expect(page.locator('g[data-node="fussy"]')).to_have_attribute(
+                    "data-status", "completed"
+                )
+
                 # Cancel from the page.
                 page.goto(f"{ui}/runs/{cancel_me}")
                 page.click("#cancel")
@@ -240,5 +267,5 @@ def test_the_dashboard_in_a_real_browser(tmp_path: Path, redis_url: str) -> None
             assert client.status(cancel_me) == "cancelled"
         finally:
             client.close()
-            raw.delete(hold_key)
+            raw.delete(hold_key, fix_key)
             raw.close()

@@ -1,6 +1,7 @@
 """``flowcraft worker --registry ui_nodes:registry``: the metrics tests' nodes, plus ``hold``,
 which runs until the Redis key ``$FLOWCRAFT_TEST_HOLD_KEY`` on ``$FLOWCRAFT_TEST_GATE_URL``
-exists (so a browser can watch a run while it is running, then see it finish)."""
+exists (so a browser can watch a run while it is running, then see it finish), and ``fussy``,
+which fails until ``$FLOWCRAFT_TEST_FIX_KEY`` exists (so a failed run can be retried)."""
 
 from __future__ import annotations
 
@@ -27,4 +28,15 @@ async def hold(ctx: NodeContext) -> Any:
     return "released"
 
 
-registry = {**metrics_registry, "hold": hold}
+async def fussy(ctx: NodeContext) -> Any:
+    """Fails until the key ``$FLOWCRAFT_TEST_FIX_KEY`` exists (a bug fixed, then retried)."""
+    client = aioredis.Redis.from_url(os.environ["FLOWCRAFT_TEST_GATE_URL"])
+    try:
+        if not await client.exists(os.environ["FLOWCRAFT_TEST_FIX_KEY"]):
+            raise RuntimeError("not fixed yet")
+    finally:
+        await client.aclose()
+    return "fixed"
+
+
+registry = {**metrics_registry, "hold": hold, "fussy": fussy}
