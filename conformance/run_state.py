@@ -5,8 +5,9 @@ A differential state machine drives the driver's fused state and the reference,
 :class:`~flowcraft_core.engine.state.ComposedRunState` composed over the same driver's stores, with
 the same random steps on two runs (one each, so their keys never meet): a start (and a refused
 second start), loads, completions with random live and dead arrivals at ``all`` and ``any``
-joins, repeated deliveries of an earlier completion, prefetches, parks, resumes, failed attempts,
-missing implementations, sleeps, releases, lease renewals, finalizations and reconcile frontiers.
+joins, predecessors racing into one ``any`` join, repeated deliveries of an earlier completion,
+prefetches, parks, resumes, failed attempts, missing implementations, sleeps, releases, lease
+renewals, finalizations and reconcile frontiers.
 After every step both must have given the same result, and the runs' :class:`Census` and parked
 waits must be equal.
 
@@ -59,6 +60,7 @@ TARGETS: Mapping[str, tuple[str, int]] = {
     "loop#0/2/7": ("all", 1),
 }
 JOBS = ("s#0", "p#0", "w#0", "w#0/3", *TARGETS)
+ANY_JOINS = sorted(key for key, (join, _) in TARGETS.items() if join == "any")
 
 
 def node_of(job_key: str) -> tuple[str, str]:
@@ -323,6 +325,24 @@ class RunStateMachine(BoundMachine):
         delivery = Delivery(job, attempt, writes, tuple(arrivals), ask)
         self.deliveries.append(delivery)
         self.both(f"complete({delivery})", lambda s: s.complete(delivery))
+
+    @rule(
+        sources=st.lists(jobs, min_size=2, max_size=3, unique=True),
+        join=st.sampled_from(ANY_JOINS),
+        commit=st.booleans(),
+    )
+    def race_into_any_join(self, sources: list[str], join: str, commit: bool) -> None:
+        """Predecessors completing one after another, each taking its own edge into one
+        ``any`` join: only the first arrival may make it ready. Random completions seldom
+        build this (two live arrivals at the same ``any`` join on different edges), so it is
+        a step of its own."""
+        width = TARGETS[join][1]
+        for edge, source in enumerate(sources[:width]):
+            writes = {guard_of(source): edge} if commit else None
+            arrival = Arrival(join, str(edge), True, "any", width)
+            delivery = Delivery(source, 1, writes, (arrival,), None)
+            self.deliveries.append(delivery)
+            self.both(f"complete({delivery})", lambda s, d=delivery: s.complete(d))
 
     @rule(data=st.data())
     def deliver_again(self, data: st.DataObject) -> None:
