@@ -10,6 +10,7 @@ from flowcraft_core.drivers import Backends, open_backends
 from flowcraft_core.engine import Engine, EngineSettings
 from flowcraft_core.engine.history import Attempt, NodeHistory, RunHistory, RunPage, RunSummary
 from flowcraft_core.errors import (
+    BackendUnavailable,
     BlueprintError,
     DriverError,
     ExpressionError,
@@ -25,6 +26,7 @@ from flowcraft_core.worker import Worker
 
 __all__ = [
     "Attempt",
+    "BackendUnavailable",
     "Backends",
     "BaseNode",
     "Blueprint",

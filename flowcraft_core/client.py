@@ -29,7 +29,7 @@ from flowcraft_core.engine.history import RESUMED, RunHistory, RunPage, attempt_
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import Census, run_state_for
 from flowcraft_core.engine.subflow import continue_parent, parent_job
-from flowcraft_core.errors import FlowcraftError, RunExists, RunNotFound
+from flowcraft_core.errors import BackendUnavailable, FlowcraftError, RunExists, RunNotFound
 from flowcraft_core.instance import job_key, split_job_key
 from flowcraft_core.plugins import Guests, default_manager
 from flowcraft_core.protocols import CoordinationStore, Job
@@ -632,6 +632,12 @@ async def _retrying(what: str, call: Callable[[], Awaitable[None]]) -> None:
         try:
             await call()
             return
+        except BackendUnavailable as exc:
+            if time.monotonic() + backoff >= deadline:
+                raise
+            log.warning("%s: %s; retrying in %.2fs", what, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
         except (FlowcraftError, TypeError, ValueError):
             raise
         except Exception as exc:

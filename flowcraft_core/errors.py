@@ -40,6 +40,12 @@ class DriverError(FlowcraftError):
     """A backend URL names no installed driver, or a driver cannot be loaded or reached."""
 
 
+class BackendUnavailable(DriverError):
+    """A backend could not be reached, or dropped the connection during a call, which may or
+    may not have taken effect. What a retry may cure: a call that is safe to repeat (such as
+    :meth:`Client.start <flowcraft_core.client.Client.start>`) is asked again."""
+
+
 class RegistryError(FlowcraftError):
     """A node implementation is missing or cannot be loaded."""
 

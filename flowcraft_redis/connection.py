@@ -33,7 +33,7 @@ from redis.commands.core import AsyncScript
 from redis.retry import Retry
 
 from flowcraft_core.engine import keys
-from flowcraft_core.errors import DriverError
+from flowcraft_core.errors import BackendUnavailable
 from flowcraft_redis.url import RedisSettings, settings_of
 
 #: Seconds a command may take before the client gives up on the connection.
@@ -206,8 +206,10 @@ def load_script(name: str) -> str:
     return _render(text)
 
 
-def unreachable(settings: RedisSettings, exc: BaseException) -> DriverError:
-    return DriverError(f"cannot reach Redis at {settings.masked}: {type(exc).__name__}: {exc}")
+def unreachable(settings: RedisSettings, exc: BaseException) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"cannot reach Redis at {settings.masked}: {type(exc).__name__}: {exc}"
+    )
 
 
 @dataclass

@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from flowcraft_core.errors import DriverError
+from flowcraft_core.errors import BackendUnavailable, DriverError
 from flowcraft_sql import schema
 from flowcraft_sql.schema import LOCK_SLOTS, Tables, advisory_lock_sql, migrate, tables
 from flowcraft_sql.url import PACKAGES, SQLSettings
@@ -231,8 +231,8 @@ class Database:
         except (DBAPIError, OSError) as exc:
             raise self.unreachable(exc) from None
 
-    def unreachable(self, exc: BaseException) -> DriverError:
-        return DriverError(f"cannot use {self.settings.display}: {one_line(exc)}")
+    def unreachable(self, exc: BaseException) -> BackendUnavailable:
+        return BackendUnavailable(f"cannot use {self.settings.display}: {one_line(exc)}")
 
     # -- transactions -------------------------------------------------------------------------
 

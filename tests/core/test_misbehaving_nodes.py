@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from flowcraft_core import NodeContext, Registry
+from flowcraft_core.errors import BackendUnavailable
 from flowcraft_core.protocols.context import encode
 from flowcraft_core.threads import NodeThreads
 
@@ -366,10 +367,18 @@ class _LosesReplies:
     """The client's run state, with the connection failing around ``start`` the first
     ``times`` times: before it reaches the backend, or after it was applied."""
 
-    def __init__(self, state: Any, *, after: bool, times: int = 1) -> None:
+    def __init__(
+        self,
+        state: Any,
+        *,
+        after: bool,
+        times: int = 1,
+        error: type[Exception] = ConnectionError,
+    ) -> None:
         self._state = state
         self.after = after
         self.left = times
+        self.error = error
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._state, name)
@@ -377,16 +386,19 @@ class _LosesReplies:
     async def start(self, run_id: str, **kwargs: Any) -> None:
         if self.left and not self.after:
             self.left -= 1
-            raise ConnectionError("connection reset before the request")
+            raise self.error("connection reset before the request")
         await self._state.start(run_id, **kwargs)
         if self.left:
             self.left -= 1
-            raise ConnectionError("connection reset before the reply")
+            raise self.error("connection reset before the reply")
 
 
+# What a driver raises for a dropped connection: redis-py's error is a ConnectionError; the SQL
+# driver's is BackendUnavailable (a DriverError, which is otherwise not retried).
+@pytest.mark.parametrize("error", [ConnectionError, BackendUnavailable])
 @pytest.mark.parametrize("after", [False, True], ids=["lost-request", "lost-reply"])
 async def test_a_start_survives_a_dropped_connection_without_creating_two_runs(
-    after: bool,
+    after: bool, error: type[Exception]
 ) -> None:
     from flowcraft_core.engine.keys import ACTIVE_RUNS
 
@@ -398,7 +410,7 @@ async def test_a_start_survives_a_dropped_connection_without_creating_two_runs(
         return 1
 
     async with harness({"once": once}) as h:
-        h.client._state = _LosesReplies(h.client._state, after=after, times=2)  # type: ignore[assignment]
+        h.client._state = _LosesReplies(h.client._state, after=after, times=2, error=error)  # type: ignore[assignment]
         run_id = await h.client.start(bp([{"id": "a", "uses": "once"}]), {"x": 1})
         result = await h.client.result(run_id, 5)
         active = await h.backends.coordination.members(ACTIVE_RUNS)
