@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-peers chaos clean setup browser parity-goldens mermaid-check
+.PHONY: run test lint typecheck pytest bench bench-peers chaos chaos-sql clean setup browser parity-goldens mermaid-check
 
 setup: $(STAMP)
 
@@ -65,6 +65,14 @@ bench-peers: $(STAMP) $(PEERS)
 # a 60-second version of it: tests/redis/test_chaos.py).
 chaos: $(STAMP)
 	$(BIN)/python tests/redis/chaos.py --runs 2000
+
+# The same soak on the SQL driver: a private PostgreSQL restarted, crashed and its sessions
+# terminated; a private MariaDB SIGKILLed and restarted (README: Reliability).
+SQL_CHAOS_RUNS ?= 500
+
+chaos-sql: $(STAMP)
+	$(BIN)/python tests/redis/chaos.py --runs $(SQL_CHAOS_RUNS) --backend postgresql
+	$(BIN)/python tests/redis/chaos.py --runs $(SQL_CHAOS_RUNS) --backend mariadb
 
 # The goldens tests/test_builder_parity.py compares the Python builder against: blueprints built by
 # Flowcraft's own builder (npm flowcraft, pinned in tests/builder_parity/package-lock.json).

@@ -1,7 +1,14 @@
 """The chaos soak: workflows of mixed shapes on three ``flowcraft worker`` processes while a
-monkey SIGKILLs and restarts workers, restarts Redis (AOF, fsync always), kill -9s it, pauses
-it (``DEBUG SLEEP``) and kills its client connections. Always against a PRIVATE
-``redis-server`` on a free port, never a shared one.
+monkey SIGKILLs and restarts workers and strikes the backend. Always against a PRIVATE server on
+a free port, never a shared one:
+
+* ``--backend redis`` (the default): ``redis-server`` restarted (AOF, fsync always), kill -9ed,
+  paused (``DEBUG SLEEP``), its client connections killed;
+* ``--backend postgresql`` (the SQL driver, its jobs-table queue): a cluster initdb'ed into a
+  temporary directory, restarted (``pg_ctl -m fast``), crashed (``-m immediate``: recovery from
+  the WAL at the next start), its client sessions terminated (``pg_terminate_backend``);
+* ``--backend mariadb``: a private ``mariadbd`` SIGKILLed (InnoDB recovery at the next start)
+  and restarted.
 
 At the end every run must have completed with exact outputs; every node's recorded input must
 equal what its predecessors committed (``problems``); and a node's code may have run more than
@@ -9,8 +16,10 @@ once (per attempt) only if the earlier execution was in flight at a fault
 (``unexplained_reruns``, each with its timing and the nearest fault, for diagnosis). It
 prints runs, faults by kind and re-runs.
 
-    python tests/redis/chaos.py --runs 2000          # make chaos
-    python tests/redis/chaos.py --seconds 60         # the version in make test
+    python tests/redis/chaos.py --runs 2000                          # make chaos
+    python tests/redis/chaos.py --seconds 60                         # the version in make test
+    python tests/redis/chaos.py --runs 500 --backend postgresql      # make chaos-sql
+    python tests/redis/chaos.py --runs 500 --backend mariadb         # make chaos-sql
 """
 
 from __future__ import annotations
@@ -34,9 +43,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1])]
+sys.path[:0] = [str(HERE), str(HERE.parent / "sql"), str(HERE.parents[1])]
 
 import redis  # noqa: E402
+from private_servers import PrivateMariaDB, PrivatePostgres  # noqa: E402
 from proc_nodes import LEDGER_ENV  # noqa: E402
 from procs import Procs, WorkerProc  # noqa: E402
 from test_redis_restart import PrivateRedis, free_port  # noqa: E402
@@ -154,11 +164,112 @@ class Fault:
     pid: int | None = None
 
 
+class RedisTarget:
+    """A private ``redis-server`` and what the monkey does to it."""
+
+    faults = ("redis_restart", "redis_kill9", "redis_pause", "client_kill")
+
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("redis-server")
+        assert exe, "the chaos soak needs redis-server on PATH (apt-get install redis-server)"
+        server_dir = workdir / "redis"
+        server_dir.mkdir()
+        self.server = PrivateRedis(
+            exe, free_port(), server_dir, extra=("--enable-debug-command", "yes")
+        )
+        self.url = f"redis://127.0.0.1:{self.server.port}/0?prefix=chaos"
+
+    def start(self) -> None:
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.kill()
+
+    def strike(self, kind: str, rng: random.Random) -> None:
+        if kind == "redis_restart":
+            self.server.stop()
+            time.sleep(rng.uniform(0.2, 1.5))
+            self.server.start()
+        elif kind == "redis_kill9":
+            self.server.kill()
+            time.sleep(rng.uniform(0.2, 1.5))
+            self.server.start()
+        elif kind == "redis_pause":
+            raw = redis.Redis(port=self.server.port, socket_timeout=10)
+            try:
+                raw.execute_command("DEBUG", "SLEEP", f"{rng.uniform(0.5, 2.0):.2f}")
+            finally:
+                raw.close()
+        else:
+            raw = redis.Redis(port=self.server.port, socket_timeout=5)
+            try:
+                raw.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            finally:
+                raw.close()
+
+
+class PostgresTarget:
+    """A private PostgreSQL cluster and what the monkey does to it."""
+
+    faults = ("postgres_restart", "postgres_crash", "session_kill")
+
+    def __init__(self, workdir: Path) -> None:
+        missing = PrivatePostgres.missing()
+        assert missing is None, missing
+        self.server = PrivatePostgres.create()
+        self.url = f"{self.server.url}?prefix=chaos"
+
+    def start(self) -> None:
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.destroy()
+
+    def strike(self, kind: str, rng: random.Random) -> None:
+        if kind == "session_kill":
+            self.server.terminate_sessions()
+            return
+        self.server.stop("fast" if kind == "postgres_restart" else "immediate")
+        time.sleep(rng.uniform(0.2, 1.5))
+        self.server.start()
+
+
+class MariaDBTarget:
+    """A private MariaDB server and what the monkey does to it."""
+
+    faults = ("mariadb_sigkill", "mariadb_restart")
+
+    def __init__(self, workdir: Path) -> None:
+        missing = PrivateMariaDB.missing()
+        assert missing is None, missing
+        self.server = PrivateMariaDB.create()
+        self.url = f"{self.server.url}?prefix=chaos"
+
+    def start(self) -> None:
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.destroy()
+
+    def strike(self, kind: str, rng: random.Random) -> None:
+        self.server.kill() if kind == "mariadb_sigkill" else self.server.stop()
+        time.sleep(rng.uniform(0.2, 1.5))
+        self.server.start()
+
+
+Target = RedisTarget | PostgresTarget | MariaDBTarget
+TARGETS: dict[str, type[Target]] = {
+    "redis": RedisTarget,
+    "postgresql": PostgresTarget,
+    "mariadb": MariaDBTarget,
+}
+
+
 @dataclass
 class Monkey:
     """Every few seconds, one fault; records each with its time window."""
 
-    server: PrivateRedis
+    target: Target
     procs: Procs
     url: str
     workers: list[WorkerProc]
@@ -167,12 +278,15 @@ class Monkey:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        kinds = ["worker_sigkill", "redis_restart", "redis_kill9", "redis_pause", "client_kill"]
+        kinds = ["worker_sigkill", *self.target.faults]
         while not self.stop.wait(self.rng.uniform(2.0, 4.0)):
             kind = self.rng.choice(kinds)
             fault = Fault(kind, time.time())
             try:
-                getattr(self, kind)(fault)
+                if kind == "worker_sigkill":
+                    self.worker_sigkill(fault)
+                else:
+                    self.target.strike(kind, self.rng)
             except Exception as exc:  # a fault that failed to happen is reported, not fatal
                 print(f"monkey: {kind} failed: {exc!r}", file=sys.stderr)
                 continue
@@ -189,56 +303,35 @@ class Monkey:
             self.procs.worker(self.url, concurrency=4, reconcile_every=5, stale_after=10)
         )
 
-    def redis_restart(self, fault: Fault) -> None:
-        self.server.stop()
-        time.sleep(self.rng.uniform(0.2, 1.5))
-        self.server.start()
-
-    def redis_kill9(self, fault: Fault) -> None:
-        self.server.kill()
-        time.sleep(self.rng.uniform(0.2, 1.5))
-        self.server.start()
-
-    def redis_pause(self, fault: Fault) -> None:
-        raw = redis.Redis(port=self.server.port, socket_timeout=10)
-        try:
-            raw.execute_command("DEBUG", "SLEEP", f"{self.rng.uniform(0.5, 2.0):.2f}")
-        finally:
-            raw.close()
-
-    def client_kill(self, fault: Fault) -> None:
-        raw = redis.Redis(port=self.server.port, socket_timeout=5)
-        try:
-            raw.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        finally:
-            raw.close()
-
 
 # -- the soak -----------------------------------------------------------------------------------
 
 
 async def _again(what: str, call: Any, deadline: float) -> Any:
-    """A client call, asked again while Redis is away (the client is not under test here)."""
+    """A client call, asked again while the backend is away (the client is not under test
+    here)."""
     while True:
         try:
             return await call()
-        except (redis.RedisError, OSError, ConnectionError) as exc:
+        except Exception as exc:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what} kept failing: {exc!r}") from None
             await asyncio.sleep(0.2)
 
 
-async def soak(workdir: Path, runs: int | None, seconds: float | None, seed: int) -> dict[str, Any]:
+async def soak(
+    workdir: Path,
+    runs: int | None,
+    seconds: float | None,
+    seed: int,
+    backend: str = "redis",
+) -> dict[str, Any]:
     rng = random.Random(seed)
     # The client's own warnings (a connection dropped, retrying) are the expected weather here.
     logging.getLogger("flowcraft_core").setLevel(logging.ERROR)
-    exe = shutil.which("redis-server")
-    assert exe, "the chaos soak needs redis-server on PATH (apt-get install redis-server)"
-    server_dir = workdir / "redis"
-    server_dir.mkdir()
-    server = PrivateRedis(exe, free_port(), server_dir, extra=("--enable-debug-command", "yes"))
-    server.start()
-    url = f"redis://127.0.0.1:{server.port}/0?prefix=chaos"
+    target = TARGETS[backend](workdir)
+    target.start()
+    url = target.url
     ledger_path = workdir / "ledger.jsonl"
     os.environ[LEDGER_ENV] = str(ledger_path)  # inherited by the workers through child_env
     started: dict[str, tuple[Shape, float]] = {}
@@ -250,7 +343,7 @@ async def soak(workdir: Path, runs: int | None, seconds: float | None, seed: int
                 procs.worker(url, concurrency=4, reconcile_every=5, stale_after=10)
                 for _ in range(3)
             ]
-            monkey = Monkey(server, procs, url, workers, rng)
+            monkey = Monkey(target, procs, url, workers, rng)
             thread = threading.Thread(target=monkey.run, daemon=True)
             thread.start()
             client = Client(url)
@@ -262,9 +355,12 @@ async def soak(workdir: Path, runs: int | None, seconds: float | None, seed: int
                 await client.close()
             stderr = procs.stderr()
     finally:
-        server.kill()
+        target.close()
         os.environ.pop(LEDGER_ENV, None)
-    return _verify(started, results, monkey.faults, ledger_path, stderr, time.monotonic() - begin)
+    figures = _verify(
+        started, results, monkey.faults, ledger_path, stderr, time.monotonic() - begin
+    )
+    return {"backend": backend, **figures}
 
 
 async def _drive(
@@ -409,11 +505,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--backend", choices=sorted(TARGETS), default="redis")
     args = parser.parse_args()
     if args.runs is None and args.seconds is None:
         args.runs = 2000
     with tempfile.TemporaryDirectory(prefix="flowcraft-chaos-") as tmp:
-        figures = asyncio.run(soak(Path(tmp), args.runs, args.seconds, args.seed))
+        figures = asyncio.run(soak(Path(tmp), args.runs, args.seconds, args.seed, args.backend))
     print(json.dumps(figures, indent=2))
     sys.exit(0 if figures["problem_count"] == figures["unexplained_count"] == 0 else 1)
 

@@ -7,93 +7,27 @@ free port), never the shared one, and restarts it while a worker of this process
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from private_servers import PrivatePostgres
 from proc_nodes import registry
 from procs import SLOW_FLOW, results, step_blueprint, step_outputs
 
 from flowcraft_core import Client, Worker, open_backends
 
-BIN = Path(os.environ.get("FLOWCRAFT_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _as_postgres(*args: str) -> list[str]:
-    # initdb and postgres refuse to run as root.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *args]
-    return list(args)
-
-
-class PrivatePostgres:
-    def __init__(self, root: Path, port: int) -> None:
-        self.data = root / "data"
-        self.port = port
-        self.log = root / "postgres.log"
-
-    def ctl(self, *args: str) -> None:
-        subprocess.run(
-            _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), *args),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data}"
-        self.ctl("-w", "-o", options, "start")
-
-    def restart(self) -> None:
-        self.ctl("-w", "-m", "fast", "stop")
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
-    if not (BIN / "initdb").exists():
-        pytest.fail(
-            f"this test starts a PostgreSQL of its own and needs its programs in {BIN} "
-            "(apt-get install postgresql-15, or set FLOWCRAFT_TEST_PG_BIN)",
-            pytrace=False,
-        )
-    root = Path(tempfile.mkdtemp(prefix="flowcraft-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    server = PrivatePostgres(root, _free_port())
-    subprocess.run(
-        _as_postgres(str(BIN / "initdb"), "-D", str(server.data), "-U", "postgres", "-A", "trust"),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    missing = PrivatePostgres.missing()
+    if missing is not None:
+        pytest.fail(f"this test starts a PostgreSQL of its own: {missing}", pytrace=False)
+    server = PrivatePostgres.create()
     server.start()
     try:
         yield server
     finally:
-        subprocess.run(
-            _as_postgres(str(BIN / "pg_ctl"), "-D", str(server.data), "-m", "immediate", "stop"),
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        server.destroy()
 
 
 @pytest.mark.slow
