@@ -134,12 +134,14 @@ class Side:
         node, instance = node_of(job_key)
         return Job(self.run_id, node, DIGEST, instance, attempt)
 
-    async def start(self, input: Any, start: Sequence[str], note: Any = None) -> Any:
+    async def start(
+        self, input: Any, start: Sequence[str], note: Any = None, started: float = 0.0
+    ) -> Any:
         try:
             await self.state.start(
                 self.run_id,
                 input=input,
-                meta={"flow": "run-state", "digest": DIGEST, "started": 0.0, "waits": True},
+                meta={"flow": "run-state", "digest": DIGEST, "started": started, "waits": True},
                 digest=DIGEST,
                 blueprint=BLUEPRINT,
                 jobs=list(start),
@@ -280,7 +282,8 @@ class RunStateMachine(BoundMachine):
     def start_again(self, input: Any, note: Any) -> None:
         self.both(
             f"start again(input={input!r}, context note={note!r})",
-            lambda s: s.start(input, ["p#0"], note),
+            # Another start of the same id (its own start time): refused.
+            lambda s: s.start(input, ["p#0"], note, started=1.0),
         )
 
     @rule(

@@ -205,7 +205,10 @@ class RunState(Protocol):
         ``jobs`` (job keys), all before the caller enqueues them. Raises
         :class:`~flowcraft_core.errors.RunExists`, writing nothing, when ``run_id`` already has
         a context; raises TypeError/ValueError, writing nothing, when ``input`` has no JSON
-        form. Not idempotent on purpose: a second start of one id is refused."""
+        form. Not idempotent on purpose: a second start of one id is refused. The same start
+        asked again (equal ``meta``, start time included: a retry after an ambiguous failure)
+        either raises RunExists because the first try stored everything, or finishes what the
+        first try left undone; either way the run is then fully started."""
         ...
 
     async def blueprint(self, digest: str) -> str | None:
@@ -474,7 +477,13 @@ class ComposedRunState:
         # start. A client dying between it and the batch leaves a run stored but never
         # activated (reported running; cancel finalizes it); nothing is ever half-activated.
         values = {**(context or {}), INPUT: input, RUN: dict(meta)}
-        if not await self.context.commit(run_id, RUN, values):
+        # The same metadata (its start time included) is this very start, asked again after a
+        # failure that hid how far it got: the commit happened, the activation below perhaps
+        # not, and the caller is about to enqueue the start jobs. Every write of the
+        # activation is idempotent, so it is made again; any other start of this id is refused.
+        if not await self.context.commit(run_id, RUN, values) and await self.context.get(
+            run_id, RUN
+        ) != dict(meta):
             raise RunExists(f"a run with id {run_id!r} already exists; it was left unchanged")
         rk = run_keys(run_id)
         ttl = self.ttl

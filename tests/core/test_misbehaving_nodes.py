@@ -419,6 +419,41 @@ async def test_a_start_survives_a_dropped_connection_without_creating_two_runs(
     assert active == set()  # exactly one run was stored, and it finished
 
 
+async def test_a_start_retried_after_its_activation_failed_starts_the_run_whole() -> None:
+    # The SQL chaos soak's runs that "completed" with nodes never run: the composed start's
+    # context commit applied, its activation batch failed, the client's retry was refused as a
+    # taken id (its own) and taken as started, so the start job ran in a run never activated
+    # and its finish left nothing to wait for.
+    from flowcraft_core import EngineSettings
+    from flowcraft_core.engine.keys import ACTIVATED
+
+    async def add(ctx: NodeContext) -> int:
+        return int(ctx.input if isinstance(ctx.input, int) else ctx.input["x"]) + 1
+
+    flow = bp(
+        [{"id": "a", "uses": "add"}, {"id": "b", "uses": "add"}, {"id": "c", "uses": "add"}],
+        [{"source": "a", "target": "b"}, {"source": "b", "target": "c"}],
+    )
+    settings = EngineSettings(fused_state=False)  # the reference start, as the SQL driver's
+    async with harness({"add": add}, settings=settings) as h:
+        coordination = h.backends.coordination
+        batch = coordination.batch
+        failed = []
+
+        async def fails_once(ops: Any) -> Any:
+            if not failed and any(op.key.endswith(ACTIVATED) for op in ops):
+                failed.append(ops)
+                raise BackendUnavailable("connection lost before the activation")
+            return await batch(ops)
+
+        coordination.batch = fails_once  # type: ignore[method-assign]
+        run_id = await h.client.start(flow, {"x": 1})
+        result = await h.client.result(run_id, 5)
+    assert failed, "the activation never failed: the test tests nothing"
+    assert result.status == "completed", result.error
+    assert result.outputs == {"a": 2, "b": 3, "c": 4}
+
+
 async def test_a_start_of_a_taken_run_id_is_still_refused() -> None:
     from flowcraft_core.errors import RunExists
 
