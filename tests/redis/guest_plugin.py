@@ -48,6 +48,10 @@ class Boom:
         self._called("flowcraft_node_retried")
 
     @hookimpl
+    def flowcraft_node_skipped(self, job: Job) -> None:
+        self._called("flowcraft_node_skipped")
+
+    @hookimpl
     def flowcraft_expression_failed(self, job: Job, where: str, error: str) -> None:
         self._called("flowcraft_expression_failed")
 
@@ -74,7 +78,7 @@ registry = {"add": add, "flaky": flaky, "broken": broken}
 
 # a -> f (fails once, retried) -> b: every hook of a completed run, node_retried included;
 # b -> d's condition cannot be evaluated (a number against a string): expression_failed, and d
-# is skipped.
+# is skipped (node_skipped).
 COMPLETES = Blueprint.from_dict(
     {
         "id": "guests-completes",
