@@ -45,6 +45,33 @@ def record(phase: str, ctx: NodeContext) -> None:
         os.close(fd)
 
 
+def counted_instances(call: Callable[[NodeContext], Awaitable[Any]]) -> Callable[..., Any]:
+    """As :func:`counted`, the node field naming the instance too (``node#instance``)."""
+
+    async def run(ctx: NodeContext) -> Any:
+        named = NodeContext(**{**vars(ctx), "node_id": f"{ctx.node_id}#{ctx.instance}"})
+        record("start", named)
+        value = await call(ctx)
+        record("end", named)
+        return value
+
+    return run
+
+
+async def item(ctx: NodeContext) -> Any:
+    """A batch item: sleeps ``params``-free 5 ms, outputs ten times its input."""
+    await asyncio.sleep(0.005)
+    return ctx.input * 10
+
+
+async def tick(ctx: NodeContext) -> Any:
+    """A loop body node: adds 1 to the context key ``n`` after 5 ms."""
+    await asyncio.sleep(0.005)
+    n = (await ctx.context.get("n") or 0) + 1
+    ctx.context.set("n", n)
+    return n
+
+
 def counted(call: Callable[[NodeContext], Awaitable[Any]]) -> Callable[..., Any]:
     async def run(ctx: NodeContext) -> Any:
         record("start", ctx)
@@ -190,6 +217,9 @@ def _build(include_b: bool) -> Registry:
     for key, impl in orders.registry.items():
         reg.register(key, counted(impl.call))
     reg.register("step", counted(step))
+    reg.register("item", counted_instances(item))
+    reg.register("tick", counted_instances(tick))
+    reg.register("echo_instance", counted_instances(step))
     reg.register("flaky", counted(flaky))
     reg.register("gated", counted(gated))
     reg.register("fixable", counted(fixable))
