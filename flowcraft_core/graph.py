@@ -26,6 +26,7 @@ from flowcraft_core.builtins import (
     SUBFLOW,
     WAIT,
 )
+from flowcraft_core.scopes import continue_edges
 
 __all__ = ["to_mermaid"]
 
@@ -136,11 +137,10 @@ def to_mermaid(bp: Blueprint) -> str:
         if gather is not None:
             lines.append(f'    {workers[scatter.id]} -->|"results in order"| {key(gather)}')
 
-    def edge_line(e: EdgeDef) -> str:
+    def edge_line(e: EdgeDef, loop_back: bool) -> str:
         source = key(e.source)
         target = key(e.target)
         node = by_id.get(e.source)
-        loop_back = node is not None and node.uses == LOOP_CONTROLLER and e.action == "continue"
         parts = []
         if e.action is not None:
             parts.append(e.action)
@@ -155,8 +155,10 @@ def to_mermaid(bp: Blueprint) -> str:
         label = f'|"{escape(" ".join(parts))}"|' if parts else ""
         return f"    {source} {'==>' if loop_back else '-->'}{label} {target}"
 
+    # The loop-back edges, as validation and the engine define them (flowcraft_core.scopes).
+    loop_backs = continue_edges(bp)
     drawn: set[str] = set()
-    for e in bp.edges:
+    for i, e in enumerate(bp.edges):
         scatter = by_id.get(e.source)
         if (
             scatter is not None
@@ -169,7 +171,7 @@ def to_mermaid(bp: Blueprint) -> str:
                 drawn.add(scatter.id)
                 fan_out(scatter)
             continue
-        lines.append(edge_line(e))
+        lines.append(edge_line(e, i in loop_backs))
     for sid in workers:
         if sid not in drawn:
             fan_out(by_id[sid])

@@ -117,10 +117,12 @@ const flows = {
 
 	'batch-in-loop': () =>
 		createFlow('batch-in-loop')
+			.node('begin', Begin)
 			.node('fetchPage', FetchPage)
 			.batch('process', Process, { inputKey: 'page', outputKey: 'processed', chunkSize: 2 })
 			.node('save', Save)
 			.node('report', Report)
+			.edge('begin', 'fetchPage')
 			.edge('fetchPage', 'process')
 			.edge('process', 'save')
 			.loop('pages', {

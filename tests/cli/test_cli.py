@@ -394,9 +394,9 @@ def test_graph_draws_a_loop_around_a_batch(tmp_path: Path) -> None:
     path.write_text(json.dumps(goldens["blueprints"]["batch-in-loop"]), encoding="utf-8")
     proc = flowcraft("graph", str(path))
     assert proc.returncode == 0, proc.stderr
-    assert '    n6{"pages<br/>loop-controller"}' in proc.stdout
-    assert '    n6 ==>|"continue if save.hasMore === true"| n0' in proc.stdout
-    assert '    n2@{ shape: procs, label: "Process<br/>per item" }' in proc.stdout
+    assert '    n7{"pages<br/>loop-controller"}' in proc.stdout
+    assert '    n7 ==>|"continue if save.hasMore === true"| n1' in proc.stdout
+    assert '    n3@{ shape: procs, label: "Process<br/>per item" }' in proc.stdout
 
 
 def test_drivers_lists_memory_and_redis() -> None:
