@@ -618,8 +618,10 @@ def idempotent_run_id(key: str) -> str:
     return hashlib.sha256(f"flowcraft-idempotency\0{key}".encode()).hexdigest()[:32]
 
 
-#: Seconds a start keeps retrying a backend that fails (a dropped connection, a restart).
-START_RETRY_SECONDS = 10.0
+#: Seconds a start keeps retrying a backend that fails (a dropped connection, a restart). A
+#: PostgreSQL restart with WAL recovery took longer than 10 s on a loaded machine (make
+#: chaos-sql), and a start that gives up during a restart is a start the caller must redo.
+START_RETRY_SECONDS = 30.0
 
 
 async def _retrying(what: str, call: Callable[[], Awaitable[None]]) -> None:
