@@ -1392,6 +1392,30 @@ LOOP_BATCH_SCENARIOS: list[Scenario] = [
         per_instance=True,
     ),
 ]
+LOOP_BATCH_SCENARIOS.append(
+    Scenario(
+        # A wait inside a loop parks at its iteration's instance; the resume completes that
+        # instance and the loop goes on from it.
+        "loop_with_wait",
+        _flow(
+            "loop-wait",
+            _n("enter", "set", params={"key": "n", "value": 0, "output": "in"}),
+            _n("bump", "bump", params={"key": "n"}),
+            _n("w", "wait"),
+            _edge("enter", "L"),
+            _edge("bump", "w"),
+            _loop("L", "bump", "w", "n < 1"),
+            _n("after", "passthrough"),
+            _break("L", "w", "after"),
+        ),
+        input=None,
+        status="completed",
+        resume=(None, "ok"),
+        outputs={"enter": "in", "L": None, "bump": 1, "w": "ok", "after": "ok"},
+        final_context={"n": 1},
+        calls={"enter:set": 1, "bump:bump": 1, "after:passthrough": 1},
+    )
+)
 SCENARIOS.extend(LOOP_BATCH_SCENARIOS)
 
 

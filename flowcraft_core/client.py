@@ -387,10 +387,11 @@ class Client:
             tag = keys.parse_subflow_member(member)
             if tag is not None:
                 subflows[split_job_key(tag[0])[0]] = tag
-        parked = [
-            split_job_key(key)[0] for key in members if keys.parse_subflow_member(key) is None
-        ]
-        parked = sorted({*parked, *subflows})
+        # A wait inside a loop parks at its iteration's instance: resume that instance.
+        instances = dict(
+            split_job_key(key) for key in members if keys.parse_subflow_member(key) is None
+        )
+        parked = sorted({*instances, *subflows})
         if node_id is None:
             if len(parked) != 1:
                 raise FlowcraftError(
@@ -411,17 +412,24 @@ class Client:
         if not isinstance(meta, dict):
             raise RunNotFound(f"run {run_id} has no metadata")
         await self._check_action(run_id, str(meta["digest"]), node_id, action)
-        commit: dict[str, Any] = {keys.output_key(node_id): output}
-        if action is not None:
-            commit[keys.action_key(node_id)] = action
-        job = Job(run_id, node_id, str(meta["digest"]), headers=keys.run_headers(meta)).stamped()
+        instance = instances.get(node_id, keys.ROOT)
+        # As the engine commits a node in a loop (CompiledFlow.commit_for): its instance's keys,
+        # and the root keys where the rest of the run reads its latest output.
+        commit: dict[str, Any] = {}
+        for at in {instance, keys.ROOT}:
+            commit[keys.output_key(node_id, at)] = output
+            if action is not None:
+                commit[keys.action_key(node_id, at)] = action
+        job = Job(
+            run_id, node_id, str(meta["digest"]), instance, headers=keys.run_headers(meta)
+        ).stamped()
         try:
             now = time.time()
             record = attempt_record(
                 job.attempt, RESUMED, started=None, finished=now, worker="client"
             )
             won = await self._state.resume(
-                job, guard=keys.output_key(node_id), commit=commit, record=record
+                job, guard=keys.output_key(node_id, instance), commit=commit, record=record
             )
         except (TypeError, ValueError) as exc:
             raise FlowcraftError(f"the resume output is not JSON-serialisable: {exc}") from None
