@@ -29,6 +29,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
+from flowcraft_core.engine.history import COMPLETED, attempt_record
 from flowcraft_core.engine.keys import INPUT, output_key, subflow_member
 from flowcraft_core.engine.state import (
     Arrival,
@@ -164,6 +165,10 @@ class Side:
             arrivals=list(d.arrivals),
             retention=RETENTION,
             prefetch=prefetch if self.state.prefetches else None,
+            # Without times, so that both sides store the same record.
+            record=attempt_record(
+                d.attempt, COMPLETED, started=None, finished=None, worker="machine"
+            ),
         )
         finalized = completion.finalized
         if completion.done and finalized is None and completion.committed is not False:
@@ -233,6 +238,23 @@ class Side:
             "status": census.status,
             "parked": await self.state.parked(self.run_id),
             "active": self.run_id in await self.state.active_runs(),
+            "history": await self.history_view(),
+        }
+
+    async def history_view(self) -> Any:
+        """The run's history and index entry without times (which differ between sides)."""
+        history = await self.state.history(self.run_id)
+        if history is None:
+            return None
+        listed = await self.state.runs(limit=1000)
+        return {
+            "status": history.status,
+            "nodes": [
+                (n.node, n.instance, n.status, [(a.attempt, a.status) for a in n.attempts])
+                for n in sorted(history.nodes, key=lambda n: (n.node, n.instance))
+            ],
+            "events": [e["event"] for e in history.events],
+            "indexed": [r.status for r in listed.runs if r.run_id == self.run_id],
         }
 
 
