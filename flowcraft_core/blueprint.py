@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from flowcraft_core.builtins import canonical_uses
 from flowcraft_core.errors import BlueprintError, Problem
 
 JoinStrategy = Literal["all", "any"]
@@ -74,8 +75,22 @@ class NodeDef:
     """Fields this version does not know (``_sourceLocation``, a UI's ``position`` or
     ``data``), kept as they were and otherwise ignored."""
 
+    spelled: str | None = None
+    """``uses`` as the blueprint wrote it when that was another name of a built-in (Flowcraft's
+    class name, ``SubflowNode``): written back as it was, while ``uses`` is the built-in's."""
+
+    def __post_init__(self) -> None:
+        # A built-in named by its Flowcraft class name is that built-in: ``uses`` holds its one
+        # name, so nothing that looks at it spells both.
+        canonical = canonical_uses(self.uses)
+        if canonical != self.uses:
+            object.__setattr__(self, "spelled", self.uses)
+            object.__setattr__(self, "uses", canonical)
+        elif self.spelled is not None and canonical_uses(self.spelled) != self.uses:
+            object.__setattr__(self, "spelled", None)  # replace()d with another uses
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**self.extra, "id": self.id, "uses": self.uses}
+        out: dict[str, Any] = {**self.extra, "id": self.id, "uses": self.spelled or self.uses}
         if self.params:
             out["params"] = self.params
         if self.inputs is not None:

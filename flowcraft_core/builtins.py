@@ -18,6 +18,26 @@ BUILTIN_USES: frozenset[str] = frozenset(
     {WAIT, SLEEP, SUBFLOW, LOOP_CONTROLLER, BATCH_SCATTER, BATCH_GATHER}
 )
 
+#: Other names of the built-ins, as a blueprint saved from Flowcraft's builder holds them: its
+#: ``.node(id, SubflowNode, ...)`` writes the class's name as ``uses`` (flowcraft@2.10.1
+#: packages/core/src/flow.ts ``node``; the classes in packages/core/src/nodes/). Its
+#: ``loop-controller`` is a function (the builder would write ``fn_<hash>``), so it has none;
+#: ``WebhookNode`` is missing because ``webhook`` is not a built-in here.
+BUILTIN_ALIASES: dict[str, str] = {
+    "WaitNode": WAIT,
+    "SleepNode": SLEEP,
+    "SubflowNode": SUBFLOW,
+    "BatchScatterNode": BATCH_SCATTER,
+    "BatchGatherNode": BATCH_GATHER,
+}
+
+
+def canonical_uses(uses: str) -> str:
+    """The built-in ``uses`` names (:data:`BUILTIN_USES`) for one of its other names
+    (:data:`BUILTIN_ALIASES`); any other key unchanged."""
+    return BUILTIN_ALIASES.get(uses, uses)
+
+
 #: Iterations a loop may run unless its ``params.maxIterations`` says otherwise: one more
 #: fails the run, naming the loop (Flowcraft stops a runaway traversal at a similar bound).
 MAX_ITERATIONS = 1000

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowcraft_core.builtins import BUILTIN_USES
+from flowcraft_core.builtins import BUILTIN_USES, canonical_uses
 from flowcraft_core.errors import NotRetried, RegistryError
 from flowcraft_core.node import NodeContext
 from flowcraft_core.threads import in_thread
@@ -143,7 +143,7 @@ class Registry(Mapping[str, Implementation]):
     def register(self, key: str, target: Any, *, inline: bool = False) -> None:
         if not isinstance(key, str) or not key:
             raise RegistryError(f"registry keys must be non-empty strings, got {key!r}")
-        if key in BUILTIN_USES:
+        if canonical_uses(key) in BUILTIN_USES:
             raise RegistryError(f"{key!r} is a built-in node kind and cannot be registered")
         if not callable(target):
             raise RegistryError(f"implementation for {key!r} is not callable: {target!r}")

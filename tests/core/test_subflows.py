@@ -11,6 +11,7 @@ import pytest
 
 from flowcraft_core import Blueprint, BlueprintError, FlowcraftError, NodeContext
 from flowcraft_core.engine import keys
+from flowcraft_core.registry import Registry
 
 from .helpers import bp, harness
 
@@ -518,3 +519,60 @@ async def test_retrying_a_failed_run_starts_a_fresh_child() -> None:
     assert result.status == "completed", result.error
     assert result.outputs == {"s": "second child", "t": "second child"}
     assert sorted(c["status"] for c in children.values()) == ["completed", "failed"]
+
+
+async def test_flowcraft_class_names_of_built_ins_are_those_built_ins() -> None:
+    """A blueprint saved from Flowcraft's builder names a built-in by its class
+    (``.node(id, SubflowNode, ...)`` writes ``uses: "SubflowNode"``): it validates and runs
+    as the built-in, unchanged, and registering such a name is refused."""
+    child = bp([{"id": "a", "uses": "const", "params": {"value": "sub-result"}}], name="sub-c")
+    main = bp(
+        [
+            {"id": "start", "uses": "const", "params": {"value": "start"}},
+            {"id": "call-sub", "uses": "SubflowNode", "params": {"blueprintId": "sub-c"}},
+            {"id": "nap", "uses": "SleepNode", "params": {"duration": 1}},
+            {"id": "w", "uses": "WaitNode"},
+            {"id": "end", "uses": "prefixed", "params": {"prefix": "end-"}},
+        ],
+        [
+            {"source": "start", "target": "call-sub"},
+            {"source": "call-sub", "target": "nap"},
+            {"source": "nap", "target": "w"},
+            {"source": "w", "target": "end"},
+        ],
+    )
+    assert [n.uses for n in main.nodes][1:4] == ["subflow", "sleep", "wait"]
+    # Written back as Flowcraft wrote it (its digest is of that text).
+    assert main.to_dict()["nodes"][1]["uses"] == "SubflowNode"
+    assert Blueprint.from_dict(main.to_dict()) == main
+    scatter = {
+        "id": "b_scatter",
+        "uses": "BatchScatterNode",
+        "inputs": "start",
+        "params": {"workerUsesKey": "echo", "outputKey": "out", "gatherNodeId": "b_gather"},
+    }
+    gather = {
+        "id": "b_gather",
+        "uses": "BatchGatherNode",
+        "params": {"outputKey": "out", "gatherNodeId": "b_gather"},
+        "config": {"joinStrategy": "all"},
+    }
+    batch = bp(
+        [{"id": "start", "uses": "const", "params": {"value": [1, 2]}}, scatter, gather],
+        [{"source": "start", "target": "b_scatter"}, {"source": "b_scatter", "target": "b_gather"}],
+    )
+    async with harness(REGISTRY, blueprints=[child]) as h:
+        run_id = await h.client.start(main, None)
+        parked = await h.client.result(run_id, 10)
+        assert parked.status == "awaiting", parked.error
+        await h.client.resume(run_id, None, "resumed")
+        result = await h.client.result(run_id, 10)
+        batched = await h.run(batch)
+    assert result.status == "completed", result.error
+    assert result.outputs["call-sub"] == "sub-result"
+    assert result.outputs["nap"] == "sub-result"
+    assert result.outputs["end"] == "end-resumed"
+    assert batched.status == "completed", batched.error
+    assert batched.outputs["b_gather"] == [1, 2]
+    with pytest.raises(FlowcraftError, match="SubflowNode"):
+        Registry({"SubflowNode": echo})
