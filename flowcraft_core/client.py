@@ -7,6 +7,7 @@ running a private event loop in a background thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import hashlib
 import logging
@@ -27,7 +28,7 @@ from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow
 from flowcraft_core.engine.history import RESUMED, RunHistory, RunPage, attempt_record
 from flowcraft_core.engine.settings import EngineSettings
-from flowcraft_core.engine.state import Census, run_state_for
+from flowcraft_core.engine.state import Census, Rejoin, run_state_for
 from flowcraft_core.engine.subflow import continue_parent, parent_job
 from flowcraft_core.errors import BackendUnavailable, FlowcraftError, RunExists, RunNotFound
 from flowcraft_core.instance import job_key, split_job_key
@@ -521,46 +522,19 @@ class Client:
             raise FlowcraftError(
                 f"run {run_id} is {status}: only a failed or cancelled run can be retried{hint}"
             )
-        meta = await self.backends.context.get(run_id, keys.RUN)
-        if not isinstance(meta, dict):
-            raise RunNotFound(f"no run {run_id!r} (expired after retention)")
-        digest = str(meta["digest"])
-        compiled = self._compiled.get(digest)
-        if compiled is None:
-            raw = await self._state.blueprint(digest)
-            if raw is None:
-                raise FlowcraftError(
-                    f"run {run_id}'s pinned blueprint {meta.get('flow')!r} ({digest}) has "
-                    "expired; it cannot be retried (start the run again)"
-                )
-            compiled = self._compiled.setdefault(digest, CompiledFlow(Blueprint.from_json(raw)))
+        _, compiled = await self._pinned(run_id, "retried")
         reset: set[str] = set()
         restart: list[str] = []
         if from_node is not None:
-            if from_node not in compiled.nodes:
-                known = ", ".join(sorted(compiled.nodes))
-                raise FlowcraftError(
-                    f"blueprint {compiled.id!r} of run {run_id} has no node {from_node!r} "
-                    f"(its nodes: {known})"
-                )
-            if compiled.nodes[from_node].definition.uses in LOOPING_USES or _in_scope(
-                compiled, from_node
-            ):
-                raise FlowcraftError(
-                    f"node {from_node!r} of run {run_id} is part of a loop, batch or subflow; "
-                    "retry from a node outside them"
-                )
-            reset = _downstream(compiled, from_node)
+            reset = self._rerun_from(run_id, compiled, from_node, "retry")
             restart = [job_key(from_node)]
         jobs = await self._state.reopen(
             run_id,
             reset=reset,
             restart=restart,
             keep_arrivals_of=from_node,
-            fallbacks={
-                n.id: n.fallback.id for n in compiled.nodes.values() if n.fallback is not None
-            },
-            max_retries={n.id: n.definition.config.max_retries for n in compiled.nodes.values()},
+            fallbacks=_fallbacks(compiled),
+            max_retries=_max_retries(compiled),
             event={"from": from_node},
         )
         if jobs:
@@ -571,6 +545,114 @@ class Client:
         for job in jobs:
             self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
         return run_id
+
+    async def fork(self, run_id: str, from_node: str | None = None) -> str:
+        """Re-run a finished run from ``from_node`` in a new run; returns the new run's id.
+
+        The new run has the original's pinned blueprint (the same digest), input, initial
+        context and every committed output and context write of the nodes that are not
+        ``from_node`` or after it, none of which executes again; ``from_node`` and every node
+        after it run in the new run (joins after it still count the arrivals of the nodes
+        kept). A node the original left unfinished (a failed or cancelled run) and that is not
+        after ``from_node`` runs again too, as a retry would run it. The original run is left
+        as it was. The new run's history starts with a ``forked`` event naming the original
+        and the node.
+
+        Refused with the reason for an unknown run, a run that is not finished (running or
+        awaiting: cancel it first, or wait for it), a missing or unknown node, a node inside
+        a loop, batch or subflow, or a run whose pinned blueprint expired."""
+        census, _ = await self._census(run_id)  # raises RunNotFound
+        if census.final is None:
+            raise FlowcraftError(
+                f"run {run_id} is {census.status}: only a finished run can be forked "
+                "(wait for it, or cancel it first)"
+            )
+        if from_node is None:
+            raise FlowcraftError(f"fork of run {run_id} needs the node to re-run from")
+        meta, compiled = await self._pinned(run_id, "forked")
+        reset = self._rerun_from(run_id, compiled, from_node, "fork")
+        new_id = uuid.uuid4().hex
+        headers = self.guests.run_headers(run_id=new_id, flow_id=compiled.id)
+        # The original's metadata but its own start, headers and origin; not a subflow run of
+        # the original's parent (its end continues nothing), not holding an idempotency key.
+        new_meta: dict[str, Any] = {
+            k: v
+            for k, v in meta.items()
+            if k not in ("started", "parent", "idempotency_key", keys.RUN_HEADERS)
+        }
+        new_meta["started"] = time.time()
+        new_meta["forked"] = {"run": run_id, "node": from_node}
+        if headers:
+            new_meta[keys.RUN_HEADERS] = headers
+        rejoin = {
+            node: Rejoin(
+                join=compiled.nodes[node].join,
+                expected=len(compiled.nodes[node].incoming),
+                kept=frozenset(
+                    e.member for e in compiled.nodes[node].incoming if e.source not in reset
+                ),
+            )
+            for node in sorted(reset)
+        }
+        jobs = await self._state.fork(
+            run_id,
+            new_id,
+            meta=new_meta,
+            reset=rejoin,
+            fallbacks=_fallbacks(compiled),
+            max_retries=_max_retries(compiled),
+            event={"from": run_id, "node": from_node},
+        )
+        jobs = [dataclasses.replace(job, headers=headers).stamped() for job in jobs]
+        await _retrying(
+            f"enqueueing the fork {new_id} of run {run_id}",
+            lambda: self.backends.queue.enqueue_many(jobs),
+        )
+        for job in jobs:
+            self.guests.flowcraft_job_enqueued(job=job, delay=0.0)
+        self.guests.flowcraft_run_started(
+            run_id=new_id,
+            flow_id=compiled.id,
+            input=await self.backends.context.get(new_id, keys.INPUT),
+        )
+        return new_id
+
+    async def _pinned(self, run_id: str, done: str) -> tuple[dict[str, Any], CompiledFlow]:
+        """The run's metadata and its pinned blueprint, compiled; refused when the blueprint
+        expired (the run cannot be ``done``: retried, forked)."""
+        meta = await self.backends.context.get(run_id, keys.RUN)
+        if not isinstance(meta, dict):
+            raise RunNotFound(f"no run {run_id!r} (expired after retention)")
+        digest = str(meta["digest"])
+        compiled = self._compiled.get(digest)
+        if compiled is None:
+            raw = await self._state.blueprint(digest)
+            if raw is None:
+                raise FlowcraftError(
+                    f"run {run_id}'s pinned blueprint {meta.get('flow')!r} ({digest}) has "
+                    f"expired; it cannot be {done} (start the run again)"
+                )
+            compiled = self._compiled.setdefault(digest, CompiledFlow(Blueprint.from_json(raw)))
+        return meta, compiled
+
+    @staticmethod
+    def _rerun_from(run_id: str, compiled: CompiledFlow, from_node: str, verb: str) -> set[str]:
+        """``from_node`` and every node after it: what a retry or fork from it runs again.
+        Refused for an unknown node and for one inside a loop, batch or subflow."""
+        if from_node not in compiled.nodes:
+            known = ", ".join(sorted(compiled.nodes))
+            raise FlowcraftError(
+                f"blueprint {compiled.id!r} of run {run_id} has no node {from_node!r} "
+                f"(its nodes: {known})"
+            )
+        if compiled.nodes[from_node].definition.uses in LOOPING_USES or _in_scope(
+            compiled, from_node
+        ):
+            raise FlowcraftError(
+                f"node {from_node!r} of run {run_id} is part of a loop, batch or subflow; "
+                f"{verb} from a node outside them"
+            )
+        return _downstream(compiled, from_node)
 
     async def history(self, run_id: str) -> RunHistory:
         """The run's per-node timeline (each node instance's attempts with their times,
@@ -586,6 +668,14 @@ class Client:
 
 #: Built-ins whose node starts instances of others: a retry never starts from inside them.
 LOOPING_USES = frozenset({"loop-controller", "batch-scatter", "batch-gather", "subflow"})
+
+
+def _fallbacks(compiled: CompiledFlow) -> dict[str, str]:
+    return {n.id: n.fallback.id for n in compiled.nodes.values() if n.fallback is not None}
+
+
+def _max_retries(compiled: CompiledFlow) -> dict[str, int]:
+    return {n.id: n.definition.config.max_retries for n in compiled.nodes.values()}
 
 
 def _downstream(compiled: CompiledFlow, start: str) -> set[str]:
@@ -725,6 +815,9 @@ class SyncClient:
 
     def retry(self, run_id: str, from_node: str | None = None) -> str:
         return self._run(self._client.retry(run_id, from_node))
+
+    def fork(self, run_id: str, from_node: str | None = None) -> str:
+        return self._run(self._client.fork(run_id, from_node))
 
     def close(self) -> None:
         self._run(self._client.close())

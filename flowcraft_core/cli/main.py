@@ -28,6 +28,7 @@ class LazyGroup(click.Group):
         "cancel": ("flowcraft_core.cli.runs", "cancel"),
         "runs": ("flowcraft_core.cli.ops", "runs"),
         "retry": ("flowcraft_core.cli.ops", "retry"),
+        "fork": ("flowcraft_core.cli.ops", "fork"),
         "worker": ("flowcraft_core.cli.worker", "worker"),
         "reconcile": ("flowcraft_core.cli.worker", "reconcile_command"),
         "ui": ("flowcraft_ui.cli", "ui"),

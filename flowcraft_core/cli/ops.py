@@ -7,6 +7,7 @@ import datetime
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -245,12 +246,25 @@ def retry(
     and all after it), keeping every other committed output. Prints the run id as the last
     line; with --wait, its result as `run` does."""
 
+    _then_wait(backend, lambda client: client.retry(run_id, from_node), wait_, timeout, as_json)
+
+
+def _then_wait(
+    backend: str | None,
+    call: Callable[[Client], Awaitable[str]],
+    wait_: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Run ``call`` (a retry or fork, giving the run id to follow); print that id as the last
+    line, or with ``wait_`` wait for the run and print and exit as `run` does."""
+
     async def action(client: Client) -> RunResult | str:
-        retried = await client.retry(run_id, from_node)
+        started = await call(client)
         if not wait_:
-            return retried
+            return started
         try:
-            return await client.result(retried, timeout)
+            return await client.result(started, timeout)
         except RunTimeout as exc:
             click.echo(f"error: {exc}", err=True)
             exc.snapshot.error = {"type": "Timeout", "message": str(exc)}
@@ -262,3 +276,30 @@ def retry(
         return
     print_result(outcome, as_json)
     sys.exit(exit_code(outcome))
+
+
+@click.command()
+@click.argument("run_id")
+@click.option(
+    "--from", "from_node", required=True, metavar="NODE", help="Re-run from NODE on (required)."
+)
+@click.option(
+    "--wait", "wait_", is_flag=True, help="Wait for the new run's result (exit as `run`)."
+)
+@click.option("--timeout", default=None, type=float, metavar="SECONDS", help="With --wait.")
+@json_option
+@backend_option
+@guarded
+def fork(
+    run_id: str,
+    from_node: str,
+    wait_: bool,
+    timeout: float | None,
+    as_json: bool,
+    backend: str | None,
+) -> None:
+    """Re-run finished RUN_ID from NODE in a new run: the new run keeps every committed output
+    of the nodes before NODE (they do not run again) and runs NODE and all after it; RUN_ID
+    is left as it was. Prints the new run's id as the last line; with --wait, its result as
+    `run` does. A running or awaiting run is refused (wait for it, or cancel it first)."""
+    _then_wait(backend, lambda client: client.fork(run_id, from_node), wait_, timeout, as_json)

@@ -72,6 +72,8 @@ from flowcraft_core.engine.keys import (
     index_member,
     output_key,
     parse_index_member,
+    parse_subflow_member,
+    route_key,
     run_keys,
 )
 from flowcraft_core.errors import FlowcraftError, RunExists
@@ -88,6 +90,17 @@ class Arrival:
     live: bool
     join: str  # "all" | "any"
     expected: int  # number of incoming edges of the target
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoin:
+    """How a node that a fork re-runs is joined at its root instance: its ``join`` kind, the
+    number of incoming edges that make it ready (``expected``; 0 for a start node), and the
+    members of those edges whose source the fork keeps (their arrivals are carried over)."""
+
+    join: str
+    expected: int
+    kept: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -384,6 +397,38 @@ class RunState(Protocol):
         between leaves the run finished, and a second retry completes the first."""
         ...
 
+    async def fork(
+        self,
+        source: str,
+        run_id: str,
+        *,
+        meta: Mapping[str, Any],
+        reset: Mapping[str, Rejoin],
+        fallbacks: Mapping[str, str] | None = None,
+        max_retries: Mapping[str, int] | None = None,
+        event: Mapping[str, Any] | None = None,
+    ) -> list[Job]:
+        """Start ``run_id`` as a fork of the finished run ``source`` and return the jobs to
+        enqueue (after it): what :meth:`reopen` would make of ``source``, written to a new run
+        while ``source`` is left as it was.
+
+        The new run has ``meta`` (its own start time) and ``source``'s context but the results
+        of every job of a node in ``reset`` (as :meth:`reopen` deletes them; ``fallbacks``
+        alike); every other job keeps its activation, finish, parked wait, failed attempts
+        and history. A reset node's join state at its root instance is rebuilt from the
+        arrivals of its :class:`Rejoin` ``kept`` edges, and it is activated when those alone
+        make it ready (its run or its skip), as :func:`decide` would. The jobs returned are
+        every activated, unfinished job but parked waits, each at the first attempt of its
+        next round of ``max_retries`` attempts. The new run is indexed as running, its
+        events start with ``event``, its blueprint is kept for the run TTL again.
+
+        Raises FlowcraftError, writing nothing, when ``source`` is not finished, a retry or
+        fork of it is under way, or nothing would run (no reset node is ready and no kept
+        job is unfinished). Context first (first-wins on the new id, so RunExists if it is
+        taken), then one batch of bookkeeping: a crash between leaves the new run stored and
+        never activated (reported running; cancel finalizes it), and ``source`` untouched."""
+        ...
+
     async def frontier(self, run_id: str, *, idle: float) -> list[Job]:
         """The jobs that reconcile re-enqueues for a run with no progress for ``idle`` seconds:
         every job activated and not finished, except parked wait nodes, each at the attempt
@@ -442,6 +487,49 @@ def job_for(run_id: str, digest: str, job_key: str, attempt: int = 1) -> Job:
     """The :class:`Job` of ``job_key`` (``node#instance``) in ``run_id``."""
     node_id, instance = split_job_key(job_key)
     return Job(run_id, node_id, digest, instance, attempt)
+
+
+def undone_results(undone: Collection[str], fallbacks: Mapping[str, str]) -> list[str]:
+    """The context keys of the results of jobs ``undone`` (job keys) by a retry or a fork:
+    each one's output, action, fallback mark and route, and its fallback's output and action
+    (``fallbacks``: node id → its fallback's id)."""
+    found = []
+    for key in sorted(undone):
+        node, inst = split_job_key(key)
+        found += [
+            output_key(node, inst),
+            action_key(node, inst),
+            fallback_key(node, inst),
+            route_key(node, inst),
+        ]
+        if node in fallbacks:
+            found += [output_key(fallbacks[node], inst), action_key(fallbacks[node], inst)]
+    return found
+
+
+def next_rounds(
+    run_id: str,
+    digest: str,
+    failed: Mapping[str, int],
+    max_retries: Mapping[str, int],
+    ops: list[Op],
+    ttl: float,
+) -> list[Job]:
+    """The jobs that continue ``failed`` (job key → its failed attempts so far), each at the
+    first attempt of its next round of ``max_retries`` (by node id) attempts; appends to
+    ``ops`` the writes that pad its failures to the end of the round that failed, so
+    attempts stay contiguous and the next round starts fresh (engine.has_next_attempt
+    counts rounds)."""
+    jobs = []
+    for key, count in failed.items():
+        rounds = max(max_retries.get(split_job_key(key)[0], 1), 1)
+        end = -(-int(count) // rounds) * rounds
+        ops += [
+            Op.add_member(run_keys(run_id).failures(key), str(n), ttl)
+            for n in range(count + 1, end + 1)
+        ]
+        jobs.append(job_for(run_id, digest, key, end + 1))
+    return jobs
 
 
 #: Seconds a reopen holds its run's marker at most (a retry that died lets go by then).
@@ -983,12 +1071,7 @@ class ComposedRunState:
             {k for k in undone if split_job_key(k)[0] != keep_arrivals_of}
             | {job_key(n) for n in reset if n != keep_arrivals_of}
         )
-        clear = []
-        for key in undone:
-            node, inst = split_job_key(key)
-            clear += [output_key(node, inst), action_key(node, inst), fallback_key(node, inst)]
-            if node in fallbacks:
-                clear += [output_key(fallbacks[node], inst), action_key(fallbacks[node], inst)]
+        clear = undone_results(undone, fallbacks)
         if clear:
             await self.context.patch(run_id, {}, delete=clear)
         active = (activated - set(undone)) | set(restart)
@@ -1040,17 +1123,155 @@ class ComposedRunState:
             *index_ops(meta, run_id, ended, 0, leaving=True),
             *index_ops(meta, run_id, RUNNING, ttl),
         ]
-        jobs = []
-        digest = str(meta["digest"])
-        for key, failed in zip(frontier, counts, strict=True):
-            # Padded to the end of the round that failed, so attempts stay contiguous and the
-            # next round starts fresh (engine.has_next_attempt counts rounds).
-            rounds = max(max_retries.get(split_job_key(key)[0], 1), 1)
-            end = -(-int(failed) // rounds) * rounds
-            ops += [
-                Op.add_member(rk.failures(key), str(n), ttl) for n in range(failed + 1, end + 1)
+        jobs = next_rounds(
+            run_id,
+            str(meta["digest"]),
+            dict(zip(frontier, counts, strict=True)),
+            max_retries,
+            ops,
+            ttl,
+        )
+        await self.coordination.batch(ops)
+        await self.context.expire(run_id, ttl)
+        return jobs
+
+    async def fork(
+        self,
+        source: str,
+        run_id: str,
+        *,
+        meta: Mapping[str, Any],
+        reset: Mapping[str, Rejoin],
+        fallbacks: Mapping[str, str] | None = None,
+        max_retries: Mapping[str, int] | None = None,
+        event: Mapping[str, Any] | None = None,
+    ) -> list[Job]:
+        src = run_keys(source)
+        # The source's marker: a retry reopening it meanwhile would change what is copied.
+        if not await self.coordination.set_if_absent(src.reopening, "1", ttl=REOPEN_SECONDS):
+            raise FlowcraftError(f"a retry or fork of run {source} is under way; try again")
+        try:
+            return await self._fork(
+                source,
+                run_id,
+                dict(meta),
+                dict(reset),
+                dict(fallbacks or {}),
+                dict(max_retries or {}),
+                dict(event or {}),
+            )
+        finally:
+            await self.coordination.delete(src.reopening)
+
+    async def _fork(
+        self,
+        source: str,
+        run_id: str,
+        meta: dict[str, Any],
+        reset: dict[str, Rejoin],
+        fallbacks: dict[str, str],
+        max_retries: dict[str, int],
+        event: dict[str, Any],
+    ) -> list[Job]:
+        src, rk, ttl = run_keys(source), run_keys(run_id), self.ttl
+        activated, finished, waiting, resumed, final = await self.coordination.batch(
+            [
+                Op.members(src.activated),
+                Op.members(src.finished),
+                Op.members(src.waiting),
+                Op.members(src.resumed),
+                Op.get(src.final),
             ]
-            jobs.append(job_for(run_id, digest, key, end + 1))
+        )
+        if final is None or not isinstance(await self.context.get(source, RUN), dict):
+            raise FlowcraftError(f"run {source} is not finished; only a finished run forks")
+
+        def kept_member(member: str) -> bool:
+            tag = parse_subflow_member(member)
+            return split_job_key(tag[0] if tag else member)[0] not in reset
+
+        undone = {k for k in activated if split_job_key(k)[0] in reset}
+        kept = sorted(activated - undone)
+        joined = sorted(reset)
+        read = await self.coordination.batch(
+            [
+                *(
+                    op
+                    for node in joined
+                    for op in (
+                        Op.members(src.arrived(job_key(node))),
+                        Op.members(src.live(job_key(node))),
+                        Op.get(src.first(job_key(node))),
+                    )
+                ),
+                *(
+                    op
+                    for key in kept
+                    for op in (Op.members(src.history(key)), Op.members(src.failures(key)))
+                ),
+            ]
+        )
+        ops: list[Op] = []
+        active = set(kept)
+        for i, node in enumerate(joined):
+            # The re-run node's arrivals from the nodes kept: they will not arrive again.
+            rejoin, key = reset[node], job_key(node)
+            arrived, live = read[3 * i] & rejoin.kept, read[3 * i + 1] & rejoin.kept
+            first = read[3 * i + 2] if read[3 * i + 2] in live else min(live, default=None)
+            ops += [Op.add_member(rk.arrived(key), m, ttl) for m in sorted(arrived)]
+            ops += [Op.add_member(rk.live(key), m, ttl) for m in sorted(live)]
+            if rejoin.join == JOIN_ANY and first is not None:
+                ops.append(Op.set(rk.first(key), first, ttl))
+            if (
+                rejoin.expected == 0
+                or (rejoin.join == JOIN_ANY and live)
+                or len(arrived) >= rejoin.expected
+            ):
+                active.add(key)  # ready (to run, or to skip when every arrival was dead)
+        histories = read[3 * len(joined) :]
+        failures: dict[str, int] = {}
+        for j, key in enumerate(kept):
+            records, failed = histories[2 * j], histories[2 * j + 1]
+            ops += [Op.add_member(rk.history(key), r, ttl) for r in sorted(records)]
+            ops += [Op.add_member(rk.failures(key), n, ttl) for n in sorted(failed)]
+            failures[key] = len(failed)
+        done = finished & set(kept)
+        parked = {m for m in waiting if kept_member(m)} - resumed
+        frontier = sorted(active - done - parked)
+        if not frontier:
+            raise FlowcraftError(
+                f"nothing of run {source} would run in the fork: no node re-run is ready and "
+                "no node kept is unfinished"
+            )
+        drop = {RUN, *undone_results(undone, fallbacks)}
+        values = {k: v for k, v in (await self.context.get_all(source)).items() if k not in drop}
+        values[RUN] = meta
+        if not await self.context.commit(run_id, RUN, values):
+            raise RunExists(f"a run with id {run_id!r} already exists; it was left unchanged")
+        now = time.time()
+        digests = [
+            str(meta["digest"]),
+            *(str(d) for d in dict(meta.get("subflows") or {}).values()),
+        ]
+        ops += [
+            *(Op.add_member(rk.activated, k, ttl) for k in sorted(active)),
+            *(Op.add_member(rk.finished, k, ttl) for k in sorted(done)),
+            *(Op.add_member(rk.waiting, m, ttl) for m in sorted(waiting) if kept_member(m)),
+            *(Op.add_member(rk.resumed, m, ttl) for m in sorted(resumed) if kept_member(m)),
+            Op.add_member(rk.events, json.dumps({"event": "forked", "at": now, **event}), ttl),
+            *(Op.extend(blueprint_key(d), ttl) for d in digests),
+            Op.add_member(ACTIVE_RUNS, run_id),
+            Op.set(rk.progress, repr(now), ttl),
+            *index_ops(meta, run_id, RUNNING, ttl),
+        ]
+        jobs = next_rounds(
+            run_id,
+            str(meta["digest"]),
+            {k: failures.get(k, 0) for k in frontier},
+            max_retries,
+            ops,
+            ttl,
+        )
         await self.coordination.batch(ops)
         await self.context.expire(run_id, ttl)
         return jobs
