@@ -532,7 +532,7 @@ class Client:
             run_id,
             reset=reset,
             restart=restart,
-            keep_arrivals_of=from_node,
+            rejoin=_rejoin(compiled, reset),
             fallbacks=_fallbacks(compiled),
             max_retries=_max_retries(compiled),
             event={"from": from_node},
@@ -584,21 +584,11 @@ class Client:
         new_meta["forked"] = {"run": run_id, "node": from_node}
         if headers:
             new_meta[keys.RUN_HEADERS] = headers
-        rejoin = {
-            node: Rejoin(
-                join=compiled.nodes[node].join,
-                expected=len(compiled.nodes[node].incoming),
-                kept=frozenset(
-                    e.member for e in compiled.nodes[node].incoming if e.source not in reset
-                ),
-            )
-            for node in sorted(reset)
-        }
         jobs = await self._state.fork(
             run_id,
             new_id,
             meta=new_meta,
-            reset=rejoin,
+            reset=_rejoin(compiled, reset),
             fallbacks=_fallbacks(compiled),
             max_retries=_max_retries(compiled),
             event={"from": run_id, "node": from_node},
@@ -668,6 +658,21 @@ class Client:
 
 #: Built-ins whose node starts instances of others: a retry never starts from inside them.
 LOOPING_USES = frozenset({"loop-controller", "batch-scatter", "batch-gather", "subflow"})
+
+
+def _rejoin(compiled: CompiledFlow, reset: set[str]) -> dict[str, Rejoin]:
+    """How each node of ``reset`` (a node re-run from and all after it) is joined again: the
+    arrivals of its edges from the nodes kept will not come again, so they are carried over."""
+    return {
+        node: Rejoin(
+            join=compiled.nodes[node].join,
+            expected=len(compiled.nodes[node].incoming),
+            kept=frozenset(
+                e.member for e in compiled.nodes[node].incoming if e.source not in reset
+            ),
+        )
+        for node in sorted(reset)
+    }
 
 
 def _fallbacks(compiled: CompiledFlow) -> dict[str, str]:

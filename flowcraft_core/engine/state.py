@@ -375,7 +375,7 @@ class RunState(Protocol):
         *,
         reset: Collection[str] = (),
         restart: Sequence[str] = (),
-        keep_arrivals_of: str | None = None,
+        rejoin: Mapping[str, Rejoin] | None = None,
         fallbacks: Mapping[str, str] | None = None,
         max_retries: Mapping[str, int] | None = None,
         event: Mapping[str, Any] | None = None,
@@ -384,9 +384,11 @@ class RunState(Protocol):
 
         Every job of a node in ``reset`` is un-done: its committed output, action and
         fallback output (``fallbacks``: node → its fallback's id) are deleted, it leaves the
-        activated and finished jobs, and its arrivals from other reset nodes are forgotten
-        (all but those of ``keep_arrivals_of``, the node the retry starts from). Committed
-        results of every other node stay as they are. ``restart`` (job keys) are activated.
+        activated and finished jobs, and its arrivals are forgotten but, at the root instance
+        of a node in ``rejoin``, those of its :class:`Rejoin` ``kept`` edges (from the nodes
+        not reset, which will not arrive again); such a node is activated when those alone
+        make it ready, as :meth:`fork` does. Committed results of every other node stay as
+        they are. ``restart`` (job keys) are activated.
         The final status goes (kept in the events, with ``event``), the run is active and
         indexed as running again, and its keys are kept for the run TTL again. The jobs
         returned are every activated, unfinished job but parked waits, each at the first
@@ -487,6 +489,33 @@ def job_for(run_id: str, digest: str, job_key: str, attempt: int = 1) -> Job:
     """The :class:`Job` of ``job_key`` (``node#instance``) in ``run_id``."""
     node_id, instance = split_job_key(job_key)
     return Job(run_id, node_id, digest, instance, attempt)
+
+
+def join_reads(rk: RunKeys, key: str) -> list[Op]:
+    """What :func:`rejoined` reads of job ``key``'s join state: arrived, live, first."""
+    return [Op.members(rk.arrived(key)), Op.members(rk.live(key)), Op.get(rk.first(key))]
+
+
+def rejoined(
+    rk: RunKeys, key: str, rejoin: Rejoin, read: Sequence[Any], ttl: float
+) -> tuple[list[Op], bool]:
+    """Job ``key``'s join state rebuilt (in the run of ``rk``) from its arrivals ``read``
+    (:func:`join_reads`, of the run a retry or fork starts from) over ``rejoin.kept`` edges,
+    and whether those alone make it ready, to run or to skip (every arrival dead), as
+    :func:`decide` would: all its edges arrived, or a live one at an ``any`` join (the first
+    kept one, if the first was not kept). The writes expect the join state to be empty."""
+    arrived, live = set(read[0]) & rejoin.kept, set(read[1]) & rejoin.kept
+    first = read[2] if read[2] in live else min(live, default=None)
+    ops = [Op.add_member(rk.arrived(key), m, ttl) for m in sorted(arrived)]
+    ops += [Op.add_member(rk.live(key), m, ttl) for m in sorted(live)]
+    if rejoin.join == JOIN_ANY and first is not None:
+        ops.append(Op.set(rk.first(key), first, ttl))
+    ready = (
+        rejoin.expected == 0
+        or (rejoin.join == JOIN_ANY and bool(live))
+        or len(arrived) >= rejoin.expected
+    )
+    return ops, ready
 
 
 def undone_results(undone: Collection[str], fallbacks: Mapping[str, str]) -> list[str]:
@@ -1015,7 +1044,7 @@ class ComposedRunState:
         *,
         reset: Collection[str] = (),
         restart: Sequence[str] = (),
-        keep_arrivals_of: str | None = None,
+        rejoin: Mapping[str, Rejoin] | None = None,
         fallbacks: Mapping[str, str] | None = None,
         max_retries: Mapping[str, int] | None = None,
         event: Mapping[str, Any] | None = None,
@@ -1030,7 +1059,7 @@ class ComposedRunState:
                 ttl,
                 set(reset),
                 list(restart),
-                keep_arrivals_of,
+                dict(rejoin or {}),
                 dict(fallbacks or {}),
                 dict(max_retries or {}),
                 dict(event or {}),
@@ -1045,7 +1074,7 @@ class ComposedRunState:
         ttl: float,
         reset: set[str],
         restart: list[str],
-        keep_arrivals_of: str | None,
+        rejoin: dict[str, Rejoin],
         fallbacks: dict[str, str],
         max_retries: dict[str, int],
         event: dict[str, Any],
@@ -1064,13 +1093,19 @@ class ComposedRunState:
             raise FlowcraftError(f"run {run_id} is not finished; only a finished run reopens")
         ended = json.loads(final)["status"]
         undone = sorted(k for k in activated if split_job_key(k)[0] in reset)
-        # Arrivals at reset nodes that came from reset nodes are forgotten, so those nodes
-        # wait for their re-run predecessors again (a node's join state lives at its key
-        # whether or not it was activated: the root instance's is included).
-        rejoin = sorted(
-            {k for k in undone if split_job_key(k)[0] != keep_arrivals_of}
-            | {job_key(n) for n in reset if n != keep_arrivals_of}
-        )
+        # Arrivals at reset nodes are forgotten, so those nodes wait for their re-run
+        # predecessors again (a node's join state lives at its key whether or not it was
+        # activated: the root instance's is included); those from kept nodes are put back.
+        forgotten = sorted({*undone, *(job_key(n) for n in reset)})
+        roots = sorted(n for n in reset if n in rejoin)
+        reads = [op for n in roots for op in join_reads(rk, job_key(n))]
+        read = await self.coordination.batch(reads) if reads else []
+        rebuilt: list[Op] = []
+        for i, node in enumerate(roots):
+            more, ready = rejoined(rk, job_key(node), rejoin[node], read[3 * i : 3 * i + 3], ttl)
+            rebuilt += more
+            if ready and job_key(node) not in restart:
+                restart.append(job_key(node))
         clear = undone_results(undone, fallbacks)
         if clear:
             await self.context.patch(run_id, {}, delete=clear)
@@ -1110,7 +1145,8 @@ class ComposedRunState:
             *(Op.remove_member(rk.activated, k) for k in undone if k not in restart),
             *(Op.add_member(rk.activated, k, ttl) for k in restart),
             *(Op.delete(rk.job(kind, k)) for k in undone for kind in (LEASE, SLEEP, MISSING)),
-            *(Op.delete(rk.job(kind, k)) for k in rejoin for kind in (ARRIVED, LIVE, FIRST)),
+            *(Op.delete(rk.job(kind, k)) for k in forgotten for kind in (ARRIVED, LIVE, FIRST)),
+            *rebuilt,
             *rewritten,
             Op.add_member(ACTIVE_RUNS, run_id),
             Op.set(rk.progress, repr(now), ttl),
@@ -1195,15 +1231,7 @@ class ComposedRunState:
         joined = sorted(reset)
         read = await self.coordination.batch(
             [
-                *(
-                    op
-                    for node in joined
-                    for op in (
-                        Op.members(src.arrived(job_key(node))),
-                        Op.members(src.live(job_key(node))),
-                        Op.get(src.first(job_key(node))),
-                    )
-                ),
+                *(op for node in joined for op in join_reads(src, job_key(node))),
                 *(
                     op
                     for key in kept
@@ -1215,19 +1243,11 @@ class ComposedRunState:
         active = set(kept)
         for i, node in enumerate(joined):
             # The re-run node's arrivals from the nodes kept: they will not arrive again.
-            rejoin, key = reset[node], job_key(node)
-            arrived, live = read[3 * i] & rejoin.kept, read[3 * i + 1] & rejoin.kept
-            first = read[3 * i + 2] if read[3 * i + 2] in live else min(live, default=None)
-            ops += [Op.add_member(rk.arrived(key), m, ttl) for m in sorted(arrived)]
-            ops += [Op.add_member(rk.live(key), m, ttl) for m in sorted(live)]
-            if rejoin.join == JOIN_ANY and first is not None:
-                ops.append(Op.set(rk.first(key), first, ttl))
-            if (
-                rejoin.expected == 0
-                or (rejoin.join == JOIN_ANY and live)
-                or len(arrived) >= rejoin.expected
-            ):
-                active.add(key)  # ready (to run, or to skip when every arrival was dead)
+            key = job_key(node)
+            rebuilt, ready = rejoined(rk, key, reset[node], read[3 * i : 3 * i + 3], ttl)
+            ops += rebuilt
+            if ready:
+                active.add(key)
         histories = read[3 * len(joined) :]
         failures: dict[str, int] = {}
         for j, key in enumerate(kept):

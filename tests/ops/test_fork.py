@@ -23,12 +23,15 @@ from flowcraft_core.errors import FlowcraftError, RunNotFound
 
 RAN: Counter[tuple[str, str]] = Counter()
 BROKEN: set[str] = set()  # run ids whose node "b" fails
+BROKEN_D: set[str] = set()  # run ids whose node "d" fails
 
 
 async def _node(ctx: NodeContext) -> Any:
     RAN[(ctx.run_id, ctx.node_id)] += 1
     if ctx.node_id == "b" and ctx.run_id in BROKEN:
         raise RuntimeError("b is broken")
+    if ctx.node_id == "d" and ctx.run_id in BROKEN_D:
+        raise RuntimeError("d is broken")
     return {"node": ctx.node_id, "input": ctx.input, "attempt": ctx.attempt}
 
 
@@ -134,6 +137,31 @@ async def test_a_join_after_the_fork_node_counts_the_kept_branch(backend_url: st
         assert done.outputs["b"] == original.outputs["b"]
         assert done.outputs["d"]["input"] == {"b": original.outputs["b"], "c": done.outputs["c"]}
     finally:
+        await client.close()
+
+
+async def test_a_retry_from_a_branch_keeps_the_other_branchs_arrival_at_the_join(
+    backend_url: str,
+) -> None:
+    # The retry shares the fork's rejoin: d's arrival from b (kept) is carried over, so the
+    # re-run c completes the join and d runs (it used to be forgotten: the run "completed"
+    # with d never run again).
+    client = Client(open_backends(backend_url))
+    run_id = uuid.uuid4().hex
+    BROKEN_D.add(run_id)
+    try:
+        async with Worker(REGISTRY, client.backends):
+            await client.start(DIAMOND, 7, run_id=run_id)
+            failed = await client.result(run_id, 30)
+            assert failed.status == "failed" and failed.error["node"] == "d"  # type: ignore[index]
+            BROKEN_D.discard(run_id)
+            await client.retry(run_id, from_node="c")
+            done = await client.result(run_id, 30)
+        assert done.status == "completed", done
+        assert ran(run_id) == {"a": 1, "b": 1, "c": 2, "d": 2}
+        assert done.outputs["d"]["input"] == {"b": failed.outputs["b"], "c": done.outputs["c"]}
+    finally:
+        BROKEN_D.discard(run_id)
         await client.close()
 
 
