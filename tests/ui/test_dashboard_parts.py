@@ -110,3 +110,70 @@ async def test_runs_list_filters_and_pages() -> None:
         assert view.node_status["a"] == "failed" and view.error is not None
         assert view.has_history and view.bars and view.bars[0].status == "failed"
         await client.close()
+
+
+async def _post(app: Any, path: str, form: str, token: str) -> tuple[int, dict[str, str]]:
+    """One POST through the ASGI application (no HTTP client needed): status and headers."""
+    body = form.encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("127.0.0.1", 8765),
+        "client": ("127.0.0.1", 40000),
+        "headers": [
+            (b"host", b"127.0.0.1:8765"),
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
+
+
+async def test_the_fork_button_forks_into_a_new_run_and_shows_it() -> None:
+    from flowcraft_ui.app import create_app
+
+    async def step(ctx: NodeContext) -> Any:
+        return {"node": ctx.node_id, "input": ctx.input}
+
+    backends = open_backends(f"memory://{uuid.uuid4().hex}")
+    blueprint = Blueprint.from_dict(
+        {
+            "id": "forked",
+            "nodes": [{"id": "a", "uses": "step"}, {"id": "b", "uses": "step"}],
+            "edges": [{"source": "a", "target": "b"}],
+        }
+    )
+    async with Worker(Registry.of({"step": step}), backends):
+        client = Client(backends)
+        run_id = await client.start(blueprint, 1)
+        original = await client.result(run_id, 10)
+        app = create_app(client, "s3cret")
+        status, headers = await _post(app, f"/runs/{run_id}/fork", "node=b", "s3cret")
+        assert status == 303, headers
+        target = headers["location"].split("?")[0].rsplit("/", 1)[-1]
+        assert target != run_id and "fork+started+as+run" in headers["location"]
+        forked = await client.result(target, 10)
+        assert forked.status == "completed" and forked.outputs["a"] == original.outputs["a"]
+        refused, _ = await _post(app, f"/runs/{run_id}/fork", "node=zz", "s3cret")
+        assert refused == 409  # the reason is shown on the error page
+        assert await client.status(run_id) == "completed"
+        await client.close()
