@@ -19,6 +19,7 @@ import pytest
 from flowcraft_core import Blueprint, Client, NodeContext, Registry, Worker, open_backends
 from flowcraft_core.client import SyncClient
 from flowcraft_core.engine import keys
+from flowcraft_core.engine.reconcile import reconcile
 from flowcraft_core.errors import FlowcraftError, RunNotFound
 
 RAN: Counter[tuple[str, str]] = Counter()
@@ -57,6 +58,17 @@ DIAMOND = Blueprint.from_dict(
             {"source": "a", "target": "c"},
             {"source": "b", "target": "d"},
             {"source": "c", "target": "d"},
+        ],
+    }
+)
+# The same with d an "any" join: it fires once, on its first arrival.
+ANY = Blueprint.from_dict(
+    {
+        **DIAMOND.to_dict(),
+        "id": "diamond-any",
+        "nodes": [
+            *({"id": n, "uses": "node"} for n in "abc"),
+            {"id": "d", "uses": "node", "config": {"joinStrategy": "any"}},
         ],
     }
 )
@@ -136,6 +148,53 @@ async def test_a_join_after_the_fork_node_counts_the_kept_branch(backend_url: st
         assert ran(forked) == {"c": 1, "d": 1}
         assert done.outputs["b"] == original.outputs["b"]
         assert done.outputs["d"]["input"] == {"b": original.outputs["b"], "c": done.outputs["c"]}
+    finally:
+        await client.close()
+
+
+async def test_an_any_join_after_the_fork_node_fires_once_on_the_kept_branch(
+    backend_url: str,
+) -> None:
+    # b's arrival at d is kept and is a live arrival at an "any" join: d is ready at once in
+    # the fork (on b's output), and the re-run c's arrival does not run it a second time.
+    client = Client(open_backends(backend_url))
+    try:
+        async with Worker(REGISTRY, client.backends):
+            run_id = await client.start(ANY, 7)
+            original = await client.result(run_id, 30)
+            assert ran(run_id)["d"] == 1
+            forked = await client.fork(run_id, from_node="c")
+            done = await client.result(forked, 30)
+        assert done.status == "completed", done
+        assert ran(forked) == {"c": 1, "d": 1}
+        assert done.outputs["d"]["input"] == original.outputs["b"]
+    finally:
+        await client.close()
+
+
+async def test_a_fork_whose_enqueue_was_lost_is_run_by_reconcile(
+    backend_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if the client died right after the fork's bookkeeping: the new run is active with
+    # its frontier activated, so reconcile finds it and it runs, exactly once per node.
+    client = Client(open_backends(backend_url))
+    try:
+        async with Worker(REGISTRY, client.backends):
+            run_id = await client.start(FLOW, {"x": 1})
+            await client.result(run_id, 30)
+            real = client.backends.queue.enqueue_many
+
+            async def lost(jobs: Any) -> None:
+                return None
+
+            monkeypatch.setattr(client.backends.queue, "enqueue_many", lost)
+            forked = await client.fork(run_id, from_node="b")
+            monkeypatch.setattr(client.backends.queue, "enqueue_many", real)
+            assert await client.status(forked) == "running"
+            assert forked in await reconcile(client.backends, older_than=0)
+            done = await client.result(forked, 30)
+        assert done.status == "completed"
+        assert ran(forked) == {"b": 1, "c": 1}
     finally:
         await client.close()
 
