@@ -47,11 +47,18 @@ def ok(proc: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.Comp
     return proc
 
 
-def last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+RESULT_KEYS = ["run_id", "status", "outputs", "error", "context"]
+
+
+def last_json(
+    proc: subprocess.CompletedProcess[str], keys: list[str] = RESULT_KEYS
+) -> dict[str, Any]:
+    """The last stdout line as JSON, holding exactly ``keys`` in order (``run``/``wait``'s
+    object by default; ``status --json`` adds the run's ``children``)."""
     lines = proc.stdout.strip().splitlines()
     assert lines, proc.stderr
     data: dict[str, Any] = json.loads(lines[-1])
-    assert list(data) == ["run_id", "status", "outputs", "error", "context"], data
+    assert list(data) == keys, data
     return data
 
 
@@ -139,7 +146,10 @@ def test_the_three_terminal_flow(make_url: Callable[..., str], tmp_path: Path) -
         assert "cancelled" in late.stderr
         assert (
             "ship"
-            not in last_json(ok(flowcraft("status", doomed, "--backend", url, "--json")))["outputs"]
+            not in last_json(
+                ok(flowcraft("status", doomed, "--backend", url, "--json")),
+                [*RESULT_KEYS, "children"],
+            )["outputs"]
         )
 
         # Reconcile is always safe.
