@@ -827,6 +827,13 @@ _INC = _bp(
     [{"source": "inc-10", "target": "inc-100"}],
 )
 
+# The same, reading its start's input from the child's context key ``x`` (``params.inputs``).
+_INC_X = _bp(
+    "sf-inc-x",
+    [_n("inc-10", "add", params={"n": 10}, inputs="x"), _n("inc-100", "add", params={"n": 100})],
+    [{"source": "inc-10", "target": "inc-100"}],
+)
+
 # Subflows (DESIGN § Loops, batches, subflows): each child is a run of its own, exactly one per
 # parent job instance and attempt whatever the fault; outputs as Flowcraft's SubflowNode gives.
 SUBFLOW_SCENARIOS: list[Scenario] = [
@@ -1417,6 +1424,58 @@ LOOP_BATCH_SCENARIOS.append(
     )
 )
 SCENARIOS.extend(LOOP_BATCH_SCENARIOS)
+
+# Loops, batches and subflows combined: a subflow node in a loop body (one child per
+# iteration), a batch whose worker is a subflow (one child per item), and a loop inside the
+# subflow a batch worker runs. Each child is exactly one per parent instance and attempt.
+NESTED_SCENARIOS: list[Scenario] = [
+    Scenario(
+        "subflow_in_loop",
+        _flow(
+            "subflow-in-loop",
+            _n("enter", "set", params={"key": "n", "value": 0, "output": "in"}),
+            _n("bump", "bump", params={"key": "n"}),
+            _sub("s", "sf-inc-x", params={"inputs": {"x": "bump"}, "outputs": {"last": "inc-100"}}),
+            _n("check", "passthrough", inputs="last"),
+            _edge("enter", "L"),
+            _edge("bump", "s"),
+            _edge("s", "check"),
+            _loop("L", "bump", "check", "n < 3"),
+            _n("after", "passthrough"),
+            _break("L", "check", "after"),
+        ),
+        input=None,
+        status="completed",
+        outputs={
+            "enter": "in",
+            "bump": 3,
+            "s": {
+                "x": 3,
+                "_outputs.inc-10": 13,
+                "inc-10": 13,
+                "_outputs.inc-100": 113,
+                "inc-100": 113,
+            },
+            "check": 113,
+            "L": None,
+            "after": 113,
+        },
+        final_context={"n": 3, "last": 113},
+        calls={
+            "enter:set": 1,
+            "bump:bump": 3,
+            "check:passthrough": 3,
+            "inc-10:add": 3,
+            "inc-100:add": 3,
+            "after:passthrough": 1,
+        },
+        blueprints=[_INC_X],
+        children=["completed"] * 3,
+        child_nodes={"inc-10": 3, "inc-100": 3},
+        per_instance=True,
+    ),
+]
+SCENARIOS.extend(NESTED_SCENARIOS)
 
 
 def _check_any(result: RunResult) -> None:
