@@ -1475,6 +1475,87 @@ NESTED_SCENARIOS: list[Scenario] = [
         per_instance=True,
     ),
 ]
+_COUNT_TO_ITEM = _flow(
+    "sf-count",
+    _n("seed", "passthrough"),
+    _n("zero", "set", params={"key": "k", "value": 0, "output": "z"}),
+    _n("tick", "bump", params={"key": "k"}),
+    _n("done", "read", params={"key": "k", "prefix": "k="}),
+    _edge("seed", "zero"),
+    _edge("zero", "count"),
+    _loop("count", "tick", "tick", "k < seed"),
+    _break("count", "tick", "done"),
+)
+NESTED_SCENARIOS += [
+    Scenario(
+        # A batch whose worker is the subflow built-in (params.workerParams are each worker's
+        # params): one child per item, its run input the item.
+        "batch_of_subflows",
+        _flow(
+            "batch-of-subflows",
+            _const_node("prepare", [1, 2, 3]),
+            _batch("b", "subflow", "prepare", "results", workerParams={"blueprintId": "sf-inc"}),
+            _n("after", "passthrough"),
+            _edge("prepare", "b_scatter"),
+            _edge("b_gather", "after"),
+        ),
+        input=None,
+        status="completed",
+        outputs={
+            "prepare": [1, 2, 3],
+            "b_scatter": {**_BATCH, "count": 3},
+            "b_gather": [111, 112, 113],
+            "after": [111, 112, 113],
+        },
+        final_context={"results": [111, 112, 113]},
+        calls={"prepare:const": 1, "inc-10:add": 3, "inc-100:add": 3, "after:passthrough": 1},
+        blueprints=[_INC],
+        children=["completed"] * 3,
+        child_nodes={"inc-10": 3, "inc-100": 3},
+        per_instance=True,
+    ),
+    Scenario(
+        # A loop inside the subflow a batch worker runs (as Flowcraft's builder names the
+        # built-in, SubflowNode): item n's child loops n times, two items at a time.
+        "loop_in_batch_subflow",
+        _flow(
+            "loop-in-batch-subflow",
+            _const_node("prepare", [1, 2, 3]),
+            _batch(
+                "b",
+                "SubflowNode",
+                "prepare",
+                "results",
+                chunkSize=2,
+                workerParams={"blueprintId": "sf-count"},
+            ),
+            _n("after", "passthrough"),
+            _edge("prepare", "b_scatter"),
+            _edge("b_gather", "after"),
+        ),
+        input=None,
+        status="completed",
+        outputs={
+            "prepare": [1, 2, 3],
+            "b_scatter": {**_BATCH, "count": 3},
+            "b_gather": ["k=1", "k=2", "k=3"],
+            "after": ["k=1", "k=2", "k=3"],
+        },
+        final_context={"results": ["k=1", "k=2", "k=3"]},
+        calls={
+            "prepare:const": 1,
+            "seed:passthrough": 3,
+            "zero:set": 3,
+            "tick:bump": 6,
+            "done:read": 3,
+            "after:passthrough": 1,
+        },
+        blueprints=[_COUNT_TO_ITEM],
+        children=["completed"] * 3,
+        child_nodes={"seed": 3, "zero": 3, "tick": 3, "done": 3},
+        per_instance=True,
+    ),
+]
 SCENARIOS.extend(NESTED_SCENARIOS)
 
 

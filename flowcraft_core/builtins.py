@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 WAIT = "wait"
@@ -64,4 +65,18 @@ def duration_ms(value: Any) -> float | None:
         match = _DURATION.fullmatch(value.strip())
         if match:
             return float(int(match.group(1)) * _UNIT_MS[match.group(2)])
+    return None
+
+
+def subflow_call(uses: str, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``blueprintId``/``inputs``/``outputs`` params of the subflows a node starts: a
+    ``subflow`` node's own params; a ``batch-scatter``'s ``params.workerParams`` when its
+    worker (``params.workerUsesKey``) is the ``subflow`` built-in (an extension: Flowcraft
+    gives its dynamic workers no params, so it cannot run a subflow per item); else None."""
+    if uses == SUBFLOW:
+        return params
+    worker = params.get("workerUsesKey")
+    if uses == BATCH_SCATTER and isinstance(worker, str) and canonical_uses(worker) == SUBFLOW:
+        found = params.get("workerParams")
+        return found if isinstance(found, Mapping) else {}
     return None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flowcraft_core.blueprint import Blueprint
-from flowcraft_core.builtins import SUBFLOW
+from flowcraft_core.builtins import subflow_call
 from flowcraft_core.errors import BlueprintError, Problem
 
 #: Suffixes of the files a catalog directory is read from.
@@ -90,8 +90,9 @@ def subflow_ids(bp: Blueprint) -> list[str]:
     """The blueprint ids ``bp``'s subflow nodes name (in node order, once each)."""
     ids: dict[str, None] = {}
     for node in bp.nodes:
-        if node.uses == SUBFLOW:
-            target = node.params.get("blueprintId")
+        call = subflow_call(node.uses, node.params)
+        if call is not None:
+            target = call.get("blueprintId")
             if isinstance(target, str) and target:
                 ids[target] = None
     return list(ids)
@@ -108,9 +109,10 @@ def closure(bp: Blueprint, catalog: Mapping[str, Blueprint]) -> dict[str, Bluepr
 
     def visit(current: Blueprint, path: list[str]) -> None:
         for node in current.nodes:
-            if node.uses != SUBFLOW:
+            call = subflow_call(node.uses, node.params)
+            if call is None:
                 continue
-            target = node.params.get("blueprintId")
+            target = call.get("blueprintId")
             if not isinstance(target, str) or not target:
                 continue  # validation reports it
             where = f"blueprint {current.id!r} node {node.id!r}"

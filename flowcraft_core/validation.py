@@ -22,7 +22,9 @@ from flowcraft_core.builtins import (
     MAX_SLEEP_MS,
     SLEEP,
     SUBFLOW,
+    canonical_uses,
     duration_ms,
+    subflow_call,
 )
 from flowcraft_core.errors import BlueprintError, ExpressionError, Problem
 from flowcraft_core.expressions import CONDITION_NAMES, TRANSFORM_NAMES, compile_expression
@@ -128,11 +130,35 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
                         where, f"params.maxIterations must be a whole number >= 1, got {bound!r}"
                     )
                 )
-        if n.uses == BATCH_SCATTER and known_uses is not None:
+        if n.uses == BATCH_SCATTER:
             worker = n.params.get("workerUsesKey")
-            if isinstance(worker, str) and worker and worker not in known_uses:
+            kind = canonical_uses(worker) if isinstance(worker, str) else None
+            call = subflow_call(n.uses, n.params)
+            if call is not None:
+                # Each worker instance is a subflow node with these params.
+                problems.extend(
+                    Problem(where, f"{m} (the worker's, params.workerParams)")
+                    for m in _subflow_problems(dict(call))
+                )
+            elif kind in BUILTIN_USES:
+                add(
+                    Problem(
+                        where,
+                        f"params.workerUsesKey {worker!r}: a batch worker runs node code or "
+                        "the 'subflow' built-in",
+                    )
+                )
+            elif (
+                isinstance(worker, str)
+                and worker
+                and known_uses is not None
+                and worker not in known_uses
+            ):
                 hint = _suggest(worker, _names(known_uses))
                 add(Problem(where, f"unknown params.workerUsesKey {worker!r}{hint}"))
+            worker_params = n.params.get("workerParams")
+            if worker_params is not None and not isinstance(worker_params, dict):
+                add(Problem(where, f"params.workerParams must be an object, got {worker_params!r}"))
 
     for e in bp.edges:
         where = e.describe()

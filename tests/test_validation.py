@@ -359,3 +359,26 @@ def test_malformed_batches_are_reported() -> None:
     assert "node 'b_scatter': params.chunkSize must be a whole number >= 1, got 0" in got
     assert "node 'b_scatter': params.gatherNodeId must name a batch-gather node, got 'a'" in got
     assert "node 'b_gather': is a batch-gather that no batch-scatter names" in got
+
+
+def test_a_batch_worker_may_be_a_subflow_given_its_params() -> None:
+    edges = (("a", "b_scatter"), ("b_scatter", "b_gather"))
+    for name in ("subflow", "SubflowNode"):
+        ok = bp(
+            node("a"), *_batch(workerUsesKey=name, workerParams={"blueprintId": "c"}), edges=edges
+        )
+        assert validate(ok, known_uses={"task"}) == []
+    missing = bp(node("a"), *_batch(workerUsesKey="subflow"), edges=edges)
+    assert messages(validate(missing)) == [
+        "node 'b_scatter': subflow is missing 'blueprintId' parameter (got None) "
+        "(the worker's, params.workerParams)"
+    ]
+    waits = bp(node("a"), *_batch(workerUsesKey="WaitNode"), edges=edges)
+    assert messages(validate(waits)) == [
+        "node 'b_scatter': params.workerUsesKey 'WaitNode': a batch worker runs node code or "
+        "the 'subflow' built-in"
+    ]
+    bad = bp(node("a"), *_batch(workerParams=[1]), edges=edges)
+    assert messages(validate(bad)) == [
+        "node 'b_scatter': params.workerParams must be an object, got [1]"
+    ]

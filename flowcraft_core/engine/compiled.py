@@ -261,12 +261,7 @@ class CompiledFlow:
             node.condition_refs = {name: self._ref(name) for name in sorted(names)}
             node.read_keys = self._read_keys(node)
             node.needs_join = bool(node.incoming)
-            if node.definition.uses == SUBFLOW:
-                node.subflow_inputs = {
-                    k: self._ref(v) for k, v in (node.definition.params.get("inputs") or {}).items()
-                }
-                extra = [keys.RUN, *self._ref_keys(node.subflow_inputs)]
-                node.read_keys = list(dict.fromkeys([*node.read_keys, *extra]))
+            self._subflow(node)
         self._scopes(blueprint)
         for node in self.nodes.values():
             node.records_route = bool(node.condition_refs) or node.loop is not None
@@ -274,6 +269,19 @@ class CompiledFlow:
             if own.route is not None:
                 node.read_keys = [*node.read_keys, own.route]
             node.shared_keys = [k for k in node.read_keys if k not in own.keys]
+
+    def _subflow(self, node: Node) -> None:
+        """A subflow node (or batch worker): its ``params.inputs`` references, read with its
+        load like its input's, with the run's metadata. A reference reads a node's latest
+        output (the root keys a loop body's commits also write) or a context key, the same at
+        every instance, as any other node's ``inputs`` does."""
+        if node.definition.uses != SUBFLOW:
+            return
+        node.subflow_inputs = {
+            k: self._ref(v) for k, v in (node.definition.params.get("inputs") or {}).items()
+        }
+        extra = [keys.RUN, *self._ref_keys(node.subflow_inputs)]
+        node.read_keys = list(dict.fromkeys([*node.read_keys, *extra]))
 
     def _scopes(self, blueprint: Blueprint) -> None:
         """Loops and batches: frames, per-instance incoming edges, controller and batch specs."""
@@ -336,9 +344,14 @@ class CompiledFlow:
             )
             scatter.batch = spec
             self.nodes[gather_id].batch = spec
+            worker_params = params.get("workerParams")
             worker = Node(
                 id=wid,
-                definition=NodeDef(id=wid, uses=str(params.get("workerUsesKey", ""))),
+                definition=NodeDef(
+                    id=wid,
+                    uses=str(params.get("workerUsesKey", "")),
+                    params=dict(worker_params) if isinstance(worker_params, dict) else {},
+                ),
                 frames=(*scatter.frames, scatter_id),
                 batch=spec,
                 output_key=keys.output_key(wid),
@@ -346,6 +359,7 @@ class CompiledFlow:
                 needs_join=True,
             )
             worker.read_keys = [worker.output_key, worker.action_key]
+            self._subflow(worker)
             self.nodes[wid] = worker
 
     # -- instances ------------------------------------------------------------------------
