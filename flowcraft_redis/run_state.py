@@ -229,19 +229,7 @@ class RedisRunState(ComposedRunState):
             self._co.signal_key(rk.signal_done),
             co(ACTIVE_RUNS),
             self._ctx.key(run_id),
-            *(
-                co(k)
-                for k in (
-                    rk.activated,
-                    rk.finished,
-                    rk.waiting,
-                    rk.resumed,
-                    rk.progress,
-                    rk.children,
-                    rk.events,
-                    rk.ended,
-                )
-            ),
+            *(co(k) for k in (*rk.run_wide, rk.ended)),
         ]
         record = final_record(status, error)
         won = await self._connections.script("run_finalize.lua")(

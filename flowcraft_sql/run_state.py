@@ -217,18 +217,7 @@ class SQLRunState(ComposedRunState):
         return [
             Op.set_if_absent(rk.final, record, retention),
             Op.set_if_absent(rk.ended, ended, retention),
-            *(
-                Op.extend(key, retention)
-                for key in (
-                    rk.activated,
-                    rk.finished,
-                    rk.waiting,
-                    rk.resumed,
-                    rk.progress,
-                    rk.children,
-                    rk.events,
-                )
-            ),
+            *(Op.extend(key, retention) for key in rk.run_wide),
             Op.remove_member(ACTIVE_RUNS, rk.run_id),
         ]
 

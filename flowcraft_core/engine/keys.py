@@ -154,6 +154,21 @@ class RunKeys:
         self.ended = base + "ended"  # JSON {status, at}: written with final, first-wins too
         self.events = base + "events"  # run events other than start and end (JSON members)
 
+    @property
+    def run_wide(self) -> tuple[str, ...]:
+        """The run-wide bookkeeping keys that finalization keeps for the run's retention, with
+        its context (``final`` and ``ended`` are written with it; per-job keys keep run_ttl).
+        Every run state expires exactly these."""
+        return (
+            self.activated,
+            self.finished,
+            self.waiting,
+            self.resumed,
+            self.progress,
+            self.children,
+            self.events,
+        )
+
     def signal_idle(self, generation: int) -> str:
         return f"{self.base}sig:idle:{generation}"
 

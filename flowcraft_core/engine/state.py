@@ -822,18 +822,7 @@ class ComposedRunState:
                 Op.set_if_absent(rk.final, final_record(status, error), retention),
                 Op.set_if_absent(rk.ended, ended_record(status, time.time()), retention),
                 # The run's bookkeeping goes with its context (per-node keys keep run_ttl).
-                *(
-                    Op.extend(key, retention)
-                    for key in (
-                        rk.activated,
-                        rk.finished,
-                        rk.waiting,
-                        rk.resumed,
-                        rk.progress,
-                        rk.children,
-                        rk.events,
-                    )
-                ),
+                *(Op.extend(key, retention) for key in rk.run_wide),
                 Op.get(rk.final),
             ]
         )
