@@ -744,6 +744,51 @@ FLOWCRAFT_SCENARIOS: list[Scenario] = [
         calls={"first:passthrough": 1, "second:passthrough": 1, "third:read": 1},
     ),
     Scenario(
+        # As Flowcraft's evaluator binds them: `context` in a condition is the run's context
+        # (the initial context, the node's own pending write, node outputs under their ids
+        # and `_outputs.<id>`), and a hyphenated node id written as a name reads that node's
+        # output (rewriteHyphenatedIdentifiers), not a subtraction.
+        "fc_conditions_read_context",
+        _bp(
+            "fc-conditions-context",
+            [
+                _n(
+                    "check-stock",
+                    "set",
+                    params={"key": "shared", "value": 42, "output": {"ok": True}},
+                ),
+                _const_node("ship", "shipped"),
+                _const_node("hold", "held"),
+                _n("notify", "passthrough"),
+            ],
+            [
+                {
+                    "source": "check-stock",
+                    "target": "ship",
+                    "condition": "check-stock.ok === true && context.shared === 42 "
+                    "&& context.tenant === 'acme'",
+                },
+                {
+                    "source": "check-stock",
+                    "target": "hold",
+                    "condition": "!check-stock.ok || context['check-stock'].ok !== true",
+                },
+                {
+                    "source": "ship",
+                    "target": "notify",
+                    "condition": "context['_outputs.ship'] === 'shipped' && context.ship === "
+                    "'shipped' && context['_outputs.check-stock'].ok",
+                },
+            ],
+        ),
+        input=None,
+        context={"tenant": "acme"},
+        status="completed",
+        outputs={"check-stock": {"ok": True}, "ship": "shipped", "notify": "shipped"},
+        final_context={"tenant": "acme", "shared": 42},
+        calls={"check-stock:set": 1, "ship:const": 1, "notify:passthrough": 1},
+    ),
+    Scenario(
         # Two edges between one pair are alternatives (one input, not a join), and node ids
         # may hold '#', '.', '/' and any unicode, without colliding with instance keys.
         "fc_alternatives_and_any_ids",
@@ -1124,6 +1169,35 @@ LOOP_BATCH_SCENARIOS: list[Scenario] = [
         },
         final_context={"count": 5},
         calls={"initialize:set": 1, "increment:bump": 5, "finalize:read": 1},
+        per_instance=True,
+    ),
+    Scenario(
+        # The same loop, its condition reading `context.count` and a hyphenated node id.
+        "loop_condition_reads_context",
+        _flow(
+            "loop-context-condition",
+            _n("initialize", "set", params={"key": "count", "value": 0, "output": "Initialized"}),
+            _n("inc-count", "bump"),
+            _loop(
+                "counter",
+                "inc-count",
+                "inc-count",
+                "context.count < 5 && (!inc-count || inc-count < 5)",
+            ),
+            _n("finalize", "read", params={"key": "count", "prefix": "Finalized at "}),
+            _edge("initialize", "counter"),
+            _break("counter", "inc-count", "finalize"),
+        ),
+        input=None,
+        status="completed",
+        outputs={
+            "initialize": "Initialized",
+            "inc-count": 5,
+            "counter": None,
+            "finalize": "Finalized at 5",
+        },
+        final_context={"count": 5},
+        calls={"initialize:set": 1, "inc-count:bump": 5, "finalize:read": 1},
         per_instance=True,
     ),
     Scenario(

@@ -486,6 +486,50 @@ def _javascript_to_python(text: str) -> str:
     return "".join(out)
 
 
+_HYPHENATED: Final = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+")
+_WORD: Final = re.compile(r"[\w$-]")
+
+
+def _hyphenated_to_context(text: str, hyphenated: Iterable[str]) -> str:
+    """Flowcraft's ``rewriteHyphenatedIdentifiers``: a key such as a node id ``check-stock``
+    written as a name (``check-stock.ok``) reads ``context["check-stock"]``, not a
+    subtraction. Only whole names outside string literals and not after a dot are rewritten
+    (Flowcraft's regular expression also rewrites inside strings); longer keys first."""
+    keys = sorted({k for k in hyphenated if _HYPHENATED.fullmatch(k)}, key=len, reverse=True)
+    if not keys or "-" not in text:
+        return text
+    toks = _tokens(text)
+    out: list[str] = []
+    pos = 0
+    i = 0
+    while i < len(toks):
+        kind, tok = toks[i]
+        previous = toks[i - 1][1] if i else ""
+        if kind in ("name", "num") and previous != ".":
+            key = next(
+                (
+                    k
+                    for k in keys
+                    if text.startswith(k, pos)
+                    and not _WORD.match(text, pos + len(k))
+                    and "-" in text[pos : pos + len(k)]
+                ),
+                None,
+            )
+            if key is not None:
+                out.append(f'context["{key}"]')
+                end = pos + len(key)
+                while pos < end:
+                    pos += len(toks[i][1])
+                    i += 1
+                out.append(text[end:pos])  # the rest of a number token (`a-1.ok`: `.ok`)
+                continue
+        out.append(tok)
+        pos += len(tok)
+        i += 1
+    return "".join(out)
+
+
 def _rewrite(toks: list[tuple[str, str]], i: int, end: int) -> tuple[list[str], int]:
     out: list[str] = []
     while i < end:
@@ -601,10 +645,12 @@ def compile_expression(
     *,
     names: Iterable[str] | None = ("result", "input", "context"),
     where: str = "",
+    hyphenated: Iterable[str] = (),
 ) -> Expression:
     """Parse and check ``source``; raise :class:`ExpressionError` naming ``where`` and the
     offending construct if it is not in the language or too large. ``names=None`` opens the
-    scope: any name is allowed (see :attr:`Expression.names_used`)."""
+    scope: any name is allowed (see :attr:`Expression.names_used`). ``hyphenated``: keys (a
+    blueprint's node ids) that, written as a name with hyphens, read ``context["key"]``."""
     label = where or "expression"
 
     def fail(message: str) -> ExpressionError:
@@ -619,7 +665,7 @@ def compile_expression(
     text = source.strip()
     if not text:
         raise fail("expression is empty")
-    python = _javascript_to_python(text)
+    python = _javascript_to_python(_hyphenated_to_context(text, hyphenated))
     rewritten, text = python != text, python
     try:
         # Warnings ("is" with a literal, invalid escapes) must not turn into errors under -W error.

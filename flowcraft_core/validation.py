@@ -120,9 +120,14 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
                 add(Problem(where, f"loop-controller needs params.condition, got {condition!r}"))
             else:
                 try:
-                    compile_expression(condition, names=CONDITION_NAMES, where="condition")
+                    expr = compile_expression(
+                        condition, names=CONDITION_NAMES, where="condition", hyphenated=ids
+                    )
                 except ExpressionError as exc:
                     add(Problem(where, f"params.{exc}"))
+                else:
+                    if expr.context_keys is None:
+                        add(Problem(where, "params." + _whole_context("condition", condition)))
             bound = n.params.get("maxIterations")
             if bound is not None and (not _is_number(bound) or bound != int(bound) or bound < 1):
                 add(
@@ -165,23 +170,18 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
         for role, nid in (("source", e.source), ("target", e.target)):
             if nid not in ids:
                 add(Problem(where, f"{role} {nid!r} is not a node{_suggest(nid, ids)}"))
-        for kind, text, names in (
-            ("condition", e.condition, CONDITION_NAMES),
-            ("transform", e.transform, TRANSFORM_NAMES),
+        for kind, text, names, hyphenated in (
+            ("condition", e.condition, CONDITION_NAMES, ids),
+            ("transform", e.transform, TRANSFORM_NAMES, set()),
         ):
             if text is not None:
                 try:
-                    expr = compile_expression(text, names=names, where=kind)
+                    expr = compile_expression(text, names=names, where=kind, hyphenated=hyphenated)
                 except ExpressionError as exc:
                     add(Problem(where, str(exc)))
                     continue
-                if kind == "transform" and expr.context_keys is None:
-                    # The keys a job reads are known before it runs (never the whole context).
-                    message = (
-                        "transform: context must be read by a literal key (context.k or "
-                        f"context['k']), not as a whole (in {text!r})"
-                    )
-                    add(Problem(where, message))
+                if expr.context_keys is None:
+                    add(Problem(where, _whole_context(kind, text)))
 
     problems.extend(_fallbacks_with_edges(bp))
     cycles = _cycles(bp, ids)
@@ -190,6 +190,14 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
         problems.extend(analyse(bp).problems)
     problems.extend(_unreachable(bp, ids))
     return problems
+
+
+def _whole_context(kind: str, text: str) -> str:
+    # The keys a job reads are known before it runs (never the whole context).
+    return (
+        f"{kind}: context must be read by a literal key (context.k or context['k']), not as "
+        f"a whole (in {text!r})"
+    )
 
 
 def _subflow_problems(params: dict[str, Any]) -> list[str]:

@@ -1016,6 +1016,38 @@ def test_transform_context_keys_are_known_in_advance() -> None:
     assert compile_expression("context", names=TRANSFORM_NAMES).context_keys is None
 
 
+@pytest.mark.parametrize(
+    ("source", "scope", "expected"),
+    [
+        # Flowcraft's rewriteHyphenatedIdentifiers: a hyphenated key written as a name.
+        ("check-stock.ok === true", {"check-stock": {"ok": True}}, True),
+        ("!check-stock.ok", {"check-stock": {"ok": False}}, True),
+        ("a-b-c > a-b", {"a-b-c": 3, "a-b": 2}, True),  # the longer key first
+        ("v-1.x", {"v-1": {"x": 7}}, 7),  # the rest of a number token is kept
+        ("check - stock", {"check": 5, "stock": 2}, 3),  # spaced: a subtraction
+        ("x.check-stock", {"x": {"check": 5}, "stock": 2}, 3),  # after a dot: not a name
+        ("'check-stock' + ''", {}, "check-stock"),  # never inside a string
+        ("check-stocks", {"check": 5, "stocks": 1}, 4),  # not the whole name
+    ],
+)
+def test_hyphenated_names_read_the_context_key(
+    source: str, scope: dict[str, Any], expected: Any
+) -> None:
+    keys = {"check-stock", "a-b", "a-b-c", "v-1", "x"}
+    expr = compile_expression(source, names=None, hyphenated=keys)
+    context = {k: v for k, v in scope.items() if "-" in k}
+    assert expr.evaluate({**scope, "context": context}) == expected
+    if "-" in "".join(context):
+        assert expr.context_keys == set(context) and "context" in expr.names_used
+
+
+def test_condition_context_keys_are_known_in_advance() -> None:
+    expr = compile_expression("context.counter < 5 && context['_outputs.a'] === 1", names=None)
+    assert expr.context_keys == {"counter", "_outputs.a"}
+    assert expr.evaluate({"context": {"counter": 3, "_outputs.a": 1}}) is True
+    assert compile_expression("context", names=None).context_keys is None
+
+
 js_like = st.recursive(
     st.sampled_from(["result", "input", "a", "undefined", "null", "true", "0", "1", "'s'", "x"])
     | st.sampled_from(["'&&'", "'!'", "[]", "{}", "10**6"]),

@@ -129,6 +129,31 @@ def test_bad_expressions_name_the_edge_and_the_construct() -> None:
     assert got[4].startswith("edge a -> b: transform: attribute '__class__' is not allowed")
 
 
+def test_a_condition_reads_the_context_by_literal_key_only() -> None:
+    """As in Flowcraft, ``context`` is the run's context in conditions too; as in transforms,
+    read by literal key (a job reads only the keys it needs)."""
+    loop = node("loop", "loop-controller", params={"condition": "context[x] < 3"})
+    b = bp(
+        node("a"),
+        node("b"),
+        node("body"),
+        loop,
+        edges=(
+            EdgeDef("a", "b", condition="context.counter < 5 && context['_outputs.a'] === 1"),
+            EdgeDef("a", "b", condition="context"),
+            EdgeDef("b", "body"),
+            EdgeDef("body", "loop"),
+            EdgeDef("loop", "body", action="continue"),
+        ),
+    )
+    assert messages(validate(b)) == [
+        "node 'loop': params.condition: context must be read by a literal key (context.k or "
+        "context['k']), not as a whole (in 'context[x] < 3')",
+        "edge a -> b: condition: context must be read by a literal key (context.k or "
+        "context['k']), not as a whole (in 'context')",
+    ]
+
+
 def test_a_fallback_node_with_edges_of_its_own_is_refused_with_the_reason() -> None:
     b = bp(
         NodeDef("a", "x", config=NodeConfig(fallback="fb")),

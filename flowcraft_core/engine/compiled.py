@@ -114,8 +114,10 @@ class Node:
     inputs: Ref | dict[str, Ref] | None = None
     # Incoming edges grouped by source: two edges from one source are alternatives.
     sources: dict[str, list[Edge]] = field(default_factory=dict)
-    # Names the outgoing conditions read (besides ``result``), resolved like references.
+    # Names the outgoing conditions read (besides ``result`` and ``context``), resolved like
+    # references, and the keys they read as ``context.k`` (each resolved the same way).
     condition_refs: dict[str, Ref] = field(default_factory=dict)
+    condition_context: dict[str, Ref] | None = None
     # A subflow node's ``params.inputs`` ({child key: parent reference}), resolved like
     # ``inputs`` references (read with the node's load, with the run's metadata).
     subflow_inputs: dict[str, Ref] | None = None
@@ -145,9 +147,18 @@ class LoopSpec:
 
     condition: Expression
     refs: dict[str, Ref]
+    context_refs: dict[str, Ref] | None
     max_iterations: int
     continue_edge: Edge
     start: str
+
+    def scope(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """What the loop's condition sees: each name it reads and, if it reads ``context.k``,
+        ``context`` with those keys."""
+        scope = {name: ref.resolve(values) for name, ref in self.refs.items()}
+        if self.context_refs is not None:
+            scope["context"] = {k: ref.resolve(values) for k, ref in self.context_refs.items()}
+        return scope
 
 
 @dataclass(slots=True)
@@ -219,7 +230,10 @@ class CompiledFlow:
                 target=ed.target,
                 action=ed.action,
                 condition=compile_expression(
-                    ed.condition, names=CONDITION_NAMES, where=f"{where} condition"
+                    ed.condition,
+                    names=CONDITION_NAMES,
+                    where=f"{where} condition",
+                    hyphenated=self.nodes,
                 )
                 if ed.condition
                 else None,
@@ -251,20 +265,18 @@ class CompiledFlow:
             node.fallback = self.nodes[fb].definition if fb else None
             if node.fallback is not None:
                 node.fallback_inputs = self.nodes[node.fallback.id].inputs
-            names = {
-                name
-                for e in node.outgoing
-                if e.condition is not None
-                for name in e.condition.names_used
-                if name != "result"
-            }
-            node.condition_refs = {name: self._ref(name) for name in sorted(names)}
+            conditions = [e.condition for e in node.outgoing if e.condition is not None]
+            node.condition_refs, node.condition_context = self._condition_refs(conditions)
             node.read_keys = self._read_keys(node)
             node.needs_join = bool(node.incoming)
             self._subflow(node)
         self._scopes(blueprint)
         for node in self.nodes.values():
-            node.records_route = bool(node.condition_refs) or node.loop is not None
+            node.records_route = (
+                bool(node.condition_refs)
+                or node.condition_context is not None
+                or node.loop is not None
+            )
             own = self.own(node, ROOT)
             if own.route is not None:
                 node.read_keys = [*node.read_keys, own.route]
@@ -306,12 +318,17 @@ class CompiledFlow:
             cont = next(e for e in controller.outgoing if e.index == loop.continue_edge)
             text = str(controller.definition.params.get("condition", ""))
             condition = compile_expression(
-                text, names=CONDITION_NAMES, where=f"loop {loop.id!r} params.condition"
+                text,
+                names=CONDITION_NAMES,
+                where=f"loop {loop.id!r} params.condition",
+                hyphenated=self.nodes,
             )
             bound = controller.definition.params.get("maxIterations")
+            refs, context_refs = self._condition_refs([condition])
             controller.loop = LoopSpec(
                 condition=condition,
-                refs={n: self._ref(n) for n in sorted(condition.names_used)},
+                refs=refs,
+                context_refs=context_refs,
                 max_iterations=int(bound) if bound is not None else MAX_ITERATIONS,
                 continue_edge=cont,
                 start=loop.start,
@@ -320,7 +337,7 @@ class CompiledFlow:
             controller.first_index = 0
             controller.incoming_first = entries
             controller.incoming_later = [e for e in controller.incoming if e.source in loop.body]
-            for ref in controller.loop.refs.values():
+            for ref in [*refs.values(), *(context_refs or {}).values()]:
                 controller.read_keys.extend(
                     k for k in ref.read_keys if k not in controller.read_keys
                 )
@@ -477,6 +494,23 @@ class CompiledFlow:
         """The nodes without outgoing edges, in blueprint order (Flowcraft's terminal nodes)."""
         return [n.id for n in self.blueprint.nodes if not self.nodes[n.id].outgoing]
 
+    def _condition_refs(
+        self, conditions: list[Expression]
+    ) -> tuple[dict[str, Ref], dict[str, Ref] | None]:
+        """The names ``conditions`` read (besides ``result``) and, if any reads ``context.k``,
+        those keys: as in Flowcraft's evaluator, ``context`` is the run's context in a condition
+        as in a transform (read by literal key; validation refuses any other use)."""
+        names: set[str] = set()
+        context: set[str] | None = None
+        for condition in conditions:
+            names.update(n for n in condition.names_used if n not in ("result", "context"))
+            if "context" in condition.names_used:
+                context = (context or set()) | set(condition.context_keys or ())
+        refs = {name: self._ref(name) for name in sorted(names)}
+        if context is None:
+            return refs, None
+        return refs, {k: self._ref(k) for k in sorted(context)}
+
     def _ref(self, text: str) -> Ref:
         if text.startswith("_"):
             return Ref(text)
@@ -524,7 +558,7 @@ class CompiledFlow:
             fb = node.fallback.id
             wanted += [keys.fallback_key(node.id), keys.output_key(fb), keys.action_key(fb)]
             wanted.extend(self._ref_keys(node.fallback_inputs))
-        for ref in node.condition_refs.values():
+        for ref in [*node.condition_refs.values(), *(node.condition_context or {}).values()]:
             wanted.extend(ref.read_keys)
         return list(dict.fromkeys(wanted))
 
@@ -627,13 +661,19 @@ class CompiledFlow:
         """What an outgoing condition sees: ``result`` and each name it reads — the node's own
         pending context write, else a node's output, else the context key (null if unset)."""
         scope: dict[str, Any] = {}
-        for name, ref in node.condition_refs.items():
+        own_output = keys.output_key(node.id)
+
+        def read(name: str, ref: Ref) -> Any:
             if name in writes:
-                scope[name] = writes[name]
-            elif name == node.id:
-                scope[name] = output
-            else:
-                scope[name] = ref.resolve(values)
+                return writes[name]
+            if name in (node.id, own_output):
+                return output
+            return ref.resolve(values)
+
+        for name, ref in node.condition_refs.items():
+            scope[name] = read(name, ref)
+        if node.condition_context is not None:
+            scope["context"] = {k: read(k, ref) for k, ref in node.condition_context.items()}
         scope["result"] = {"output": output, "action": action}
         return scope
 

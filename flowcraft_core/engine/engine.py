@@ -636,7 +636,7 @@ class Engine:
     ) -> tuple[Result, Mapping[str, Any], bool] | None:
         loop = node.loop
         assert loop is not None
-        scope = {name: ref.resolve(values) for name, ref in loop.refs.items()}
+        scope = loop.scope(values)
         try:
             again = evaluate_condition(loop.condition, scope)
         except ExpressionError as exc:
