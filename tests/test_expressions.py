@@ -1086,6 +1086,21 @@ def test_javascript_rewrite_of_any_text_raises_only_expression_error(source: str
         compile_expression(source, names=None).evaluate({"a": {"b": [1]}})
 
 
+@given(st.text(alphabet="!&|=.()[]'\" -abcinlengthfrom0123", max_size=40))
+def test_hyphenated_rewrite_of_any_text_raises_only_expression_error(source: str) -> None:
+    """The rewrite of hyphenated node ids (``a-b`` reads ``context["a-b"]``) keeps the
+    guarantee: any text compiles or raises ExpressionError, names stay identifiers, and the
+    context is read by literal key only (or the expression is refused by validation)."""
+    keys = {"a-b", "a-b-c", "in-1", "0-a"}
+    try:
+        expr = compile_expression(source, names=None, hyphenated=keys)
+    except ExpressionError:
+        return
+    assert all(name.isidentifier() for name in expr.names_used)
+    with contextlib.suppress(ExpressionError):
+        expr.evaluate({"a": {"b": [1]}, "context": {"a-b": [1, {"c": 2}]}})
+
+
 _JS_SPY_TEMPLATES = [
     "S.length",
     "S.in",
