@@ -15,7 +15,8 @@ a tree of Python closures; user text is never passed to ``eval`` or ``exec``. Th
   ``is``/``is not``; ``and``/``or``/``not``; ``x if c else y``;
 - Flowcraft's JavaScript spellings beside these: ``===`` ``!==`` ``&&`` ``||`` ``!`` (rewritten
   token by token before parsing, never inside string literals);
-- the pure functions in :data:`FUNCTIONS` (``len``, ``min``, ``max``, ...).
+- the pure functions in :data:`FUNCTIONS` (``len``, ``min``, ``max``, ..., and JavaScript's
+  ``Math.round``, ``Math.floor``, ...).
 
 Guarantees: compiling raises only :class:`ExpressionError`, and so does evaluating. Evaluation
 works on JSON-like values only (None, bool, int, float, str, list, tuple, dict): it never reads an
@@ -28,6 +29,7 @@ from __future__ import annotations
 import ast
 import difflib
 import keyword
+import math
 import operator
 import re
 import warnings
@@ -380,6 +382,30 @@ def _fn_round(what: str, x: Any, ndigits: Any = None) -> Any:
     return round(x, ndigits)
 
 
+def _fn_math(name: str, to_int: Callable[[float], int]) -> Callable[[str, Any], int]:
+    """JavaScript's ``Math.<name>`` of one number: an integer (an int argument is itself)."""
+
+    def fn(what: str, x: Any) -> int:
+        _number(x, what)
+        if _is(x, int):
+            return int(x)
+        try:
+            return to_int(x)
+        except (OverflowError, ValueError) as exc:  # inf, nan
+            raise _Fail(f"{what}: Math.{name}() of {x!r}: {exc}") from None
+
+    return fn
+
+
+def _fn_math_pick(pick: Callable[..., Any]) -> Callable[..., Any]:
+    """JavaScript's ``Math.min`` / ``Math.max``: of its number arguments (not of a list)."""
+
+    def fn(what: str, *args: Any) -> Any:
+        return pick(_number(x, what) for x in args)
+
+    return fn
+
+
 def _fn_str(what: str, x: Any) -> str:
     if _is(x, str):
         return str.__str__(x)
@@ -455,6 +481,15 @@ FUNCTIONS: Final[dict[str, tuple[Callable[..., Any], int, int | None]]] = {
     "sorted": (_fn_sorted, 1, 1),
     "any": (_fn_any, 1, 1),
     "all": (_fn_all, 1, 1),
+    # JavaScript's Math functions, as Flowcraft's UnsafeEvaluator offers them (its examples
+    # round with them); Math.round rounds half up, not to even.
+    "Math.round": (_fn_math("round", lambda x: math.floor(x + 0.5)), 1, 1),
+    "Math.floor": (_fn_math("floor", math.floor), 1, 1),
+    "Math.ceil": (_fn_math("ceil", math.ceil), 1, 1),
+    "Math.trunc": (_fn_math("trunc", math.trunc), 1, 1),
+    "Math.abs": (_fn_abs, 1, 1),
+    "Math.min": (_fn_math_pick(min), 1, None),
+    "Math.max": (_fn_math_pick(max), 1, None),
 }
 
 # --- compiler -----------------------------------------------------------------------------
@@ -932,12 +967,12 @@ class _Compiler:
 
     def _Call(self, node: ast.Call) -> Fn:
         func = node.func
-        if not isinstance(func, ast.Name) or func.id not in FUNCTIONS:
+        name = _function_name(func)
+        if name not in FUNCTIONS:
             allowed = ", ".join(sorted(FUNCTIONS))
             raise self.fail(
                 f"calling {self.segment(func)} is not allowed (callable functions: {allowed})"
             )
-        name = func.id
         if node.keywords:
             raise self.fail(f"keyword arguments are not allowed: {self.segment(node)}")
         impl, lo, hi = FUNCTIONS[name]
@@ -951,6 +986,16 @@ class _Compiler:
             (arg,) = args
             return lambda scope: impl(what, arg(scope))
         return lambda scope: impl(what, *[fn(scope) for fn in args])
+
+
+def _function_name(func: ast.expr) -> str | None:
+    """``f`` for ``f(...)``, ``Math.f`` for ``Math.f(...)``; None for anything else called."""
+    if isinstance(func, ast.Name):
+        return func.id
+    base = func.value if isinstance(func, ast.Attribute) else None
+    if isinstance(func, ast.Attribute) and isinstance(base, ast.Name) and base.id == "Math":
+        return f"Math.{func.attr}"
+    return None
 
 
 def _describe(node: ast.AST) -> str:

@@ -222,6 +222,17 @@ def test_logic(source: str, expected: Any) -> None:
         ("any([0, '', 1])", True),
         ("all([1, 'a'])", True),
         ("all([])", True),
+        # JavaScript's Math, as in Flowcraft's edge-transform example (README, UnsafeEvaluator)
+        ("Math.round((11.65) * 0.9 * 100) / 100", 10.49),
+        ("Math.round(2.5)", 3),  # half up, not Python's half to even
+        ("Math.round(-2.5)", -2),
+        ("Math.round(7)", 7),
+        ("Math.floor(-1.5)", -2),
+        ("Math.ceil(1.2)", 2),
+        ("Math.trunc(-1.7)", -1),
+        ("Math.abs(-3)", 3),
+        ("Math.max(1, 3, 2)", 3),
+        ("Math.min(4)", 4),
     ],
 )
 def test_functions(source: str, expected: Any) -> None:
@@ -279,6 +290,8 @@ def test_js_literals_need_not_be_in_names() -> None:
         ("getattr(input, 'x')", "calling `getattr`"),
         ("eval('1')", "calling `eval`"),
         ("input.x.pop()", "calling `input.x.pop`"),
+        ("Math.sqrt(2)", "calling `Math.sqrt` is not allowed"),
+        ("input.Math.round(2)", "calling `input.Math.round`"),
         ("'a'.upper()", "calling `'a'.upper`"),
         ("len(x=1)", "keyword arguments"),
         ("len(*input)", "unpacking"),
@@ -384,6 +397,9 @@ def test_non_string_source() -> None:
         ("float([])", "float() needs"),
         ("round(float('nan'))", "NaN"),
         ("round(1, 'a')", "round() digits"),
+        ("Math.round(float('nan'))", "Math.round() of nan"),
+        ("Math.floor(1e400)", "Math.floor() of inf"),
+        ("Math.max(1, 'a')", "expected a number, got str"),
         ("(-8) ** 0.5", "complex"),
         ("2.0 ** 10000", "result too large"),
         ("10 ** 400 / 1", "too large"),
