@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -166,8 +167,10 @@ class Blueprint:
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
     @classmethod
-    def from_dict(cls, data: Any) -> Blueprint:
-        """Read a blueprint from its JSON form; every unreadable part is reported at once."""
+    def from_dict(cls, data: Any, *, known_uses: Container[str] | None = None) -> Blueprint:
+        """Read a blueprint from its JSON form; every unreadable part is reported at once,
+        with every problem validation finds in what could be read (an unknown ``uses`` too,
+        given the registry's ``known_uses``)."""
         _check_size(data)
         reader = _Reader()
         bp = reader.blueprint(data)
@@ -178,17 +181,18 @@ class Blueprint:
                 from flowcraft_core.validation import validate
 
                 seen = {(p.where, p.message) for p in problems}
-                problems += [p for p in validate(bp) if (p.where, p.message) not in seen]
+                found = validate(bp, known_uses=known_uses)
+                problems += [p for p in found if (p.where, p.message) not in seen]
             bid = data.get("id") if isinstance(data, dict) else None
             raise BlueprintError(problems, bid if isinstance(bid, str) else None)
         return bp
 
     @classmethod
-    def from_json(cls, text: str) -> Blueprint:
-        return cls.from_dict(_parse_json(text, ""))
+    def from_json(cls, text: str, *, known_uses: Container[str] | None = None) -> Blueprint:
+        return cls.from_dict(_parse_json(text, ""), known_uses=known_uses)
 
     @classmethod
-    def load(cls, path: str | Path) -> Blueprint:
+    def load(cls, path: str | Path, *, known_uses: Container[str] | None = None) -> Blueprint:
         """Load a ``.json``, ``.yaml`` or ``.yml`` file."""
         p = Path(path)
         try:
@@ -199,7 +203,7 @@ class Blueprint:
             data = _parse_yaml(text, str(p))
         else:
             data = _parse_json(text, str(p))
-        return cls.from_dict(data)
+        return cls.from_dict(data, known_uses=known_uses)
 
 
 def _parse_json(text: str, where: str) -> Any:

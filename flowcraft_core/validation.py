@@ -52,6 +52,16 @@ def start_nodes(bp: Blueprint) -> list[str]:
     return out
 
 
+# Flowcraft built-ins this runtime does not provide, with what to do instead (docs/flowcraft.md,
+# Deliberate differences). A registry may still provide node code under these keys.
+_WEBHOOK = (
+    ": Flowcraft's webhook built-in needs an HTTP endpoint, which this runtime does not serve; "
+    "use a 'wait' node and resume it from your HTTP handler (client.resume(run_id, action, "
+    "output) or `flowcraft resume`)"
+)
+_NOT_PROVIDED: dict[str, str] = {"webhook": _WEBHOOK, "WebhookNode": _WEBHOOK}
+
+
 def check(bp: Blueprint, *, known_uses: Container[str] | None = None) -> None:
     """Raise :class:`BlueprintError` listing every problem, or return if there are none."""
     problems = validate(bp, known_uses=known_uses)
@@ -82,7 +92,8 @@ def validate(bp: Blueprint, *, known_uses: Container[str] | None = None) -> list
     for n in bp.nodes:
         where = _node(n.id)
         if known_uses is not None and n.uses not in BUILTIN_USES and n.uses not in known_uses:
-            add(Problem(where, f"unknown uses {n.uses!r}{_suggest(n.uses, _names(known_uses))}"))
+            hint = _NOT_PROVIDED.get(n.uses) or _suggest(n.uses, _names(known_uses))
+            add(Problem(where, f"unknown uses {n.uses!r}{hint}"))
         fallback = n.config.fallback
         if fallback is not None:
             if fallback == n.id:

@@ -76,6 +76,17 @@ def test_unknown_uses_only_when_known_uses_given() -> None:
     ]
 
 
+def test_flowcraft_webhook_is_explained_unless_registered() -> None:
+    b = bp(node("a", "webhook"), node("b", "WebhookNode"))
+    got = messages(validate(b, known_uses={"fetch"}))
+    assert len(got) == 2
+    for where, text in zip(("a", "b"), got, strict=True):
+        assert text.startswith(f"node {where!r}: unknown uses ")
+        assert "Flowcraft's webhook built-in needs an HTTP endpoint" in text
+        assert "use a 'wait' node and resume it from your HTTP handler" in text
+    assert validate(b, known_uses={"webhook", "WebhookNode"}) == []  # your own node code
+
+
 def test_known_uses_may_be_a_plain_container() -> None:
     class Registry:
         def __contains__(self, key: object) -> bool:

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Container, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -74,8 +74,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def load_blueprint(path: str) -> Blueprint:
-    return Blueprint.load(path)
+def load_blueprint(path: str, known_uses: Container[str] | None = None) -> Blueprint:
+    """The blueprint in ``path``; if it cannot be read whole, the error lists every problem
+    (an unknown ``uses`` too, given the registry's ``known_uses``)."""
+    return Blueprint.load(path, known_uses=known_uses)
 
 
 blueprints_option = click.option(

@@ -74,8 +74,8 @@ def run(
     from flowcraft_core.local import run_workflow
     from flowcraft_core.validation import check
 
-    bp = load_blueprint(blueprint)
     registry = load_registry(registry_spec)
+    bp = load_blueprint(blueprint, known_uses=registry)
     catalog = load_blueprints(blueprints_dir)
     check(bp, known_uses=registry)
     run_input = parse_json(input_json, "--input")
@@ -143,8 +143,8 @@ def validate_command(file: str, registry_spec: str | None, blueprints_dir: str |
     from flowcraft_core.catalog import closure
 
     try:
-        bp = load_blueprint(file)
         known = load_registry(registry_spec) if registry_spec else None
+        bp = load_blueprint(file, known_uses=known)
         catalog = load_blueprints(blueprints_dir)
     except BlueprintError as exc:
         click.echo(str(exc), err=True)

@@ -344,6 +344,28 @@ def test_validate_reports_reader_and_structural_problems_together(nodes_dir: Pat
     _assert_names_every_problem(proc.stderr)
 
 
+def test_unknown_uses_are_reported_with_the_reader_problems(nodes_dir: Path) -> None:
+    """A blueprint that cannot be read whole still has its unknown ``uses`` named, by run and
+    by validate --registry (every problem at once), and the webhook built-in, which this
+    runtime does not provide, is explained."""
+    data = json.loads(json.dumps(INVALID))
+    data["nodes"][2]["config"] = {"joinStrategy": "most"}  # a reader problem
+    data["nodes"] += [{"id": "n", "uses": "nope"}, {"id": "hook", "uses": "webhook"}]
+    data["edges"] += [{"source": "b", "target": "n"}, {"source": "n", "target": "hook"}]
+    path = _write(nodes_dir / "unknown.json", data)
+    for command in ("run", "validate"):
+        proc = flowcraft(command, path, "--registry", "fc_cli_nodes:registry", pythonpath=nodes_dir)
+        assert proc.returncode == 2, proc.stderr
+        assert "node 'b': config.joinStrategy must be 'all' or 'any'" in proc.stderr
+        _assert_names_every_problem(proc.stderr)
+        assert "node 'n': unknown uses 'nope'" in proc.stderr
+        assert (
+            "node 'hook': unknown uses 'webhook': Flowcraft's webhook built-in needs an HTTP "
+            "endpoint" in proc.stderr
+        )
+        assert "use a 'wait' node and resume it from your HTTP handler" in proc.stderr
+
+
 def test_bad_input_json_is_a_usage_error() -> None:
     proc = flowcraft("run", EXAMPLE, "--registry", REGISTRY, "--input", "{not json", "--json")
     assert proc.returncode == 2
