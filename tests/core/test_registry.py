@@ -157,3 +157,9 @@ def test_engine_settings_from_environment() -> None:
     assert settings.lease_ttl == EngineSettings().lease_ttl
     with pytest.raises(FlowcraftError, match="FLOWCRAFT_LEASE_TTL"):
         EngineSettings.from_env({"FLOWCRAFT_LEASE_TTL": "soon"})
+    # The expression language's strict setting (docs/flowcraft.md): a bool variable.
+    assert EngineSettings().strict is False
+    assert EngineSettings.from_env({"FLOWCRAFT_STRICT": "1"}).strict is True
+    assert EngineSettings.from_env({"FLOWCRAFT_STRICT": "false"}).strict is False
+    with pytest.raises(FlowcraftError, match="FLOWCRAFT_STRICT must be true or false"):
+        EngineSettings.from_env({"FLOWCRAFT_STRICT": "sometimes"})
