@@ -713,6 +713,50 @@ FLOWCRAFT_SCENARIOS: list[Scenario] = [
         },
     ),
     Scenario(
+        # 'should only follow the matching conditional edge after resuming from a .wait()
+        # node': the run parks at the wait the conditions chose, and the resume completes it
+        # without running the other branches.
+        "fc_conditional_wait_resume",
+        _bp(
+            "conditional-hitl",
+            [
+                _n(
+                    "route",
+                    "set",
+                    params={"key": "total", "value": 1665, "output": {"total": 1665}},
+                ),
+                _const_node("autoApprove", {"status": "approved"}),
+                {"id": "waitManager", "uses": "wait"},
+                _n("processApproval", "passthrough"),
+                _const_node("reject", {"status": "rejected"}),
+            ],
+            [
+                {"source": "route", "target": "autoApprove", "condition": "route.total < 500"},
+                {
+                    "source": "route",
+                    "target": "waitManager",
+                    "condition": "route.total >= 500 && route.total <= 2000",
+                },
+                {"source": "route", "target": "reject", "condition": "route.total > 2000"},
+                {
+                    "source": "waitManager",
+                    "target": "processApproval",
+                    "transform": "{'status': 'approved' if input.approved else 'denied'}",
+                },
+            ],
+        ),
+        input=None,
+        status="completed",
+        resume=(None, {"approved": True}),
+        outputs={
+            "route": {"total": 1665},
+            "waitManager": {"approved": True},
+            "processApproval": {"status": "approved"},
+        },
+        final_context={"total": 1665},
+        calls={"route:set": 1, "processApproval:passthrough": 1},
+    ),
+    Scenario(
         # Initial context (Flowcraft's run(blueprint, initialState)) and the `inputs: "input"`
         # idiom; a transform reading context keys and a node's output through `context`.
         "fc_initial_context",
