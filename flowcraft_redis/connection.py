@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
@@ -32,7 +33,8 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.retry import Retry
 
-from flowcraft_core.engine import keys
+from flowcraft_core.engine import keys, rules
+from flowcraft_core.engine.state import ended_record, final_record
 from flowcraft_core.errors import BackendUnavailable
 from flowcraft_redis.url import RedisSettings, settings_of
 
@@ -175,35 +177,79 @@ def _lua(value: str | tuple[str, ...]) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _snippet(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+_RUN_BASE_HEAD, _RUN_BASE_TAIL = keys.RUN_BASE.split("{run_id}")
+# ended_record("completed", at) is this head, repr(at), this tail: json.dumps writes a float
+# as its repr, so the script joins the same text around the time it is given.
+_ENDED_HEAD, _ENDED_TAIL = ended_record("completed", 0.5).rsplit("0.5", 1)
+
 SCRIPT_CONSTANTS: dict[str, str] = {
-    # What the scripts must agree on with flowcraft_core.engine.keys, from there alone.
-    "ACTIVATED": _lua(keys.ACTIVATED),
-    "JOB_KEY_KINDS": _lua(keys.JOB_KEY_KINDS),
-    "JOIN_ANY": _lua(keys.JOIN_ANY),
-    "RUN": _lua(keys.RUN),
+    # What the scripts must agree on with flowcraft_core, from there alone.
+    **{
+        name: _lua(getattr(keys, name))
+        for name in (
+            "ACTIVATED",
+            "FINISHED",
+            "WAITING",
+            "RESUMED",
+            "PROGRESS",
+            "FINAL",
+            "ENDED",
+            "SIGNAL_DONE",
+            "RUN_WIDE",
+            "JOB_KEY_KINDS",
+            "LEASE",
+            "ARRIVED",
+            "LIVE",
+            "FIRST",
+            "FAILURES",
+            "HISTORY",
+            "JOIN_ANY",
+            "RUN",
+            "ACTIVE_RUNS",
+            "BLUEPRINT_BASE",
+            "INDEX_BASE",
+            "INDEX_STATUS",
+            "INDEX_FLOW",
+            "RUNNING",
+        )
+    },
+    "RUN_BASE_HEAD": _lua(_RUN_BASE_HEAD),
+    "RUN_BASE_TAIL": _lua(_RUN_BASE_TAIL),
     "INDEX_BUCKET_SECONDS": str(keys.INDEX_BUCKET_SECONDS),
-    "INDEX_STATUS": _lua(keys.INDEX_STATUS),
-    "INDEX_FLOW": _lua(keys.INDEX_FLOW),
-    "RUNNING": _lua(keys.RUNNING),
+    "COMPLETED": _lua("completed"),
+    "FINAL_COMPLETED": _lua(final_record("completed", None)),
+    "ENDED_HEAD": _lua(_ENDED_HEAD),
+    "ENDED_TAIL": _lua(_ENDED_TAIL),
+    # The rules, as Lua generated from their one statement (flowcraft_core.engine.rules).
+    "DECIDE": rules.lua_decide(),
+    "RUN_DONE": rules.RUN_DONE,
+    # Lua shared by several scripts, inlined where they name it (their own placeholders too).
+    "RUN_KEYS": _snippet("run_keys.lua"),
+    "INDEX_MOVE": _snippet("index_move.lua"),
+    "FINALIZE": _snippet("run_finalize_shared.lua"),
+    "LOAD": _snippet("run_load_shared.lua"),
 }
+#: The placeholders of a connection's keyspace, which the scripts that derive key names use:
+#: the prefixes of context keys, coordination keys and signals (see RedisRunState).
+KEYSPACE = ("CTX", "CO", "SIG")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
-def _render(text: str) -> str:
-    return _PLACEHOLDER.sub(lambda m: SCRIPT_CONSTANTS[m.group(1)], text)
-
-
-# A Lua function shared by several scripts, inlined where they name it.
-SCRIPT_CONSTANTS["INDEX_MOVE"] = _render(
-    resources.files(__package__).joinpath("index_move.lua").read_text(encoding="utf-8")
-)
-
-
-def load_script(name: str) -> str:
+def load_script(name: str, keyspace: Mapping[str, str] | None = None) -> str:
     """The text of the Lua script ``name`` shipped beside this module, with every ``{{NAME}}``
-    replaced by :data:`SCRIPT_CONSTANTS`' Lua literal (an unknown name is a KeyError)."""
-    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-    return _render(text)
+    replaced by :data:`SCRIPT_CONSTANTS`' Lua, or by ``keyspace``'s prefix (as a Lua string)
+    for the :data:`KEYSPACE` names, until none is left (an unknown name is a KeyError)."""
+    constants = {**SCRIPT_CONSTANTS, **{k: _lua(v) for k, v in (keyspace or {}).items()}}
+    text = _snippet(name)
+    for _ in range(4):  # a snippet's own placeholders are rendered on the next pass
+        if _PLACEHOLDER.search(text) is None:
+            break
+        text = _PLACEHOLDER.sub(lambda m: constants[m.group(1)], text)
+    return text
 
 
 def unreachable(settings: RedisSettings, exc: BaseException) -> BackendUnavailable:
@@ -216,7 +262,9 @@ def unreachable(settings: RedisSettings, exc: BaseException) -> BackendUnavailab
 class _Clients:
     client: aredis.Redis
     blocking: aredis.Redis
-    scripts: dict[str, AsyncScript] = field(default_factory=dict)
+    scripts: dict[tuple[str, tuple[tuple[str, str], ...]], AsyncScript] = field(
+        default_factory=dict
+    )
 
 
 class Connections:
@@ -253,13 +301,15 @@ class Connections:
         """The client for blocking commands of the running loop."""
         return self._clients().blocking
 
-    def script(self, name: str) -> AsyncScript:
-        """The Lua script ``name`` registered on the running loop's client (run by EVALSHA,
-        loaded on first use)."""
+    def script(self, name: str, keyspace: tuple[tuple[str, str], ...] = ()) -> AsyncScript:
+        """The Lua script ``name`` (rendered with ``keyspace``'s prefixes, see
+        :func:`load_script`) registered on the running loop's client (run by EVALSHA, loaded
+        on first use)."""
         clients = self._clients()
-        script = clients.scripts.get(name)
+        script = clients.scripts.get((name, keyspace))
         if script is None:
-            script = clients.scripts[name] = clients.client.register_script(load_script(name))
+            text = load_script(name, dict(keyspace))
+            script = clients.scripts[(name, keyspace)] = clients.client.register_script(text)
         return script
 
     def acquire(self) -> Connections:

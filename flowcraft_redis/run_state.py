@@ -18,16 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from redis.commands.core import AsyncScript
+
 from flowcraft_core.engine.keys import (
-    ACTIVE_RUNS,
-    INDEX_BASE,
     INDEX_BUCKET_SECONDS,
     INDEX_FLOW,
     INDEX_STATUS,
     INPUT,
     RUN,
     RUNNING,
-    blueprint_key,
     index_bucket,
     index_key,
     index_member,
@@ -49,11 +48,15 @@ from flowcraft_core.protocols.context import encode
 from flowcraft_redis.context import RedisContextStore
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
 
-_COMPLETED = final_record("completed", None)
-
 
 class RedisRunState(ComposedRunState):
-    """:class:`~flowcraft_core.engine.state.RunState` in one round trip per step."""
+    """:class:`~flowcraft_core.engine.state.RunState` in one round trip per step.
+
+    Each script is sent only what varies per call: the run id, job keys, times and values. Key
+    names are derived inside the scripts from the run id (``run_keys.lua``), with this
+    connection's prefixes and every constant rendered in when the script is loaded. So the
+    scripts touch keys they do not declare: Redis Cluster is out of scope.
+    """
 
     prefetches = True
 
@@ -64,6 +67,26 @@ class RedisRunState(ComposedRunState):
         self._ctx = context
         self._co = coordination
         self._connections = coordination.connections
+        # The prefixes the scripts derive key names from, from the stores' own key functions.
+        self._keyspace = (
+            ("CTX", context.key("")),
+            ("CO", coordination.key("")),
+            ("SIG", coordination.signal_key("")),
+        )
+        self._ttl_ms = milliseconds(ttl)
+        self._ms: dict[float, int] = {}
+
+    def _milliseconds(self, seconds: float) -> int:
+        """:func:`milliseconds`, remembered: a deployment uses a handful of TTLs."""
+        ms = self._ms.get(seconds)
+        if ms is None:
+            if len(self._ms) > 64:
+                self._ms.clear()
+            ms = self._ms[seconds] = milliseconds(seconds)
+        return ms
+
+    def _script(self, name: str) -> AsyncScript:
+        return self._connections.script(name, self._keyspace)
 
     async def start(
         self,
@@ -76,7 +99,6 @@ class RedisRunState(ComposedRunState):
         jobs: Sequence[str],
         context: Mapping[str, Any] | None = None,
     ) -> None:
-        rk = run_keys(run_id)
         co = self._co.key
         values = {**(context or {}), INPUT: input, RUN: dict(meta)}
         # Encoded before anything is sent: a value without a JSON form writes nothing.
@@ -84,48 +106,36 @@ class RedisRunState(ComposedRunState):
         started = float(meta["started"])
         bucket = index_bucket(started)
         args: list[str | int] = [
-            milliseconds(self.ttl),
-            repr(time.time()),
             run_id,
+            self._ttl_ms,
+            repr(time.time()),
+            digest,
             blueprint,
-            RUN,
             index_member(started, run_id),
             milliseconds(self.ttl + INDEX_BUCKET_SECONDS),
+            co(index_key(INDEX_STATUS, bucket, RUNNING)),
+            co(index_key(INDEX_FLOW, bucket, f"{RUNNING}:{meta['flow']}")),
             len(jobs),
             *jobs,
         ]
         for field, value in pairs:
             args += [field, value]
-        redis_keys = [
-            self._ctx.key(run_id),
-            co(blueprint_key(digest)),
-            co(rk.activated),
-            co(ACTIVE_RUNS),
-            co(rk.progress),
-            co(index_key(INDEX_STATUS, bucket, RUNNING)),
-            co(index_key(INDEX_FLOW, bucket, f"{RUNNING}:{meta['flow']}")),
-        ]
-        if not await self._connections.script("run_start.lua")(keys=redis_keys, args=args):
+        if not await self._script("run_start.lua")(args=args):
             raise RunExists(f"a run with id {run_id!r} already exists; it was left unchanged")
 
     async def load(
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
     ) -> Loaded:
-        rk = run_keys(job.run_id)
-        jk = job.key
-        co = self._co.key
-        redis_keys = [
-            self._ctx.key(job.run_id),
-            co(rk.final),
-            co(rk.lease(jk)),
-            co(rk.failures(jk)),
-        ]
-        if join:
-            redis_keys += [co(rk.arrived(jk)), co(rk.live(jk)), co(rk.first(jk))]
         fields = list(dict.fromkeys(keys))
-        args = [token, milliseconds(lease_ttl), "1" if join else "0", *fields]
-        reply = await self._connections.script("run_load.lua")(keys=redis_keys, args=args)
-        loaded = _loaded(reply, fields)
+        args = [
+            job.run_id,
+            job.key,
+            token,
+            self._milliseconds(lease_ttl),
+            "1" if join else "0",
+            *fields,
+        ]
+        loaded = _loaded(await self._script("run_load.lua")(args=args), fields)
         assert loaded is not None
         return loaded
 
@@ -140,66 +150,38 @@ class RedisRunState(ComposedRunState):
         prefetch: Prefetch | None = None,
         record: str | None = None,
     ) -> Completion:
-        rk = run_keys(job.run_id)
-        co = self._co.key
-        redis_keys = [
-            self._ctx.key(job.run_id),
-            co(rk.activated),
-            co(rk.finished),
-            co(rk.waiting),
-            co(rk.resumed),
-            co(rk.lease(job.key)),
-            co(rk.progress),
-            co(rk.final),
-            self._co.signal_key(rk.signal_done),
-            co(ACTIVE_RUNS),
+        args: list[str | int] = [
+            job.run_id,
+            job.key,
+            repr(time.time()),
+            self._ttl_ms,
+            self._milliseconds(retention),
         ]
-        now = time.time()
-        ends: list[str | int] = [
-            record or "",
-            ended_record("completed", now),
-            co(INDEX_BASE),
-            milliseconds(retention + INDEX_BUCKET_SECONDS),
-            "completed",
-        ]
-        if prefetch is None:
-            redis_keys += [co("-")] * 5  # never touched: the script is told there is none
-            fields: list[str] = []
-            ahead: list[str | int] = ["", "", 0, "0", *ends, 0]
+        if commit is None:
+            args += ["", 0, ""]
         else:
-            t = prefetch.target
-            redis_keys += [
-                co(rk.lease(t)),
-                co(rk.failures(t)),
-                co(rk.arrived(t)),
-                co(rk.live(t)),
-                co(rk.first(t)),
-            ]
+            assert guard, "a commit needs its guard field"
+            args += [guard, len(commit), record or ""]
+        if prefetch is None:
+            fields: list[str] = []
+            args += ["", "", 0, "0", 0]
+        else:
             fields = list(dict.fromkeys(prefetch.keys))
-            ahead = [
-                t,
+            args += [
+                prefetch.target,
                 prefetch.token,
-                milliseconds(prefetch.lease_ttl),
+                self._milliseconds(prefetch.lease_ttl),
                 "1" if prefetch.join else "0",
-                *ends,
                 len(fields),
                 *fields,
             ]
-        redis_keys += [co(rk.history(job.key)), co(rk.events), co(rk.ended)]
-        args: list[str | int] = [milliseconds(self.ttl), repr(now), job.key]
-        tail: list[str | int] = [milliseconds(retention), _COMPLETED, job.run_id, *ahead]
-        if commit is None:
-            args += ["0", guard, 0, *tail]
-        else:
+        if commit is not None:
             # Encoded before anything is sent: a value without a JSON form writes nothing.
-            pairs = [(field, encode(value)) for field, value in commit.items()]
-            args += ["1", guard, len(pairs), *tail]
-            for field, value in pairs:
-                args += [field, value]
+            for field, value in commit.items():
+                args += (field, encode(value))
         for a in arrivals:
-            redis_keys += [co(rk.arrived(a.target)), co(rk.live(a.target)), co(rk.first(a.target))]
-            args += [a.target, a.edge, "1" if a.live else "0", a.join, a.expected]
-        reply = await self._connections.script("run_complete.lua")(keys=redis_keys, args=args)
+            args += (a.target, a.edge, "1" if a.live else "0", a.join, a.expected)
+        reply = await self._script("run_complete.lua")(args=args)
         if reply[0] == 0:
             return Completion(committed=False, ready=[])
         final = reply[1]
@@ -216,32 +198,19 @@ class RedisRunState(ComposedRunState):
             finalized=None if finalized < 0 else finalized == 1,
             prefetched=_loaded(reply[9 + 2 * count :], fields),
         )
-        await self._announce_idle(rk, census)
+        await self._announce_idle(run_keys(job.run_id), census)
         return completion
 
     async def finalize(
         self, run_id: str, status: str, error: dict[str, Any] | None, *, retention: float
     ) -> bool:
-        rk = run_keys(run_id)
-        co = self._co.key
-        redis_keys = [
-            co(rk.final),
-            self._co.signal_key(rk.signal_done),
-            co(ACTIVE_RUNS),
-            self._ctx.key(run_id),
-            *(co(k) for k in (*rk.run_wide, rk.ended)),
-        ]
-        record = final_record(status, error)
-        won = await self._connections.script("run_finalize.lua")(
-            keys=redis_keys,
+        won = await self._script("run_finalize.lua")(
             args=[
-                record,
-                milliseconds(retention),
                 run_id,
-                ended_record(status, time.time()),
                 status,
-                co(INDEX_BASE),
-                milliseconds(retention + INDEX_BUCKET_SECONDS),
+                final_record(status, error),
+                ended_record(status, time.time()),
+                milliseconds(retention),
             ],
         )
         return bool(won)

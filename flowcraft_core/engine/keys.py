@@ -33,7 +33,21 @@ RUN_HEADERS = "headers"  # the field of a run's metadata (RUN) with its jobs' he
 # The layout below is also what the Redis driver's Lua scripts use: they get these names
 # rendered in at load (flowcraft_redis.connection.SCRIPT_CONSTANTS), never spelled by hand.
 RUN_BASE = "run:{run_id}:"
-ACTIVATED = "act"  # the run's activated job keys, at RUN_BASE + ACTIVATED
+# Run-wide keys, each at RUN_BASE + name (see RunKeys).
+ACTIVATED = "act"  # the run's activated job keys
+FINISHED = "fin"
+WAITING = "wait"
+RESUMED = "resumed"
+PROGRESS = "progress"
+CHILDREN = "children"
+EVENTS = "events"
+FINAL = "final"
+ENDED = "ended"
+SIGNAL_DONE = "sig:done"
+#: The run-wide bookkeeping keys that finalization keeps for the run's retention, with its
+#: context (FINAL and ENDED are written with it; per-job keys keep run_ttl). Every run state
+#: expires exactly these.
+RUN_WIDE = (ACTIVATED, FINISHED, WAITING, RESUMED, PROGRESS, CHILDREN, EVENTS)
 # The kinds of per-job keys, each at RUN_BASE + kind + ":" + job key. A run's are expired
 # with it, found through its activated set: every kind must be listed in JOB_KEY_KINDS.
 LEASE = "lease"
@@ -45,7 +59,8 @@ FAILURES = "fails"
 MISSING = "missing"
 HISTORY = "hist"  # the job's attempt records (a set of JSON members, see engine.history)
 JOB_KEY_KINDS = (LEASE, ARRIVED, LIVE, FIRST, SLEEP, FAILURES, MISSING, HISTORY)
-JOIN_ANY = "any"  # a join that fires on its first taken edge (else "all")
+JOIN_ANY = "any"  # a join that fires on its first taken edge
+JOIN_ALL = "all"  # a join that waits for every incoming edge
 
 ROOT = instance.ROOT
 
@@ -82,8 +97,11 @@ def run_headers(meta: object) -> dict[str, str]:
     return {}
 
 
+BLUEPRINT_BASE = "bp:"
+
+
 def blueprint_key(digest: str) -> str:
-    return f"bp:{digest}"
+    return BLUEPRINT_BASE + digest
 
 
 # The run index: sets of members ``index_member(started, run_id)``, one set per hour of start
@@ -135,6 +153,7 @@ class RunKeys:
         "reopening",
         "resumed",
         "run_id",
+        "run_wide",
         "signal_done",
         "waiting",
     )
@@ -142,32 +161,18 @@ class RunKeys:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.base = base = RUN_BASE.format(run_id=run_id)
-        self.final = base + "final"  # JSON {status, error}; written once (set-if-absent)
+        self.final = base + FINAL  # JSON {status, error}; written once (set-if-absent)
         self.activated = base + ACTIVATED  # job keys activated (token counting)
-        self.finished = base + "fin"  # job keys finished
-        self.waiting = base + "wait"  # wait nodes parked
-        self.resumed = base + "resumed"  # wait nodes resumed
-        self.progress = base + "progress"  # last progress time (reconcile)
-        self.signal_done = base + "sig:done"
-        self.children = base + "children"  # run ids of the subflow runs this run started
+        self.finished = base + FINISHED  # job keys finished
+        self.waiting = base + WAITING  # wait nodes parked
+        self.resumed = base + RESUMED  # wait nodes resumed
+        self.progress = base + PROGRESS  # last progress time (reconcile)
+        self.signal_done = base + SIGNAL_DONE
+        self.children = base + CHILDREN  # run ids of the subflow runs this run started
         self.reopening = base + "reopening"  # held while a retry reopens the run
-        self.ended = base + "ended"  # JSON {status, at}: written with final, first-wins too
-        self.events = base + "events"  # run events other than start and end (JSON members)
-
-    @property
-    def run_wide(self) -> tuple[str, ...]:
-        """The run-wide bookkeeping keys that finalization keeps for the run's retention, with
-        its context (``final`` and ``ended`` are written with it; per-job keys keep run_ttl).
-        Every run state expires exactly these."""
-        return (
-            self.activated,
-            self.finished,
-            self.waiting,
-            self.resumed,
-            self.progress,
-            self.children,
-            self.events,
-        )
+        self.ended = base + ENDED  # JSON {status, at}: written with final, first-wins too
+        self.events = base + EVENTS  # run events other than start and end (JSON members)
+        self.run_wide = tuple(base + name for name in RUN_WIDE)
 
     def signal_idle(self, generation: int) -> str:
         return f"{self.base}sig:idle:{generation}"

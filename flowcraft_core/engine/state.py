@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowcraft_core.engine import history as hist
+from flowcraft_core.engine import rules
 from flowcraft_core.engine.keys import (
     ACTIVE_RUNS,
     ARRIVED,
@@ -147,8 +148,9 @@ class Census:
 
     @property
     def done(self) -> bool:
-        """No activated job is unfinished: the run is complete (whether or not finalized)."""
-        return self.unfinished <= 0
+        """No activated job is unfinished: the run is complete (whether or not finalized);
+        :data:`flowcraft_core.engine.rules.RUN_DONE`, which the Redis scripts apply too."""
+        return rules.run_done(self.activated, self.finished)
 
     @property
     def awaiting(self) -> bool:
@@ -445,20 +447,10 @@ def decide(arrival: Arrival, added: bool, total: int, live: int, first: bool) ->
     """Whether this arrival makes its target ready: True (to run), False (to skip: every
     incoming edge is dead), None (not ready, or another arrival is responsible).
 
-    A repeated arrival (``added`` False) reports readiness again, so a job that crashed
-    between recording an arrival and enqueueing the target still enqueues it on redelivery;
-    enqueueing twice is harmless because the target's commit is first-wins.
+    The rule is :data:`flowcraft_core.engine.rules.JOIN_DECISION`, written once there for this
+    and for the Redis driver's Lua (a repeated arrival reports readiness again, see there).
     """
-    complete = total >= arrival.expected
-    if arrival.join == JOIN_ANY:
-        if arrival.live and (first or not added):
-            return True
-        if complete and live == 0:
-            return False
-        return None
-    if complete:
-        return live > 0
-    return None
+    return rules.decide(arrival.join, arrival.live, added, first, total, arrival.expected, live)
 
 
 def index_ops(
