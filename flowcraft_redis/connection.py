@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
+import hiredis
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -65,19 +66,50 @@ async def _check_health(conn: aredis.connection.AbstractConnection) -> None:
         await conn._send_ping()  # type: ignore[no-untyped-call]  # on a new connection: raises if Redis really is away
 
 
+def _hiredis_pack(args: tuple[Any, ...]) -> list[bytes]:
+    """One command in the Redis protocol, packed by hiredis in C: the same bytes as redis-py's
+    asyncio ``pack_command`` (str as UTF-8, int and float as their repr), which encodes each
+    argument in Python and was the largest share of a worker's own CPU in a fanout-20 profile.
+    redis-py's blocking clients already pack this way; its asyncio ones do not."""
+    first = args[0]
+    if isinstance(first, str):
+        if " " in first:  # a command name with a literal argument in it, e.g. 'CONFIG GET'
+            args = (*first.split(), *args[1:])
+    elif b" " in first:
+        args = (*first.split(), *args[1:])
+    try:
+        return [hiredis.pack_command(args)]
+    except TypeError:
+        pass
+    args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
+    try:
+        return [hiredis.pack_command(args)]
+    except TypeError as exc:  # as redis-py's encoder: a bool, None or object is refused
+        raise redis.DataError(f"cannot send {exc}") from None
+
+
 class _Connection(aredis.Connection):
     async def check_health(self) -> None:
         await _check_health(self)
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return _hiredis_pack(args)
 
 
 class _SSLConnection(aredis.SSLConnection):
     async def check_health(self) -> None:
         await _check_health(self)
 
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return _hiredis_pack(args)
+
 
 class _UnixConnection(aredis.UnixDomainSocketConnection):
     async def check_health(self) -> None:
         await _check_health(self)
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return _hiredis_pack(args)
 
 
 def _sync_check_health(conn: redis.connection.AbstractConnection) -> None:

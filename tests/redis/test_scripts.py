@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 from importlib import resources
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aredis
 
 from flowcraft_core.engine import keys, rules
 from flowcraft_redis import connection
@@ -143,3 +145,27 @@ def test_the_scripts_derive_the_key_names_python_makes(raw: redis.Redis) -> None
         KEYSPACE["CO"] + rk.lease(job),
         KEYSPACE["SIG"] + rk.signal_done,
     ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "ab" * 20, 0, "run-1", "n#0", "1733112345.123456", 86400000, 1.5, 0.1, -7),
+        ("HSET", "k", "ünïcødé ✓", b"\x00\xffraw", bytearray(b"ba"), memoryview(b"mv")),
+        ("CONFIG GET", "maxmemory"),
+        (b"CONFIG GET", b"maxmemory"),
+        ("SET", "k", "x" * 100_000),
+    ],
+)
+def test_commands_are_packed_as_redis_py_packs_them(args: tuple[Any, ...]) -> None:
+    """The async connections pack with hiredis (one C call) the bytes redis-py would send."""
+    ours = b"".join(connection._Connection().pack_command(*args))
+    theirs = b"".join(bytes(c) for c in aredis.Connection().pack_command(*args))
+    assert ours == theirs
+
+
+def test_an_argument_redis_py_refuses_is_refused() -> None:
+    with pytest.raises(redis.DataError):
+        connection._Connection().pack_command("SET", "k", True)
+    with pytest.raises(redis.DataError):
+        aredis.Connection().pack_command("SET", "k", True)
