@@ -19,6 +19,9 @@ class Measurement:
     nodes: int
     seconds: float
     latencies_ms: list[float]
+    cpu_seconds: float
+    """This process's CPU time over the runs (on a shared machine it varies less than
+    wall time; the in-process drivers run everything here)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -27,6 +30,8 @@ class Measurement:
             "nodes": self.nodes,
             "seconds": round(self.seconds, 4),
             "nodes_per_s": round(self.nodes / self.seconds, 1),
+            "cpu_s": round(self.cpu_seconds, 4),
+            "nodes_per_cpu_s": round(self.nodes / max(self.cpu_seconds, 1e-9), 1),
             "p50_ms": round(statistics.median(lat), 2),
             "p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 2),
             **self.extra,
@@ -44,10 +49,11 @@ async def run_many(client: Client, blueprint: Blueprint, runs: int, timeout: flo
             raise RuntimeError(f"benchmark run {run_id} ended {result.status}: {result.error}")
         return (time.perf_counter() - started) * 1000
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     latencies = await asyncio.gather(*(one() for _ in range(runs)))
     seconds = time.perf_counter() - started
-    return Measurement(executed(blueprint) * runs, seconds, list(latencies))
+    cpu_seconds = time.process_time() - cpu
+    return Measurement(executed(blueprint) * runs, seconds, list(latencies), cpu_seconds)
 
 
 def peak_rss_mb() -> float:

@@ -61,13 +61,17 @@ function blueprints() {
 	return all
 }
 
-function summary(nodes, seconds, latencies) {
+function summary(nodes, seconds, latencies, cpu) {
 	const lat = [...latencies].sort((a, b) => a - b)
 	const at = (q) => lat[Math.min(lat.length - 1, Math.floor(lat.length * q))]
+	// CPU time of this process (every thread: V8's GC and compiler too), when measured: on a
+	// shared machine it varies less than wall time.
+	const cpuS = cpu ? (cpu.user + cpu.system) / 1e6 : undefined
 	return {
 		nodes,
 		seconds: Number(seconds.toFixed(4)),
 		nodes_per_s: Number((nodes / seconds).toFixed(1)),
+		...(cpuS ? { cpu_s: Number(cpuS.toFixed(4)), nodes_per_cpu_s: Number((nodes / cpuS).toFixed(1)) } : {}),
 		p50_ms: Number(at(0.5).toFixed(2)),
 		p95_ms: Number(at(0.95).toFixed(2)),
 		p99_ms: Number(at(0.99).toFixed(2)),
@@ -85,9 +89,10 @@ async function memory(shape, size, runs) {
 	}
 	await Promise.all(Array.from({ length: runs }, one)) // warm-up: one whole round, for the JIT
 	const started = performance.now()
+	const cpu = process.cpuUsage()
 	const latencies = await Promise.all(Array.from({ length: runs }, one))
 	const seconds = (performance.now() - started) / 1000
-	return summary(blueprint.nodes.length * runs, seconds, latencies)
+	return summary(blueprint.nodes.length * runs, seconds, latencies, process.cpuUsage(cpu))
 }
 
 async function worker(url, queueName) {
