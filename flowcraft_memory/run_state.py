@@ -16,7 +16,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_core.engine.keys import JOIN_ANY, run_keys
+from flowcraft_core.engine.keys import (
+    ARRIVED,
+    FAILURES,
+    FIRST,
+    HISTORY,
+    JOIN_ANY,
+    LEASE,
+    LIVE,
+    run_keys,
+)
 from flowcraft_core.engine.state import (
     Arrival,
     Census,
@@ -43,17 +52,25 @@ class MemoryRunState(ComposedRunState):
         self, job: Job, keys: Sequence[str], *, join: bool, lease_ttl: float, token: str
     ) -> Loaded:
         co, rk, jk = self._co, run_keys(job.run_id), job.key
-        final = co.get_now(rk.final)
+        now = co.now()
+        live = co._live
+        final = live(rk.final, now)
+        lease = rk.job(LEASE, jk)
+        held = live(lease, now) is None
+        if held:
+            co._put(lease, token, lease_ttl, keep_ttl=False, now=now)
         loaded = Loaded(
-            final=json.loads(final) if final else None,
+            final=json.loads(final) if isinstance(final, str) else None,
             values=self._ctx.get_many_now(job.run_id, keys),
-            lease=co.set_if_absent_now(rk.lease(jk), token, lease_ttl),
-            failures=co.count_now(rk.failures(jk)),
+            lease=held,
+            failures=_size(live(rk.job(FAILURES, jk), now)),
         )
         if join:
-            loaded.arrived = co.count_now(rk.arrived(jk))
-            loaded.live = co.members_now(rk.live(jk))
-            loaded.first = co.get_now(rk.first(jk))
+            loaded.arrived = _size(live(rk.job(ARRIVED, jk), now))
+            members = live(rk.job(LIVE, jk), now)
+            loaded.live = set(members) if isinstance(members, set) else set()
+            first = live(rk.job(FIRST, jk), now)
+            loaded.first = first if isinstance(first, str) else None
         return loaded
 
     async def complete(
@@ -68,42 +85,47 @@ class MemoryRunState(ComposedRunState):
         record: str | None = None,
     ) -> Completion:
         co, rk, ttl = self._co, run_keys(job.run_id), self.ttl
+        now = co.now()
+        add, live, job_key = co.add_member_now, co._live, rk.job
         committed: bool | None = None
         if commit is not None:
             committed = self._ctx.commit_now(job.run_id, guard, commit)
             if not committed:
                 return Completion(committed=False, ready=[])
             if record is not None:
-                co.add_member_now(rk.history(job.key), record, ttl)
+                add(job_key(HISTORY, job.key), record, ttl, now)
         ready: list[tuple[str, bool]] = []
         for a in arrivals:
-            added, total = co.add_member_now(rk.arrived(a.target), a.edge, ttl)
+            target = a.target
+            added, total = add(job_key(ARRIVED, target), a.edge, ttl, now)
             first = False
             if a.live:
-                live = co.add_member_now(rk.live(a.target), a.edge, ttl)[1]
+                taken = add(job_key(LIVE, target), a.edge, ttl, now)[1]
                 if a.join == JOIN_ANY:
-                    first = co.set_if_absent_now(rk.first(a.target), a.edge, ttl)
+                    first = co.set_if_absent_now(job_key(FIRST, target), a.edge, ttl, now)
             else:
-                live = co.count_now(rk.live(a.target))
-            verdict = decide(a, added, total, live, first)
+                taken = _size(live(job_key(LIVE, target), now))
+            verdict = decide(a, added, total, taken, first)
             if verdict is not None:
-                ready.append((a.target, verdict))
+                ready.append((target, verdict))
         for target, _ in ready:
-            co.add_member_now(rk.activated, target, ttl)
-        co.add_member_now(rk.finished, job.key, ttl)
-        co.delete_now(rk.lease(job.key))
-        co.set_now(rk.progress, repr(time.time()), ttl)
-        final = co.get_now(rk.final)
-        completion = Completion(
-            committed,
-            ready,
-            Census(
-                json.loads(final) if final else None,
-                co.count_now(rk.activated),
-                co.count_now(rk.finished),
-                co.count_now(rk.waiting),
-                co.count_now(rk.resumed),
-            ),
+            add(rk.activated, target, ttl, now)
+        add(rk.finished, job.key, ttl, now)
+        co.delete_now(job_key(LEASE, job.key))
+        co.set_now(rk.progress, repr(time.time()), ttl, now)
+        final = live(rk.final, now)
+        census = Census(
+            json.loads(final) if isinstance(final, str) else None,
+            _size(live(rk.activated, now)),
+            _size(live(rk.finished, now)),
+            _size(live(rk.waiting, now)),
+            _size(live(rk.resumed, now)),
         )
-        await self._announce_idle(rk, completion.census)
-        return completion
+        if census.final is None and census.waiting:  # else it cannot be awaiting
+            await self._announce_idle(rk, census)
+        return Completion(committed, ready, census)
+
+
+def _size(value: str | set[str] | None) -> int:
+    """A set key's member count, as the store's ``count`` gives it (0 if absent or not a set)."""
+    return len(value) if isinstance(value, set) else 0
