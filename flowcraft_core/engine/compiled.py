@@ -211,6 +211,9 @@ class CompiledFlow:
         self.digest = blueprint.digest()
         self.id = blueprint.id
         self.nodes: dict[str, Node] = {}
+        # Own is frozen, and outside loops and batches a node has one instance: its keys are
+        # made once, not three times per step (see :meth:`own`).
+        self._own_at_root: dict[str, Own] = {}
         for nd in blueprint.nodes:
             self.nodes[nd.id] = Node(
                 id=nd.id,
@@ -281,6 +284,7 @@ class CompiledFlow:
             if own.route is not None:
                 node.read_keys = [*node.read_keys, own.route]
             node.shared_keys = [k for k in node.read_keys if k not in own.keys]
+        self._own_at_root.clear()  # made while compiling: made again once every node is set
 
     def _subflow(self, node: Node) -> None:
         """A subflow node (or batch worker): its ``params.inputs`` references, read with its
@@ -383,6 +387,14 @@ class CompiledFlow:
 
     def own(self, node: Node, instance: str) -> Own:
         """The keys of ``node``'s own result at ``instance``."""
+        if instance != ROOT:
+            return self._own(node, instance)
+        own = self._own_at_root.get(node.id)
+        if own is None:
+            own = self._own_at_root[node.id] = self._own(node, ROOT)
+        return own
+
+    def _own(self, node: Node, instance: str) -> Own:
         fb = node.fallback
         route = keys.route_key(node.id, instance) if node.records_route else None
         if fb is None:
