@@ -268,7 +268,9 @@ class Scenario:
     outputs: dict[str, Any] | None = None
     check: Callable[[RunResult], None] | None = None
     calls: dict[str, int] = field(default_factory=dict)
-    resume: tuple[str | None, Any] | None = None  # (action, output) once awaiting
+    # Once awaiting: resume with (action, output); or, one after another, each of a list of
+    # (action, output, the waiting node to resume or None), the run awaiting before each.
+    resume: tuple[str | None, Any] | list[tuple[str | None, Any, str | None]] | None = None
     min_seconds: float = 0.0
     error_node: str | None = None
     error_type: str | None = None
@@ -286,6 +288,26 @@ class Scenario:
     @property
     def flow(self) -> Blueprint:
         return Blueprint.from_dict(self.blueprint)
+
+    @property
+    def resumes(self) -> list[tuple[str | None, Any, str | None]]:
+        if self.resume is None:
+            return []
+        if isinstance(self.resume, list):
+            return self.resume
+        action, output = self.resume
+        return [(action, output, None)]
+
+
+async def resume_scenario(
+    client: Client, scenario: Scenario, run_id: str, result: RunResult, timeout: float
+) -> RunResult:
+    """Resume the run as ``scenario`` says, each time once it awaits; the last result."""
+    for action, output, node_id in scenario.resumes:
+        assert result.status == "awaiting", f"{scenario.name}: {result}"
+        await client.resume(run_id, action, output, node_id=node_id)
+        result = await client.result(run_id, timeout)
+    return result
 
 
 def _bp(name: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> dict[str, Any]:
@@ -755,6 +777,83 @@ FLOWCRAFT_SCENARIOS: list[Scenario] = [
         },
         final_context={"total": 1665},
         calls={"route:set": 1, "processApproval:passthrough": 1},
+    ),
+    Scenario(
+        # test/runtime/hitl.test.ts 'should handle multiple sequential wait nodes'
+        "fc_sequential_waits",
+        _bp(
+            "multi-wait-workflow",
+            [
+                _n("start", "passthrough", inputs="input"),
+                {"id": "wait1", "uses": "wait"},
+                {"id": "wait2", "uses": "wait"},
+                _n("end", "passthrough", inputs="_outputs.start"),
+            ],
+            [
+                {"source": "start", "target": "wait1"},
+                {"source": "wait1", "target": "wait2"},
+                {"source": "wait2", "target": "end", "transform": "{'final': input.value + 10}"},
+            ],
+        ),
+        input=None,
+        context={"input": {"value": 42}},
+        status="completed",
+        resume=[(None, {"value": 42}, "wait1"), (None, {"value": 42}, "wait2")],
+        outputs={
+            "start": {"value": 42},
+            "wait1": {"value": 42},
+            "wait2": {"value": 42},
+            "end": {"final": 52},
+        },
+        final_context={"input": {"value": 42}},
+        calls={"start:passthrough": 1, "end:passthrough": 1},
+    ),
+    Scenario(
+        # test/runtime/hitl.test.ts 'should handle multiple concurrent wait nodes': both
+        # branches park; each resume names its wait; the join runs once both are resumed.
+        "fc_concurrent_waits",
+        _bp(
+            "concurrent-wait-workflow",
+            [
+                _n("start", "passthrough", inputs="input"),
+                {"id": "wait1", "uses": "wait"},
+                _n("process1", "suffix", params={"suffix": "", "path": ["value"]}),
+                {"id": "wait2", "uses": "wait"},
+                _n("process2", "suffix", params={"suffix": "", "path": ["value"]}),
+                _n(
+                    "gather",
+                    "passthrough",
+                    inputs={"result1": "_outputs.process1", "result2": "_outputs.process2"},
+                ),
+            ],
+            [
+                {"source": "start", "target": "wait1"},
+                {"source": "wait1", "target": "process1", "transform": "context.start"},
+                {"source": "start", "target": "wait2"},
+                {"source": "wait2", "target": "process2", "transform": "context['_outputs.start']"},
+                {"source": "process1", "target": "gather"},
+                {"source": "process2", "target": "gather"},
+            ],
+        ),
+        input=None,
+        context={"input": {"value": 42}},
+        status="completed",
+        resume=[(None, "one", "wait1"), (None, "two", "wait2")],
+        outputs={
+            "start": {"value": 42},
+            "wait1": "one",
+            "process1": "42",
+            "wait2": "two",
+            "process2": "42",
+            "gather": {"result1": "42", "result2": "42"},
+        },
+        final_context={"input": {"value": 42}},
+        calls={
+            "start:passthrough": 1,
+            "process1:suffix": 1,
+            "process2:suffix": 1,
+            "gather:passthrough": 1,
+        },
     ),
     Scenario(
         # Initial context (Flowcraft's run(blueprint, initialState)) and the `inputs: "input"`
@@ -1786,11 +1885,7 @@ async def run_scenario(
     async with worker:
         run_id = await client.start(scenario.flow, scenario.input, context=scenario.context)
         result = await client.result(run_id, timeout)
-        if scenario.resume is not None:
-            assert result.status == "awaiting", f"{scenario.name}: {result}"
-            action, output = scenario.resume
-            await client.resume(run_id, action, output)
-            result = await client.result(run_id, timeout)
+        result = await resume_scenario(client, scenario, run_id, result, timeout)
         # Let stray duplicate deliveries drain, so that a node run twice would be counted.
         await asyncio.sleep(0.05)
         await check_history_and_index(client, scenario, fault, run_id, result)

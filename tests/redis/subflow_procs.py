@@ -7,7 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from flowcraft_conformance.scenarios import SUBFLOW_SCENARIOS, Scenario, calls_of
+from flowcraft_conformance.scenarios import SUBFLOW_SCENARIOS, Scenario, calls_of, resume_scenario
 from procs import Procs
 
 from flowcraft_core import Blueprint, Client, RunResult, open_backends
@@ -41,11 +41,7 @@ async def run_one(client: Client, worker_client: Client, scenario: Scenario) -> 
     starter = worker_client if scenario.worker_catalog else client
     run_id = await starter.start(scenario.flow, scenario.input, context=scenario.context)
     result = await client.result(run_id, 60)
-    if scenario.resume is not None:
-        assert result.status == "awaiting", (scenario.name, result)
-        await client.resume(run_id, *scenario.resume)
-        result = await client.result(run_id, 60)
-    return result
+    return await resume_scenario(client, scenario, run_id, result, 60)
 
 
 async def run_subflow_scenarios(url: str, tmp_path: Path, *, workers: int = 2) -> None:

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from flowcraft_conformance.scenarios import FLOWCRAFT_SCENARIOS
+from flowcraft_conformance.scenarios import FLOWCRAFT_SCENARIOS, resume_scenario
 from procs import Procs
 
 from flowcraft_core import Client, open_backends
@@ -34,11 +34,8 @@ async def test_flowcraft_cases_on_worker_processes(
                 await client.start(s.flow, s.input, context=s.context) for s in FLOWCRAFT_SCENARIOS
             ]
             results = await asyncio.gather(*(client.result(r, 60) for r in runs))
-            for i, (scenario, result) in enumerate(zip(FLOWCRAFT_SCENARIOS, results, strict=True)):
-                if scenario.resume is not None:  # a wait: resume it once it is awaiting
-                    assert result.status == "awaiting", (scenario.name, result, procs.stderr())
-                    await client.resume(runs[i], *scenario.resume)
-                    results[i] = await client.result(runs[i], 60)
+            for i, scenario in enumerate(FLOWCRAFT_SCENARIOS):  # the waits: resume them
+                results[i] = await resume_scenario(client, scenario, runs[i], results[i], 60)
             for scenario, result in zip(FLOWCRAFT_SCENARIOS, results, strict=True):
                 assert result.status == scenario.status, (scenario.name, result, procs.stderr())
                 assert result.outputs == scenario.outputs, (scenario.name, result.outputs)
