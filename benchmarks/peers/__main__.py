@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -280,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-runs", type=int, default=200)
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    if not (TS / "node_modules").is_dir() or not VENV_PY.exists():
+    # Memory alone (--skip redis,sql,latency) needs only Flowcraft TS, not the peers' venv.
+    needs_venv = bool({"redis", "sql"} - skip)
+    if not (TS / "node_modules").is_dir() or (needs_venv and not VENV_PY.exists()):
         raise SystemExit("the peers are not installed: run `make bench-peers`")
     shutil.copy(Path(__file__).parent / "ts" / "bench.mjs", TS / "bench.mjs")
     rows: list[tuple[str, str, dict[str, Any], dict[str, dict[str, Any]]]] = []
@@ -296,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {json.dumps(rows[-1][2:])}")
 
     latency: dict[str, dict[str, Any]] = {}
-    with private_redis() as base:
+    needs_redis = bool({"redis", "latency"} - skip)
+    with private_redis() if needs_redis else contextlib.nullcontext("") as base:
         if "redis" not in skip:
             for shape, size, runs, ts_runs in SHAPES_RUNS:
                 url = f"{base}/1?prefix=bench"
