@@ -24,8 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pluggy
@@ -43,6 +42,7 @@ from flowcraft_core.builtins import (
 )
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node, Own
+from flowcraft_core.engine.delivery import NOTHING, Lease, Stepped
 from flowcraft_core.engine.errors import describe, problem
 from flowcraft_core.engine.history import AWAITING, COMPLETED, attempt_record, failure_status
 from flowcraft_core.engine.settings import EngineSettings
@@ -76,46 +76,6 @@ T = TypeVar("T")
 Checkpoint = Callable[[str, Job], None]
 """Called at each step of handling a job (``loaded``, ``executed``, ``completed``,
 ``enqueued``). Tests raise from it to simulate a crash at that point."""
-
-
-@dataclass(slots=True)
-class Stepped:
-    """What handling one job came to."""
-
-    ready: list[tuple[Job, bool]] = field(default_factory=list)
-    """The targets it made ready: (job, live?). A dead one is skipped, a live one run."""
-    successor: tuple[Job, Loaded] | None = None
-    """A ready live target whose load came back with the completion (its lease taken)."""
-    enqueue: list[Job] = field(default_factory=list)
-    """Set by :meth:`Engine._continue`: the live targets this delivery does not go on with."""
-
-
-NOTHING = Stepped()
-"""Nothing made ready (never mutated: ``_continue`` leaves a step without live targets alone)."""
-
-
-class Lease:
-    """The lease one delivery took on its job when it loaded it, and its one owner.
-
-    It is given back exactly once: by the run-state step that releases it as part of its writes
-    (:meth:`given_back_by`), or by the engine when handling the job ends without one."""
-
-    __slots__ = ("held", "job", "started")
-
-    def __init__(self, job: Job, held: bool) -> None:
-        self.job = job
-        self.held = held
-        self.started: float | None = None  # when this delivery began executing node code
-
-    async def given_back_by(
-        self, step: Awaitable[T], *, when: Callable[[T], bool] | None = None
-    ) -> T:
-        """Await ``step``, a run-state step that releases the lease (always, or ``when`` its
-        result says so): from then on the lease is no longer this delivery's to give back."""
-        result = await step
-        if when is None or when(result):
-            self.held = False
-        return result
 
 
 class Engine:

@@ -41,13 +41,14 @@ from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.catalog import MAX_SUBFLOW_DEPTH
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Node
+from flowcraft_core.engine.delivery import NOTHING, Lease, Stepped
 from flowcraft_core.engine.errors import problem
 from flowcraft_core.engine.state import Census, Loaded, job_for
 from flowcraft_core.errors import RunExists
 from flowcraft_core.protocols import ContextStore, Job, Queue
 
 if TYPE_CHECKING:
-    from flowcraft_core.engine.engine import Engine, Lease, Stepped
+    from flowcraft_core.engine.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,6 @@ class Subflows:
         lease: Lease,
         prefetch: bool,
     ) -> Stepped:
-        from flowcraft_core.engine.engine import NOTHING
-
         engine = self.engine
         state = engine.state
         child_id = keys.child_run_id(job.run_id, job.key, job.attempt)
@@ -204,8 +203,6 @@ class Subflows:
         lease: Lease,
         census: Census,
     ) -> Stepped:
-        from flowcraft_core.engine.engine import NOTHING
-
         assert census.final is not None
         status = census.final["status"]
         cause = census.final.get("error") or {}
@@ -332,9 +329,6 @@ class Subflows:
         await lease.given_back_by(engine.state.release(job))
 
     async def _park(self, job: Job, child_id: str, generation: int, lease: Lease) -> Stepped:
-        from flowcraft_core.engine.engine import NOTHING
-        from flowcraft_core.engine.engine import Stepped as Step
-
         state = self.engine.state
         member = keys.subflow_member(job.key, job.attempt, generation)
         completion = await lease.given_back_by(state.park(job, member))
@@ -345,7 +339,7 @@ class Subflows:
             await self.engine._enqueue([job])
             return NOTHING
         parent = await self.engine._announce(job, completion)
-        return Step([(parent, True)]) if parent is not None else NOTHING
+        return Stepped([(parent, True)]) if parent is not None else NOTHING
 
     async def _unpark(self, job: Job, generations: int) -> None:
         """Unpark this job's parks at generations below ``generations``."""
