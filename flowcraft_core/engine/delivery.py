@@ -3,13 +3,16 @@ the ``subflow`` built-in share (a module of their own, so both import them at th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from flowcraft_core.engine.state import Loaded
+from flowcraft_core.engine.compiled import CompiledFlow, Node
+from flowcraft_core.engine.state import Loaded, RunState
 from flowcraft_core.protocols import Job
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -19,7 +22,7 @@ class Stepped:
 
     ready: list[tuple[Job, bool]] = field(default_factory=list)
     """The targets it made ready: (job, live?). A dead one is skipped, a live one run."""
-    successor: tuple[Job, Loaded] | None = None
+    successor: Delivery | None = None
     """A ready live target whose load came back with the completion (its lease taken)."""
     enqueue: list[Job] = field(default_factory=list)
     """Set by :meth:`Engine._continue`: the live targets this delivery does not go on with."""
@@ -29,18 +32,29 @@ NOTHING = Stepped()
 """Nothing made ready (never mutated: ``_continue`` leaves a step without live targets alone)."""
 
 
-class Lease:
-    """The lease one delivery took on its job when it loaded it, and its one owner.
+@dataclass(slots=True, eq=False)
+class Delivery:
+    """One delivery of one job, loaded: what handling it owns, passed from step to step.
 
-    It is given back exactly once: by the run-state step that releases it as part of its writes
-    (:meth:`given_back_by`), or by the engine when handling the job ends without one."""
+    It is the one owner of the lease its load took (``held``). The lease is given back exactly
+    once: by the run-state step that releases it as part of its writes (:meth:`given_back_by`),
+    or by :meth:`give_back` when handling the job ends without one (an early exit, a crash), so
+    a redelivery of this very job is not locked out until the lease lapses."""
 
-    __slots__ = ("held", "job", "started")
+    job: Job
+    flow: CompiledFlow
+    node: Node
+    loaded: Loaded
+    held: bool
+    """Whether this delivery still holds the job's lease."""
+    may_continue: bool = False
+    """Whether this delivery may go on inline with a successor (so prefetches its load)."""
+    started: float | None = None
+    """When this delivery began executing node code (its attempt's history record)."""
 
-    def __init__(self, job: Job, held: bool) -> None:
-        self.job = job
-        self.held = held
-        self.started: float | None = None  # when this delivery began executing node code
+    @classmethod
+    def of(cls, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded) -> Delivery:
+        return cls(job, flow, node, loaded, loaded.lease)
 
     async def given_back_by(
         self, step: Awaitable[T], *, when: Callable[[T], bool] | None = None
@@ -51,3 +65,14 @@ class Lease:
         if when is None or when(result):
             self.held = False
         return result
+
+    async def give_back(self, state: RunState) -> None:
+        """Release the lease if this delivery still holds it; never raises (it lapses anyway,
+        and the outcome that ended the handling must not be masked)."""
+        if not self.held:
+            return
+        self.held = False
+        try:
+            await state.release(self.job)
+        except Exception:
+            log.warning("could not release the lease of %s", self.job, exc_info=True)

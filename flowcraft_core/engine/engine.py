@@ -42,14 +42,13 @@ from flowcraft_core.builtins import (
 )
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Edge, Node, Own
-from flowcraft_core.engine.delivery import NOTHING, Lease, Stepped
+from flowcraft_core.engine.delivery import NOTHING, Delivery, Stepped
 from flowcraft_core.engine.errors import describe, problem
 from flowcraft_core.engine.history import AWAITING, COMPLETED, attempt_record, failure_status
 from flowcraft_core.engine.settings import EngineSettings
 from flowcraft_core.engine.state import (
     Arrival,
     Completion,
-    Loaded,
     Prefetch,
     RunState,
     run_state_for,
@@ -145,35 +144,31 @@ class Engine:
 
     async def handle(self, job: Job) -> None:
         """Handle one delivery of ``job``; the queue acknowledges when this returns."""
-        stack: list[tuple[Job, Loaded | None]] = [(job, None)]
+        stack: list[Job | Delivery] = [job]
         deadline = time.monotonic() + self.settings.continue_seconds
         try:
             await self._drain(job, stack, deadline)
         except BaseException:
             # A prefetched successor not yet handled holds a lease: give it back, so the
             # redelivery of this job is not locked out until it lapses.
-            for pending, loaded in stack:
-                if loaded is not None and loaded.lease:
-                    await self._release_quietly(pending)
+            for pending in stack:
+                if isinstance(pending, Delivery):
+                    await pending.give_back(self.state)
             raise
 
-    async def _drain(
-        self, job: Job, stack: list[tuple[Job, Loaded | None]], deadline: float
-    ) -> None:
+    async def _drain(self, job: Job, stack: list[Job | Delivery], deadline: float) -> None:
         steps = 0
         while stack:
-            current, preloaded = stack.pop()
+            pending = stack.pop()
             may_continue = steps + 1 < self.settings.continue_steps and time.monotonic() < deadline
-            stepped = await self._step(current, preloaded, may_continue)
+            stepped = await self._step(pending, may_continue)
             if self._continue(stepped, may_continue, stack):
                 steps += 1
                 if stepped.enqueue:
                     await self._enqueue(stepped.enqueue)
                 self._at("enqueued", job)
 
-    def _continue(
-        self, stepped: Stepped, may_continue: bool, stack: list[tuple[Job, Loaded | None]]
-    ) -> bool:
+    def _continue(self, stepped: Stepped, may_continue: bool, stack: list[Job | Delivery]) -> bool:
         """Put on ``stack`` what this delivery goes on with inline: every skipped target
         (bookkeeping only) and, when ``may_continue``, one live target — the prefetched one if
         any, with its load. The other live targets are enqueued by the caller: returned in
@@ -183,14 +178,16 @@ class Engine:
             if is_live:
                 live.append(target)
             else:
-                stack.append((target, None))
+                stack.append(target)
         if not live:
             return False
         if may_continue:
             successor = stepped.successor
-            chosen = next((j for j in live if successor and j == successor[0]), live[0])
-            live.remove(chosen)
-            stack.append((chosen, successor[1] if successor and chosen == successor[0] else None))
+            if successor is not None and successor.job in live:
+                live.remove(successor.job)
+                stack.append(successor)
+            else:
+                stack.append(live.pop(0))
         stepped.enqueue = live
         return True
 
@@ -207,16 +204,32 @@ class Engine:
         for job in jobs:
             self.guests.flowcraft_job_enqueued(job=job, delay=delay)
 
-    async def _step(self, job: Job, preloaded: Loaded | None, may_continue: bool) -> Stepped:
-        """Handle ``job`` (loaded already when ``preloaded``): what it made ready and, when
-        ``may_continue``, possibly the prefetched load of the target to continue with."""
+    async def _step(self, pending: Job | Delivery, may_continue: bool) -> Stepped:
+        """Handle one job (loaded already when ``pending`` is a prefetched delivery): what it
+        made ready and, when ``may_continue``, possibly the prefetched load of the target to
+        continue with."""
+        delivery = pending if isinstance(pending, Delivery) else await self._load(pending)
+        if delivery is None:
+            return NOTHING
+        delivery.may_continue = may_continue
+        try:
+            self._at("loaded", delivery.job)
+            return await self._after_load(delivery)
+        finally:
+            # Every path that keeps going has the run state release the lease in the same
+            # round trip as its last write; this covers early exits and crashes.
+            await delivery.give_back(self.state)
+
+    async def _load(self, job: Job) -> Delivery | None:
+        """Load ``job`` as step 1 says (module docstring), or fail the run if its blueprint or
+        node is gone."""
         flow = await self.flow(job.digest)
         if flow is None:
             await self._fail(
                 job,
                 problem(job.node_id, "BlueprintNotFound", f"blueprint {job.digest} is not stored"),
             )
-            return NOTHING
+            return None
         node = flow.nodes.get(job.node_id)
         if node is None:
             await self._fail(
@@ -227,29 +240,18 @@ class Engine:
                     f"blueprint {flow.id!r} has no node {job.node_id!r}",
                 ),
             )
-            return NOTHING
-        loaded = preloaded or await self.state.load(
+            return None
+        loaded = await self.state.load(
             job,
             flow.read_keys_at(node, job.instance),
             join=node.needs_join,
             lease_ttl=self._lease_ttl(node),
             token=self._token(),
         )
-        lease = Lease(job, loaded.lease)
-        try:
-            self._at("loaded", job)
-            stepped = await self._after_load(job, flow, node, loaded, lease, may_continue)
-        finally:
-            # Every path that keeps going has the run state release the lease in the same
-            # round trip as its last write; this covers early exits and crashes, so a
-            # redelivery of this very job is not locked out until the lease expires.
-            if lease.held:
-                await self._release_quietly(job)
-        return stepped
+        return Delivery.of(job, flow, node, loaded)
 
-    async def _after_load(
-        self, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded, lease: Lease, prefetch: bool
-    ) -> Stepped:
+    async def _after_load(self, d: Delivery) -> Stepped:
+        job, flow, node, loaded = d.job, d.flow, d.node, d.loaded
         if loaded.final is not None:
             # A subflow run's step that finalized it may have died before continuing its
             # parent (a fused completion finalizes in the same round trip): a redelivery
@@ -261,14 +263,12 @@ class Engine:
         if own.output in values:
             # Committed by an earlier delivery: never run again, just route again.
             output, action = self._committed(own, values)
-            return await self._route_again(
-                job, flow, node, loaded, lease, output=output, action=action, prefetch=prefetch
-            )
+            return await self._route_again(d, output=output, action=action)
         expected = flow.expected_at(node, job.instance, values)
         if expected:
             if not loaded.live:
                 if loaded.arrived >= expected:
-                    return await self._skip(job, flow, node, lease)
+                    return await self._skip(d)
                 return NOTHING  # not ready: a stray delivery; the last arrival will enqueue it
             if node.join == "all" and loaded.arrived < expected:
                 return NOTHING
@@ -280,7 +280,7 @@ class Engine:
             ):
                 await self._enqueue([self._retry(job)], self._retry_delay(node, job))
             return NOTHING
-        if not lease.held:
+        if not d.held:
             # Another delivery is executing it — or held it and died. Look again once the
             # lease may have lapsed; by then the node is committed or can run.
             await self._enqueue([job], self.settings.lease_busy_delay)
@@ -299,48 +299,31 @@ class Engine:
             return NOTHING
         builtin = node.builtin
         if builtin == WAIT:
-            lease.started = time.time()
+            d.started = time.time()
             record = attempt_record(
-                job.attempt, AWAITING, started=lease.started, finished=None, worker=self.worker
+                job.attempt, AWAITING, started=d.started, finished=None, worker=self.worker
             )
             parent = await self._announce(
-                job, await lease.given_back_by(self.state.park(job, record=record))
+                job, await d.given_back_by(self.state.park(job, record=record))
             )
             return Stepped([(parent, True)]) if parent is not None else NOTHING
         if builtin == SUBFLOW:
-            return await self.subflows.step(job, flow, node, node_input, loaded, lease, prefetch)
+            return await self.subflows.step(d, node_input)
         if builtin == SLEEP:
-            if await self._still_asleep(job, node, lease):
+            if await self._still_asleep(d):
                 return NOTHING
-            return await self._commit_and_route(
-                job, flow, node, loaded, lease, output=node_input, writes={}, prefetch=prefetch
-            )
+            return await self._commit_and_route(d, output=node_input, writes={})
         if builtin in (LOOP_CONTROLLER, BATCH_SCATTER, BATCH_GATHER):
-            outcome = await self._builtin(job, node, node_input, values, builtin)
+            outcome = await self._builtin(d, node_input, builtin)
         else:
-            outcome = await self._execute(job, flow, node, node_input, loaded, lease)
+            outcome = await self._execute(d, node_input)
         if outcome is None:
             return NOTHING
         result, writes, fell_back = outcome
         self._at("executed", job)
         return await self._commit_and_route(
-            job,
-            flow,
-            node,
-            loaded,
-            lease,
-            output=result.output,
-            action=result.action,
-            writes=writes,
-            fell_back=fell_back,
-            prefetch=prefetch,
+            d, output=result.output, action=result.action, writes=writes, fell_back=fell_back
         )
-
-    async def _release_quietly(self, job: Job) -> None:
-        try:
-            await self.state.release(job)
-        except Exception:  # the lease expires anyway; never mask the original outcome
-            log.warning("could not release the lease of %s", job, exc_info=True)
 
     # -- execution ----------------------------------------------------------------------------
 
@@ -350,21 +333,16 @@ class Engine:
         return max(ttl, timeout / 1000 * 2) if timeout else ttl
 
     async def _execute(
-        self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        node_input: Any,
-        loaded: Loaded,
-        lease: Lease,
+        self, d: Delivery, node_input: Any
     ) -> tuple[Result, Mapping[str, Any], bool] | None:
         """Run one attempt (and the fallback after the last). Returns (result, context
         writes, whether the fallback gave the result), or None when the run failed or a retry
         was scheduled."""
+        job, node = d.job, d.node
         definition = node.definition
         impl = self.registry.get(definition.uses)
         if impl is None:
-            await self._missing(job, node, lease)
+            await self._missing(d)
             return None
         cfg = definition.config
         run_context = RunContext(self.context, job.run_id)
@@ -379,42 +357,32 @@ class Engine:
             attempts=cfg.max_retries,
         )
         self.guests.flowcraft_node_started(job=job)
-        lease.started = time.time()
+        d.started = time.time()
         try:
-            value = await self._call(impl.call, ctx, cfg.timeout, node, job)
+            value = await self._call(d, impl.call, ctx, cfg.timeout)
         except BaseException as exc:
             _reraise_if_ours(exc)
             final = isinstance(exc, NotRetried)
             cause = exc.error if isinstance(exc, NotRetried) else exc
             error = describe(cause, node_id=node.id, attempt=job.attempt)
-            outcome = await self._attempt_failed(
-                job, flow, node, node_input, loaded, lease, error, final=final
-            )
+            outcome = await self._attempt_failed(d, node_input, error, final=final)
             if outcome is None:
                 return None
             return outcome[0], outcome[1], True
         return self._as_result(value), run_context.pending, False
 
     async def _attempt_failed(
-        self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        node_input: Any,
-        loaded: Loaded,
-        lease: Lease,
-        error: dict[str, Any],
-        *,
-        final: bool = False,
+        self, d: Delivery, node_input: Any, error: dict[str, Any], *, final: bool = False
     ) -> tuple[Result, Mapping[str, Any]] | None:
-        """Attempt ``job.attempt`` of ``node`` failed with ``error``: schedule the next attempt
+        """Attempt ``job.attempt`` of the node failed with ``error``: schedule the next attempt
         (unless ``final`` or it was the last), else run the fallback, else fail the run.
         Returns the fallback's (result, context writes), or None."""
+        job, node = d.job, d.node
         cfg = node.definition.config
         if has_next_attempt(job.attempt, cfg.max_retries) and not final:
             delay = self._retry_delay(node, job)
-            record = self._record(job, lease, failure_status(error, retried=True), error)
-            first = await lease.given_back_by(self.state.fail_attempt(job, record=record))
+            record = self._record(d, failure_status(error, retried=True), error)
+            first = await d.given_back_by(self.state.fail_attempt(job, record=record))
             if first:  # a duplicate delivery of this attempt must not schedule another
                 await self._enqueue([self._retry(job)], delay)
                 self.guests.flowcraft_node_retried(job=job, error=error, delay=delay)
@@ -423,7 +391,7 @@ class Engine:
             fallback = self.registry.get(node.fallback.uses)
             if fallback is not None:
                 fb_ctx = NodeContext(
-                    input=flow.fallback_input(node, loaded.values, node_input),
+                    input=d.flow.fallback_input(node, d.loaded.values, node_input),
                     params=node.fallback.params,
                     run_id=job.run_id,
                     node_id=node.fallback.id,
@@ -432,9 +400,7 @@ class Engine:
                     instance=job.instance,
                 )
                 try:
-                    value = await self._call(
-                        fallback.call, fb_ctx, node.fallback.config.timeout, node, job
-                    )
+                    value = await self._call(d, fallback.call, fb_ctx, node.fallback.config.timeout)
                 except BaseException as fb_exc:
                     _reraise_if_ours(fb_exc)
                     cause = fb_exc.error if isinstance(fb_exc, NotRetried) else fb_exc
@@ -449,8 +415,8 @@ class Engine:
                 )
         # The last attempt is recorded as any failed one (a retry of the run resumes after
         # it), then the run fails.
-        record = self._record(job, lease, failure_status(error, retried=False), error)
-        await lease.given_back_by(self.state.fail_attempt(job, record=record))
+        record = self._record(d, failure_status(error, retried=False), error)
+        await d.given_back_by(self.state.fail_attempt(job, record=record))
         await self._fail(job, error)
         return None
 
@@ -471,14 +437,12 @@ class Engine:
 
         return report
 
-    def _record(
-        self, job: Job, lease: Lease, status: str, error: Mapping[str, Any] | None = None
-    ) -> str:
-        """This delivery's attempt of ``job`` as its history keeps it."""
+    def _record(self, d: Delivery, status: str, error: Mapping[str, Any] | None = None) -> str:
+        """This delivery's attempt of its job as the job's history keeps it."""
         return attempt_record(
-            job.attempt,
+            d.job.attempt,
             status,
-            started=lease.started,
+            started=d.started,
             finished=time.time(),
             worker=self.worker,
             error=error,
@@ -527,10 +491,11 @@ class Engine:
         return value if isinstance(value, Result) else Result(output=value)
 
     async def _call(
-        self, call: Any, ctx: NodeContext, timeout_ms: float | None, node: Node, job: Job
+        self, d: Delivery, call: Any, ctx: NodeContext, timeout_ms: float | None
     ) -> Any:
-        lease = self._leases.hold(job, self._lease_ttl(node))
-        self.executing[lease] = name = f"node {node.id!r} of run {job.run_id}"
+        job, node = d.job, d.node
+        renewing = self._leases.hold(job, self._lease_ttl(node))
+        self.executing[renewing] = name = f"node {node.id!r} of run {job.run_id}"
         self.started.append((time.monotonic(), name))
         threads = CURRENT.set(self.threads)
         try:
@@ -548,12 +513,13 @@ class Engine:
                 ) from None
         finally:
             CURRENT.reset(threads)
-            self._leases.drop(lease)
-            del self.executing[lease]
+            self._leases.drop(renewing)
+            del self.executing[renewing]
 
-    async def _missing(self, job: Job, node: Node, lease: Lease) -> None:
+    async def _missing(self, d: Delivery) -> None:
+        job, node = d.job, d.node
         uses = node.definition.uses
-        tries = await lease.given_back_by(self.state.missing(job))
+        tries = await d.given_back_by(self.state.missing(job))
         if tries > self.settings.missing_retries:
             known = ", ".join(sorted(self.registry)) or "none"
             await self._fail(
@@ -581,15 +547,15 @@ class Engine:
     # -- built-ins ----------------------------------------------------------------------------
 
     async def _builtin(
-        self, job: Job, node: Node, node_input: Any, values: Mapping[str, Any], builtin: str
+        self, d: Delivery, node_input: Any, builtin: str
     ) -> tuple[Result, Mapping[str, Any], bool] | None:
         """Run a loop controller, batch scatter or batch gather: (result, context writes,
         False), or None when it failed the run."""
         if builtin == LOOP_CONTROLLER:
-            return await self._loop_check(job, node, values)
+            return await self._loop_check(d.job, d.node, d.loaded.values)
         if builtin == BATCH_SCATTER:
-            return await self._scatter(job, node, node_input)
-        return await self._gather(job, node, values)
+            return await self._scatter(d.job, d.node, node_input)
+        return await self._gather(d.job, d.node, d.loaded.values)
 
     async def _loop_check(
         self, job: Job, node: Node, values: Mapping[str, Any]
@@ -672,27 +638,24 @@ class Engine:
         writes = {batch.output_key: results} if batch.output_key else {}
         return Result(output=results), writes, False
 
-    async def _still_asleep(self, job: Job, node: Node, lease: Lease) -> bool:
-        duration = (duration_ms(node.definition.params.get("duration", 0)) or 0.0) / 1000
+    async def _still_asleep(self, d: Delivery) -> bool:
+        duration = (duration_ms(d.node.definition.params.get("duration", 0)) or 0.0) / 1000
         # The sleep step gives the lease back only when the node must sleep on.
-        remaining = await lease.given_back_by(
-            self.state.sleep(job, duration), when=lambda left: left > 0
+        remaining = await d.given_back_by(
+            self.state.sleep(d.job, duration), when=lambda left: left > 0
         )
         if remaining <= 0:
             return False
-        await self._enqueue([job], remaining)
+        await self._enqueue([d.job], remaining)
         return True
 
     # -- routing ------------------------------------------------------------------------------
 
     def _arrivals(
         self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
+        d: Delivery,
         output: Any,
         action: Any,
-        values: Mapping[str, Any],
         writes: Mapping[str, Any] | None,
         *,
         skipped: bool = False,
@@ -706,6 +669,8 @@ class Engine:
         condition holds. A condition that cannot be evaluated is false (reported), or raises
         under ``strict``. ``taken`` given: the edges an earlier delivery took (see
         :meth:`_complete`); else the edges taken now are added to ``route`` if given."""
+        job, flow, node = d.job, d.flow, d.node
+        values: Mapping[str, Any] = {} if skipped else d.loaded.values
         batch = node.batch
         if batch is not None and node.id == batch.worker:
             return self._item_done(flow, node, job.instance, values)
@@ -831,78 +796,36 @@ class Engine:
 
     async def _commit_and_route(
         self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        loaded: Loaded,
-        lease: Lease,
+        d: Delivery,
         *,
         output: Any,
         action: Any = None,
         writes: Mapping[str, Any],
         fell_back: bool = False,
-        prefetch: bool,
     ) -> Stepped:
         """Commit this delivery's result (first commit wins) with its context ``writes``, then
         route. If another delivery committed first, route with its result instead (see
         :meth:`CompiledFlow.commit_for` for what a commit holds)."""
-        commit = flow.commit_for(
-            node, job.instance, output=output, action=action, writes=writes, fell_back=fell_back
+        commit = d.flow.commit_for(
+            d.node, d.job.instance, output=output, action=action, writes=writes, fell_back=fell_back
         )
-        return await self._complete(
-            job,
-            flow,
-            node,
-            loaded,
-            lease,
-            output,
-            action,
-            commit=commit,
-            writes=writes,
-            prefetch=prefetch,
-        )
+        return await self._complete(d, output, action, commit=commit, writes=writes)
 
-    async def _route_again(
-        self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        loaded: Loaded,
-        lease: Lease,
-        *,
-        output: Any,
-        action: Any,
-        prefetch: bool,
-    ) -> Stepped:
+    async def _route_again(self, d: Delivery, *, output: Any, action: Any) -> Stepped:
         """Route a result that is committed already (by an earlier delivery, or by the one
         that won against this one): records its arrivals, which repeats harmlessly."""
-        return await self._complete(
-            job,
-            flow,
-            node,
-            loaded,
-            lease,
-            output,
-            action,
-            commit=None,
-            writes=None,
-            prefetch=prefetch,
-        )
+        return await self._complete(d, output, action, commit=None, writes=None)
 
     async def _complete(
         self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        loaded: Loaded,
-        lease: Lease,
+        d: Delivery,
         output: Any,
         action: Any,
         *,
         commit: dict[str, Any] | None,
         writes: Mapping[str, Any] | None,
-        prefetch: bool,
     ) -> Stepped:
+        job, flow, node, loaded = d.job, d.flow, d.node, d.loaded
         own = flow.own(node, job.instance)
         earlier: set[int] | None = None
         route: set[int] | None = None
@@ -916,25 +839,17 @@ class Engine:
             else:
                 route = set()
         try:
-            arrivals = self._arrivals(
-                job,
-                flow,
-                node,
-                output,
-                action,
-                loaded.values,
-                writes,
-                taken=earlier,
-                route=route,
-            )
+            arrivals = self._arrivals(d, output, action, writes, taken=earlier, route=route)
         except ExpressionError as exc:  # strict
             await self._fail(job, describe(exc, node_id=node.id, attempt=job.attempt))
             return NOTHING
         if route is not None and commit is not None:
             commit = {**commit, own.route or "": sorted(route)}
-        ahead = self._prefetch_for(flow, arrivals) if prefetch and self.state.prefetches else None
+        ahead = (
+            self._prefetch_for(flow, arrivals) if d.may_continue and self.state.prefetches else None
+        )
         try:
-            completion = await lease.given_back_by(
+            completion = await d.given_back_by(
                 self.state.complete(
                     job,
                     guard=keys.output_key(node.id, job.instance),
@@ -942,7 +857,7 @@ class Engine:
                     arrivals=arrivals,
                     retention=self.settings.retention,
                     prefetch=ahead,
-                    record=None if commit is None else self._record(job, lease, COMPLETED),
+                    record=None if commit is None else self._record(d, COMPLETED),
                 )
             )
         except (TypeError, ValueError, RecursionError) as exc:
@@ -962,47 +877,49 @@ class Engine:
             # Another delivery committed first: route with its result, not ours.
             stored = await self.context.get_many(job.run_id, flow.read_keys_at(node, job.instance))
             loaded.values = {**loaded.values, **stored}
-            output, action = self._committed(flow.own(node, job.instance), stored)
-            return await self._route_again(
-                job, flow, node, loaded, lease, output=output, action=action, prefetch=prefetch
-            )
+            output, action = self._committed(own, stored)
+            return await self._route_again(d, output=output, action=action)
         successor = None
         if ahead is not None and completion.prefetched is not None:
-            successor = (self._job_for(job, ahead.target), completion.prefetched)
+            target = self._job_for(job, ahead.target)
+            successor = Delivery.of(target, flow, flow.nodes[target.node_id], completion.prefetched)
         try:
             self._at("completed", job)
             if completion.committed:
                 self.guests.flowcraft_node_finished(job=job, output=output, action=action)
-            parent = await self._announce(job, completion)
+            ready = await self._made_ready(job, completion)
         except BaseException:
             # The prefetched successor's lease is ours until we go on with it: a crash here
             # must not lock its next delivery out until the lease lapses.
-            if successor is not None and successor[1].lease:
-                await self._release_quietly(successor[0])
+            if successor is not None:
+                await successor.give_back(self.state)
             raise
-        ready = [(self._job_for(job, target), live) for target, live in completion.ready]
-        if parent is not None:
-            ready.append((parent, True))
         return Stepped(ready, successor)
 
-    async def _skip(self, job: Job, flow: CompiledFlow, node: Node, lease: Lease) -> Stepped:
+    async def _skip(self, d: Delivery) -> Stepped:
         """Finish a node none of whose incoming edges was taken: all its edges are dead."""
-        arrivals = self._arrivals(job, flow, node, None, None, {}, None, skipped=True)
-        completion = await lease.given_back_by(
+        job = d.job
+        arrivals = self._arrivals(d, None, None, None, skipped=True)
+        completion = await d.given_back_by(
             self.state.complete(
                 job,
-                guard=keys.output_key(node.id, job.instance),
+                guard=keys.output_key(d.node.id, job.instance),
                 commit=None,
                 arrivals=arrivals,
                 retention=self.settings.retention,
             )
         )
         self.guests.flowcraft_node_skipped(job=job)
+        return Stepped(await self._made_ready(job, completion))
+
+    async def _made_ready(self, job: Job, completion: Completion) -> list[tuple[Job, bool]]:
+        """The jobs ``job``'s completion made ready, with the parent job to go on with when it
+        left a subflow run done or awaiting (:meth:`_announce`)."""
         parent = await self._announce(job, completion)
         ready = [(self._job_for(job, target), live) for target, live in completion.ready]
         if parent is not None:
             ready.append((parent, True))
-        return Stepped(ready)
+        return ready
 
     @staticmethod
     def _job_for(job: Job, target: str) -> Job:

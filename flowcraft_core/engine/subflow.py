@@ -41,9 +41,9 @@ from flowcraft_core.blueprint import Blueprint
 from flowcraft_core.catalog import MAX_SUBFLOW_DEPTH
 from flowcraft_core.engine import keys
 from flowcraft_core.engine.compiled import CompiledFlow, Node
-from flowcraft_core.engine.delivery import NOTHING, Lease, Stepped
+from flowcraft_core.engine.delivery import NOTHING, Delivery, Stepped
 from flowcraft_core.engine.errors import problem
-from flowcraft_core.engine.state import Census, Loaded, job_for
+from flowcraft_core.engine.state import Census, job_for
 from flowcraft_core.errors import RunExists
 from flowcraft_core.protocols import ContextStore, Job, Queue
 
@@ -145,29 +145,21 @@ class Subflows:
         self.catalog = catalog
         """This worker's own catalog: used for a subflow its run did not pin."""
 
-    async def step(
-        self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        node_input: Any,
-        loaded: Loaded,
-        lease: Lease,
-        prefetch: bool,
-    ) -> Stepped:
+    async def step(self, d: Delivery, node_input: Any) -> Stepped:
+        job, node = d.job, d.node
         engine = self.engine
         state = engine.state
         child_id = keys.child_run_id(job.run_id, job.key, job.attempt)
         census = await state.census(child_id)
         if census.final is None and census.activated == 0:
-            await self._start(job, flow, node, node_input, loaded, lease, child_id)
+            await self._start(d, node_input, child_id)
             return NOTHING
         generation = census.generation
         if census.final is None:
             if census.waiting:
                 await self._unpark(job, generation)
             if census.awaiting:
-                return await self._park(job, child_id, generation, lease)
+                return await self._park(d, child_id, generation)
             return NOTHING  # running: its end continues this job
         if census.waiting:
             await self._unpark(job, generation + 1)
@@ -188,21 +180,11 @@ class Subflows:
                 )
                 return NOTHING
             output, writes = child_output(node, child, everything)
-            return await engine._commit_and_route(
-                job, flow, node, loaded, lease, output=output, writes=writes, prefetch=prefetch
-            )
-        return await self._child_failed(job, flow, node, node_input, loaded, lease, census)
+            return await engine._commit_and_route(d, output=output, writes=writes)
+        return await self._child_failed(d, node_input, census)
 
-    async def _child_failed(
-        self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        node_input: Any,
-        loaded: Loaded,
-        lease: Lease,
-        census: Census,
-    ) -> Stepped:
+    async def _child_failed(self, d: Delivery, node_input: Any, census: Census) -> Stepped:
+        job, node = d.job, d.node
         assert census.final is not None
         status = census.final["status"]
         cause = census.final.get("error") or {}
@@ -217,24 +199,13 @@ class Subflows:
         error["child"] = keys.child_run_id(job.run_id, job.key, job.attempt)
         if cause:
             error["cause"] = cause
-        outcome = await self.engine._attempt_failed(
-            job, flow, node, node_input, loaded, lease, error
-        )
+        outcome = await self.engine._attempt_failed(d, node_input, error)
         if outcome is None:
             return NOTHING
         result, writes = outcome
         self.engine._at("executed", job)
         return await self.engine._commit_and_route(
-            job,
-            flow,
-            node,
-            loaded,
-            lease,
-            output=result.output,
-            action=result.action,
-            writes=writes,
-            fell_back=True,
-            prefetch=False,
+            d, output=result.output, action=result.action, writes=writes, fell_back=True
         )
 
     async def _resolve(self, job: Job, node: Node, meta: dict[str, Any]) -> CompiledFlow | str:
@@ -257,20 +228,12 @@ class Subflows:
         self.engine.remember(compiled)
         return self.engine._flows[compiled.digest]
 
-    async def _start(
-        self,
-        job: Job,
-        flow: CompiledFlow,
-        node: Node,
-        node_input: Any,
-        loaded: Loaded,
-        lease: Lease,
-        child_id: str,
-    ) -> None:
+    async def _start(self, d: Delivery, node_input: Any, child_id: str) -> None:
         """Start the child and enqueue its start jobs (never continued inline: a job of
         another run is not re-derived by a redelivery of this one), or fail the run."""
+        job, node, values = d.job, d.node, d.loaded.values
         engine = self.engine
-        meta = loaded.values.get(keys.RUN)
+        meta = values.get(keys.RUN)
         if not isinstance(meta, dict):
             meta = {}
         depth = int(meta.get("depth") or 0) + 1
@@ -293,7 +256,7 @@ class Subflows:
         refs = node.subflow_inputs
         if refs:
             run_input: Any = None
-            context = {k: ref.resolve(loaded.values) for k, ref in refs.items()}
+            context = {k: ref.resolve(values) for k, ref in refs.items()}
         else:
             run_input, context = node_input, {}
         blueprint_id = str(node.definition.params["blueprintId"])
@@ -326,12 +289,12 @@ class Subflows:
         # crash in between leaving the child started and never enqueued.
         await engine._enqueue(jobs)
         engine._at("executed", job)
-        await lease.given_back_by(engine.state.release(job))
+        await d.given_back_by(engine.state.release(job))
 
-    async def _park(self, job: Job, child_id: str, generation: int, lease: Lease) -> Stepped:
-        state = self.engine.state
+    async def _park(self, d: Delivery, child_id: str, generation: int) -> Stepped:
+        job, state = d.job, self.engine.state
         member = keys.subflow_member(job.key, job.attempt, generation)
-        completion = await lease.given_back_by(state.park(job, member))
+        completion = await d.given_back_by(state.park(job, member))
         again = await state.census(child_id)
         if again.final is not None or again.generation != generation:
             # Resumed (or finished) between the look and the park: go on at once.
