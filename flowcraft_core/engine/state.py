@@ -40,9 +40,10 @@ Contract every implementation keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -1031,9 +1032,7 @@ class ComposedRunState:
         event: Mapping[str, Any] | None = None,
     ) -> list[Job]:
         rk, ttl = run_keys(run_id), self.ttl
-        if not await self.coordination.set_if_absent(rk.reopening, "1", ttl=REOPEN_SECONDS):
-            raise FlowcraftError(f"another retry of run {run_id} is under way")
-        try:
+        async with self._reopening(run_id, f"another retry of run {run_id} is under way"):
             return await self._reopen(
                 run_id,
                 rk,
@@ -1045,8 +1044,33 @@ class ComposedRunState:
                 dict(max_retries or {}),
                 dict(event or {}),
             )
+
+    @contextlib.asynccontextmanager
+    async def _reopening(self, run_id: str, busy: str) -> AsyncIterator[None]:
+        """Hold ``run_id``'s reopening marker while a retry or fork reads and rewrites its
+        bookkeeping (a second one meanwhile would change what the first reads): raise
+        ``busy`` if another holds it."""
+        marker = run_keys(run_id).reopening
+        if not await self.coordination.set_if_absent(marker, "1", ttl=REOPEN_SECONDS):
+            raise FlowcraftError(busy)
+        try:
+            yield
         finally:
-            await self.coordination.delete(rk.reopening)
+            await self.coordination.delete(marker)
+
+    async def _ended(self, rk: RunKeys) -> tuple[set[str], set[str], set[str], set[str], Any]:
+        """A finished run's activated, finished, waiting and resumed sets and final status,
+        as a retry or fork starts from them."""
+        activated, finished, waiting, resumed, final = await self.coordination.batch(
+            [
+                Op.members(rk.activated),
+                Op.members(rk.finished),
+                Op.members(rk.waiting),
+                Op.members(rk.resumed),
+                Op.get(rk.final),
+            ]
+        )
+        return activated, finished, waiting, resumed, final
 
     async def _reopen(
         self,
@@ -1061,15 +1085,7 @@ class ComposedRunState:
         event: dict[str, Any],
     ) -> list[Job]:
         meta = await self.context.get(run_id, RUN)
-        activated, finished, waiting, resumed, final = await self.coordination.batch(
-            [
-                Op.members(rk.activated),
-                Op.members(rk.finished),
-                Op.members(rk.waiting),
-                Op.members(rk.resumed),
-                Op.get(rk.final),
-            ]
-        )
+        activated, finished, waiting, resumed, final = await self._ended(rk)
         if final is None or not isinstance(meta, dict):
             raise FlowcraftError(f"run {run_id} is not finished; only a finished run reopens")
         ended = json.loads(final)["status"]
@@ -1163,11 +1179,10 @@ class ComposedRunState:
         max_retries: Mapping[str, int] | None = None,
         event: Mapping[str, Any] | None = None,
     ) -> list[Job]:
-        src = run_keys(source)
         # The source's marker: a retry reopening it meanwhile would change what is copied.
-        if not await self.coordination.set_if_absent(src.reopening, "1", ttl=REOPEN_SECONDS):
-            raise FlowcraftError(f"a retry or fork of run {source} is under way; try again")
-        try:
+        async with self._reopening(
+            source, f"a retry or fork of run {source} is under way; try again"
+        ):
             return await self._fork(
                 source,
                 run_id,
@@ -1177,8 +1192,6 @@ class ComposedRunState:
                 dict(max_retries or {}),
                 dict(event or {}),
             )
-        finally:
-            await self.coordination.delete(src.reopening)
 
     async def _fork(
         self,
@@ -1191,15 +1204,7 @@ class ComposedRunState:
         event: dict[str, Any],
     ) -> list[Job]:
         src, rk, ttl = run_keys(source), run_keys(run_id), self.ttl
-        activated, finished, waiting, resumed, final = await self.coordination.batch(
-            [
-                Op.members(src.activated),
-                Op.members(src.finished),
-                Op.members(src.waiting),
-                Op.members(src.resumed),
-                Op.get(src.final),
-            ]
-        )
+        activated, finished, waiting, resumed, final = await self._ended(src)
         if final is None or not isinstance(await self.context.get(source, RUN), dict):
             raise FlowcraftError(f"run {source} is not finished; only a finished run forks")
 
