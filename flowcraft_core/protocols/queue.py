@@ -14,7 +14,6 @@ Contract every implementation keeps:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +59,17 @@ class Job:
 
     def stamped(self, delay: float = 0.0) -> Job:
         """This job, due ``delay`` seconds from now: what every enqueue sends."""
-        return dataclasses.replace(self, due=time.time() + delay)
+        # The constructor, not dataclasses.replace: this runs for every job enqueued, and
+        # replace costs about ten calls more (test_job_headers pins that no field is dropped).
+        return Job(
+            run_id=self.run_id,
+            node_id=self.node_id,
+            digest=self.digest,
+            instance=self.instance,
+            attempt=self.attempt,
+            headers=self.headers,
+            due=time.time() + delay,
+        )
 
     @property
     def key(self) -> str:

@@ -195,6 +195,16 @@ def test_a_stamped_job_carries_when_it_was_due() -> None:
     assert "t" not in Job("r", "n", "d").to_dict()
 
 
+def test_a_stamped_job_keeps_every_other_field() -> None:
+    import dataclasses
+
+    job = Job("r", "n", "d", "0/2", 3, {"h": "v"})
+    stamped = job.stamped(1.0)
+    for f in dataclasses.fields(Job):
+        if f.name != "due":
+            assert getattr(stamped, f.name) == getattr(job, f.name), f.name
+
+
 async def test_queued_jobs_are_stamped_inline_ones_are_not() -> None:
     recorder = Recorder()
 
