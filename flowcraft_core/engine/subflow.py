@@ -120,7 +120,9 @@ def flowcraft_context(everything: dict[str, Any], child: CompiledFlow) -> dict[s
 def child_output(
     node: Node, child: CompiledFlow, everything: dict[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
-    """The subflow node's output and its writes to the parent's context (module docstring)."""
+    """The subflow node's output and its writes to the parent's context (module docstring),
+    from the child's final context: all of it with ``params.outputs``, else at least its
+    terminal nodes' outputs."""
     outputs = node.definition.params.get("outputs")
     if outputs:
         final = flowcraft_context(everything, child)
@@ -146,9 +148,7 @@ class Subflows:
         """This worker's own catalog: used for a subflow its run did not pin."""
 
     async def step(self, d: Delivery, node_input: Any) -> Stepped:
-        job, node = d.job, d.node
-        engine = self.engine
-        state = engine.state
+        job, state = d.job, self.engine.state
         child_id = keys.child_run_id(job.run_id, job.key, job.attempt)
         census = await state.census(child_id)
         if census.final is None and census.activated == 0:
@@ -163,25 +163,37 @@ class Subflows:
             return NOTHING  # running: its end continues this job
         if census.waiting:
             await self._unpark(job, generation + 1)
-        status = str(census.final["status"])
-        if status == "completed":
-            everything = await engine.context.get_all(child_id)
-            meta = everything.get(keys.RUN)
-            child = await engine.flow(str(meta["digest"])) if isinstance(meta, dict) else None
-            if child is None:
-                await engine._fail(
-                    job,
-                    problem(
-                        node.id,
-                        "SubflowFailed",
-                        f"subflow node {node.id!r}: the completed child run {child_id} has "
-                        "expired or its blueprint is not stored",
-                    ),
-                )
-                return NOTHING
-            output, writes = child_output(node, child, everything)
-            return await engine._commit_and_route(d, output=output, writes=writes)
+        if census.final["status"] == "completed":
+            return await self._child_completed(d, child_id)
         return await self._child_failed(d, node_input, census)
+
+    async def _child_completed(self, d: Delivery, child_id: str) -> Stepped:
+        """Commit Flowcraft's output of the completed child (module docstring), reading only
+        what it is made of: with ``params.outputs`` that is the child's whole final context;
+        without, the child's metadata (its blueprint names the terminal nodes) and the
+        terminal nodes' outputs — not a context that grows with the child's work."""
+        engine, node, context = self.engine, d.node, self.engine.context
+        whole = bool(node.definition.params.get("outputs"))
+        read = await context.get_all(child_id) if whole else {}
+        meta = read.get(keys.RUN) if whole else await context.get(child_id, keys.RUN)
+        child = await engine.flow(str(meta["digest"])) if isinstance(meta, dict) else None
+        if child is None:
+            await engine._fail(
+                d.job,
+                problem(
+                    node.id,
+                    "SubflowFailed",
+                    f"subflow node {node.id!r}: the completed child run {child_id} has "
+                    "expired or its blueprint is not stored",
+                ),
+            )
+            return NOTHING
+        if not whole:
+            read = await context.get_many(
+                child_id, [keys.output_key(t) for t in child.terminal_ids]
+            )
+        output, writes = child_output(node, child, read)
+        return await engine._commit_and_route(d, output=output, writes=writes)
 
     async def _child_failed(self, d: Delivery, node_input: Any, census: Census) -> Stepped:
         job, node = d.job, d.node

@@ -114,6 +114,47 @@ async def test_flowcraft_subflow_returns_its_terminal_output() -> None:
     assert children == {child_id: {"node": "call-sub", "blueprint": "sub", "status": "completed"}}
 
 
+class ReadsSeen:
+    """The engine's context store, recording which runs it reads whole (``get_all``)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.whole: list[str] = []
+
+    async def get_all(self, run_id: str) -> dict[str, Any]:
+        self.whole.append(run_id)
+        result: dict[str, Any] = await self.store.get_all(run_id)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def set_many(ctx: NodeContext) -> Any:
+    for i in range(50):
+        ctx.context.set(f"k{i}", i)
+    return "many"
+
+
+async def test_without_outputs_the_parent_reads_only_the_childs_terminal_outputs() -> None:
+    """Per-node cost must not grow with the child's context (docs/design.md § The engine):
+    without ``params.outputs`` the completed child's context is not read whole, only its
+    metadata and its terminal nodes' outputs; the output is Flowcraft's all the same."""
+    child = bp(
+        [{"id": "w", "uses": "set_many"}, {"id": "t", "uses": "const", "params": {"value": 7}}],
+        [{"source": "w", "target": "t"}],
+        name="writes-much",
+    )
+    main = bp([sub("call", "writes-much")])
+    async with harness({**REGISTRY, "set_many": set_many}, blueprints=[child]) as h:
+        seen = ReadsSeen(h.worker.engine.context)
+        h.worker.engine.context = seen
+        result = await h.run(main)
+    assert result.status == "completed", result.error
+    assert result.outputs["call"] == 7
+    assert keys.child_run_id(result.run_id, "call#0", 1) not in seen.whole
+
+
 async def test_flowcraft_subflow_inputs_and_outputs() -> None:
     """Flowcraft's 'should execute subflow and merge context correctly' and 'should pass
     outputs from subflow': inputs seed the child's context, outputs write the parent's, and
