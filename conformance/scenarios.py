@@ -1022,8 +1022,9 @@ _INC_X = _bp(
     [{"source": "inc-10", "target": "inc-100"}],
 )
 
-# Subflows (DESIGN § Loops, batches, subflows): each child is a run of its own, exactly one per
-# parent job instance and attempt whatever the fault; outputs as Flowcraft's SubflowNode gives.
+# Subflows (docs/flowcraft.md § Subflows and the blueprint catalog): each child is a run of its
+# own, exactly one per parent job instance and attempt whatever the fault; outputs as
+# Flowcraft's SubflowNode gives.
 SUBFLOW_SCENARIOS: list[Scenario] = [
     Scenario(
         "subflow_chain",

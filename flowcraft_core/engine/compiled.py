@@ -2,7 +2,7 @@
 the context keys each node reads precomputed, so handling a job never walks the whole graph.
 
 How a node's input is resolved (Flowcraft's ``resolveNodeInput`` and ``applyEdgeTransform``,
-DESIGN § Blueprints) lives here, as does the scope of edge conditions and transforms.
+docs/design.md § Blueprints) lives here, as does the scope of edge conditions and transforms.
 """
 
 from __future__ import annotations

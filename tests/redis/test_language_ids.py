@@ -1,5 +1,6 @@
 """Any node id (``#``, ``.``, ``/``, any unicode) round-trips through every driver: its output
-comes back under exactly that id, and no two ids share a stored key (DESIGN § Blueprints)."""
+comes back under exactly that id, and no two ids share a stored key (docs/design.md
+§ Blueprints)."""
 
 from __future__ import annotations
 
