@@ -46,15 +46,11 @@ class Delivery:
     node: Node
     loaded: Loaded
     held: bool
-    """Whether this delivery still holds the job's lease."""
+    """Whether this delivery still holds the job's lease (at first: whether its load took it)."""
     may_continue: bool = False
     """Whether this delivery may go on inline with a successor (so prefetches its load)."""
     started: float | None = None
     """When this delivery began executing node code (its attempt's history record)."""
-
-    @classmethod
-    def of(cls, job: Job, flow: CompiledFlow, node: Node, loaded: Loaded) -> Delivery:
-        return cls(job, flow, node, loaded, loaded.lease)
 
     async def given_back_by(
         self, step: Awaitable[T], *, when: Callable[[T], bool] | None = None

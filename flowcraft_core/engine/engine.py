@@ -218,7 +218,8 @@ class Engine:
         finally:
             # Every path that keeps going has the run state release the lease in the same
             # round trip as its last write; this covers early exits and crashes.
-            await delivery.give_back(self.state)
+            if delivery.held:  # checked here too: this runs for every job
+                await delivery.give_back(self.state)
 
     async def _load(self, job: Job) -> Delivery | None:
         """Load ``job`` as step 1 says (module docstring), or fail the run if its blueprint or
@@ -248,7 +249,7 @@ class Engine:
             lease_ttl=self._lease_ttl(node),
             token=self._token(),
         )
-        return Delivery.of(job, flow, node, loaded)
+        return Delivery(job, flow, node, loaded, loaded.lease)
 
     async def _after_load(self, d: Delivery) -> Stepped:
         job, flow, node, loaded = d.job, d.flow, d.node, d.loaded
@@ -882,7 +883,10 @@ class Engine:
         successor = None
         if ahead is not None and completion.prefetched is not None:
             target = self._job_for(job, ahead.target)
-            successor = Delivery.of(target, flow, flow.nodes[target.node_id], completion.prefetched)
+            prefetched = completion.prefetched
+            successor = Delivery(
+                target, flow, flow.nodes[target.node_id], prefetched, prefetched.lease
+            )
         try:
             self._at("completed", job)
             if completion.committed:
