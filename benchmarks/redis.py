@@ -138,6 +138,8 @@ def bench_url(
     # Worker counts include the warm-up runs: scale per node over all nodes they handled.
     handled = nodes + warm
     round_trips = sum(s["round_trips"] for s in stats) / handled
+    statements = sum(s.get("statements", 0) for s in stats) / handled
+    transactions = sum(s.get("transactions", 0) for s in stats) / handled
     messages = (sum(s["messages"] for s in stats) * nodes / handled + client_messages) / nodes
     summary = measured.summary()
     return {
@@ -152,4 +154,14 @@ def bench_url(
         "messages_per_node": round(messages, 3),
         # Counted at redis-py's asyncio client: other backends report none.
         "round_trips_per_node": round(round_trips, 3) if url.startswith("redis") else "n/a",
+        # Counted at SQLAlchemy's engine events (SQL only): the workers' every statement and
+        # transaction, queue and polls included; each is one round trip at least.
+        **(
+            {}
+            if url.startswith("redis")
+            else {
+                "statements_per_node": round(statements, 2),
+                "transactions_per_node": round(transactions, 2),
+            }
+        ),
     }

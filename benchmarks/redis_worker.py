@@ -3,8 +3,9 @@
 
 Round trips to Redis are counted at redis-py's asyncio client (every command, script or
 pipeline is one); the queue's own traffic goes through Dramatiq's synchronous client and is
-not counted (other backends count none). On SIGTERM it writes its counts and peak RSS to
-STATS_FILE as JSON.
+not counted. On SQL, every statement and transaction of the worker (the queue's and the
+polls' included) is counted at SQLAlchemy's engine events. On SIGTERM it writes its counts
+and peak RSS to STATS_FILE as JSON.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from benchmarks.shapes import registry
 from flowcraft_core.drivers import open_backends
 from flowcraft_core.worker import Worker
 
-COUNTS = {"round_trips": 0, "messages": 0}
+COUNTS = {"round_trips": 0, "messages": 0, "statements": 0, "transactions": 0}
 
 
 def _count_round_trips() -> None:
@@ -39,6 +40,25 @@ def _count_round_trips() -> None:
 
     aclient.Redis.execute_command = counted_command  # type: ignore[method-assign]
     aclient.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+
+
+def _count_statements() -> None:
+    """Count SQL statements and transactions (every engine of this process): each statement
+    is at least one round trip, and so are a transaction's BEGIN and COMMIT."""
+    try:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+    except ModuleNotFoundError:  # the SQL extra is not installed: nothing to count
+        return
+
+    def statement(*_args: Any) -> None:
+        COUNTS["statements"] += 1
+
+    def transaction(*_args: Any) -> None:
+        COUNTS["transactions"] += 1
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "begin", transaction)
 
 
 def count_messages(queue: Any) -> None:
@@ -59,6 +79,7 @@ def count_messages(queue: Any) -> None:
 
 async def serve(url: str, concurrency: int, stats_file: str) -> None:
     _count_round_trips()
+    _count_statements()
     backends = open_backends(url)
     count_messages(backends.queue)
     stop = asyncio.Event()

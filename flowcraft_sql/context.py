@@ -44,7 +44,7 @@ class SQLContextStore:
 
     # -- statements shared with the fused run state ------------------------------------------
 
-    def _live(self, run_id: str, now: float) -> Any:
+    def live(self, run_id: str, now: float) -> Any:
         e = self.db.tables.expiry
         return ~exists().where(and_(e.c.ns == self.ns, e.c.run_id == run_id, e.c.deadline <= now))
 
@@ -55,22 +55,27 @@ class SQLContextStore:
                 c.c.ns == self.ns,
                 c.c.run_id == run_id,
                 c.c.key.in_(keys),
-                self._live(run_id, time.time()),
+                self.live(run_id, time.time()),
             )
         )
         return {k: json.loads(v) for k, v in rows}
 
-    async def purge_expired(self, conn: AsyncConnection, run_id: str) -> None:
-        """Delete the run's rows if its retention has passed (before writing to it)."""
+    async def purge_expired(
+        self, conn: AsyncConnection, run_id: str, expired: bool | None = None
+    ) -> None:
+        """Delete the run's rows if its retention has passed (before writing to it).
+        ``expired``: whether it has, when the caller read the deadline already."""
         t = self.db.tables
-        row = (
-            await conn.execute(
-                select(t.expiry.c.deadline).where(
-                    t.expiry.c.ns == self.ns, t.expiry.c.run_id == run_id
+        if expired is None:
+            row = (
+                await conn.execute(
+                    select(t.expiry.c.deadline).where(
+                        t.expiry.c.ns == self.ns, t.expiry.c.run_id == run_id
+                    )
                 )
-            )
-        ).first()
-        if row is not None and row[0] <= time.time():
+            ).first()
+            expired = row is not None and row[0] <= time.time()
+        if expired:
             await conn.execute(
                 sql_delete(t.context).where(t.context.c.ns == self.ns, t.context.c.run_id == run_id)
             )
@@ -92,10 +97,17 @@ class SQLContextStore:
             )
 
     async def commit_in(
-        self, conn: AsyncConnection, run_id: str, guard: str, encoded: Mapping[str, str]
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        guard: str,
+        encoded: Mapping[str, str],
+        *,
+        expired: bool | None = None,
     ) -> bool:
-        """The first-wins commit inside ``conn``'s transaction."""
-        await self.purge_expired(conn, run_id)
+        """The first-wins commit inside ``conn``'s transaction (``expired``: see
+        :meth:`purge_expired`)."""
+        await self.purge_expired(conn, run_id, expired)
         first = self.rows(run_id, {guard: encoded.get(guard, "null")})[0]
         if not await insert_first(conn, self.db.family, self.db.tables.context, first):
             return False
@@ -124,7 +136,7 @@ class SQLContextStore:
         async def body(conn: AsyncConnection) -> dict[str, Any]:
             rows = await conn.execute(
                 select(c.c.key, c.c.value).where(
-                    c.c.ns == self.ns, c.c.run_id == run_id, self._live(run_id, time.time())
+                    c.c.ns == self.ns, c.c.run_id == run_id, self.live(run_id, time.time())
                 )
             )
             return {k: json.loads(v) for k, v in rows}

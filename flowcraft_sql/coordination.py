@@ -5,7 +5,10 @@ A batch is one transaction in three moves: lock the keys' lock slots (see
 :meth:`flowcraft_sql.database.Database.lock`), read the rows and members the operations need,
 compute every result in order here, then write the differences back. Under the locks no other
 batch can change those keys in between, so the batch is atomic and serial with every other,
-in a handful of statements whatever its length. Expired rows read as absent and are deleted by
+in a handful of statements whatever its length: one to lock, one to read (rows and members
+together, and whatever the fused run state reads with them), and on PostgreSQL one to write
+(elsewhere one per kind of write). Each statement is a round trip to the server, which is what
+a step costs most. Expired rows read as absent and are deleted by
 the batch that finds them, or by the periodic sweep.
 """
 
@@ -18,7 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from sqlalchemy import delete, or_, select, tuple_
+from sqlalchemy import (
+    Integer,
+    Select,
+    delete,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowcraft_core.protocols.coordination import BatchBacked, Op, OpName
@@ -83,17 +96,58 @@ class Batch:
         self.in_db: set[str] = set()  # keys with a row in the database (live or expired)
         self.dirty: set[str] = set()
         self.sets: dict[str, _Members] = {}
+        #: The rows of :meth:`load`'s ``also`` selects: (key, number, text) each.
+        self.also: list[list[tuple[str, Any, Any]]] = []
 
-    async def load(self, conn: AsyncConnection, ops: Sequence[Op]) -> None:
+    async def load(
+        self, conn: AsyncConnection, ops: Sequence[Op], also: Sequence[Select[Any]] = ()
+    ) -> None:
+        """Read the rows and members ``ops`` need, and the rows of ``also`` (selects of
+        :func:`shaped` form, put in :attr:`also` by position), in one statement."""
         t = self.db.tables
         keys = list(dict.fromkeys(op.key for op in ops))
-        found = await conn.execute(
+        c, m = t.coord, t.members
+        parts: list[Select[Any]] = [
             select(
-                t.coord.c.key, t.coord.c.kind, t.coord.c.value, t.coord.c.size, t.coord.c.expires_at
-            ).where(t.coord.c.ns == self.ns, t.coord.c.key.in_(keys))
-        )
+                literal(-1, Integer),
+                c.c.key,
+                c.c.kind,
+                c.c.value,
+                c.c.size,
+                c.c.expires_at,
+                null(),
+            ).where(c.c.ns == self.ns, c.c.key.in_(keys))
+        ]
+        # The members the ops may touch, asked for whether or not their set exists: it is
+        # read in the same statement, so a member row of a set that is absent, expired or a
+        # string is simply ignored below.
+        whole = {op.key for op in ops if op.name == "members"}
+        pairs = {
+            (op.key, op.value or "")
+            for op in ops
+            if op.name in ("add_member", "remove_member") and op.key not in whole
+        }
+        conditions = []
+        if whole:
+            conditions.append(m.c.key.in_(sorted(whole)))
+        if pairs:
+            conditions.append(tuple_(m.c.key, m.c.member).in_(sorted(pairs)))
+        if conditions:
+            parts.append(
+                shaped(-2, m.c.key, value=m.c.member).where(m.c.ns == self.ns, or_(*conditions))
+            )
+        parts.extend(also)
+        query: Any = parts[0] if len(parts) == 1 else union_all(*parts)
+        self.also = [[] for _ in also]
         self.rows = dict.fromkeys(keys)
-        for key, kind, value, size, expires_at in found:
+        member_rows: list[tuple[str, str]] = []
+        for src, key, kind, value, size, expires_at, text_value in await conn.execute(query):
+            if src >= 0:
+                self.also[src].append((key, expires_at, text_value))
+                continue
+            if src == -2:
+                member_rows.append((key, value))
+                continue
             self.in_db.add(key)
             if expires_at is not None and expires_at <= self.now:
                 self.dirty.add(key)  # expired: deleted on flush unless written again
@@ -101,37 +155,23 @@ class Batch:
                     self._set(key).clear()
                 continue
             self.rows[key] = _Row(kind, value, size, expires_at)
-        pairs = {(op.key, op.value) for op in ops if op.name in ("add_member", "remove_member")}
-        whole = {op.key for op in ops if op.name == "members"}
-        pairs = {(k, m) for k, m in pairs if k not in whole}
-        wanted = [
+        wanted = {
             k
-            for k in dict.fromkeys([*(k for k, _ in pairs), *whole])
+            for k in (*whole, *(k for k, _ in pairs))
             if (row := self.rows[k]) is not None and row.kind == "m"
-        ]
-        if not wanted:
-            return
-        m = t.members
-        conditions = []
-        if whole:
-            conditions.append(m.c.key.in_([k for k in whole if k in wanted]))
-        listed = [(k, v) for k, v in pairs if k in wanted]
-        if listed:
-            conditions.append(tuple_(m.c.key, m.c.member).in_(listed))
+        }
         for k in wanted:
-            members = self._set(k)
             if k in whole:
-                members.base = set()
-        for k, v in listed:
-            self._set(k).known[v or ""] = False
-        present = await conn.execute(
-            select(m.c.key, m.c.member).where(m.c.ns == self.ns, or_(*conditions))
-        )
-        for key, member in present:
-            members = self._set(key)
-            if members.base is not None:
-                members.base.add(member)
-            members.known[member] = True
+                self._set(k).base = set()
+        for k, v in pairs:
+            if k in wanted:
+                self._set(k).known[v] = False
+        for key, member in member_rows:
+            if key in wanted:
+                members = self._set(key)
+                if members.base is not None:
+                    members.base.add(member)
+                members.known[member] = True
 
     def _set(self, key: str) -> _Members:
         members = self.sets.get(key)
@@ -225,12 +265,38 @@ class Batch:
         raise ValueError(f"unknown coordination op {name!r}")
 
     async def flush(self, conn: AsyncConnection) -> None:
-        """Write every change back, in a few statements."""
+        """Write every change back: in one statement on PostgreSQL (the writes as CTEs of
+        the last), in a few elsewhere."""
+        statements = self._writes()
+        if not statements:
+            return
+        if self.db.family == "postgresql" and len(statements) > 1:
+            # The CTEs and the main statement run on one snapshot, so they must not touch
+            # the same row: _writes keeps them disjoint.
+            last = statements[-1]
+            for i, stmt in enumerate(statements[:-1]):
+                last = last.add_cte(stmt.cte(f"w{i}"))
+            statements = [last]
+        for stmt in statements:
+            await conn.execute(stmt)
+
+    def _writes(self) -> list[Any]:
+        """The statements that write this batch's changes, each row touched by one only."""
         t, ns = self.db.tables, self.ns
         m = t.members
+        out: list[Any] = []
+        added = [
+            {"ns": ns, "key": k, "member": v}
+            for k, s in sorted(self.sets.items())
+            for v in sorted(s.added)
+        ]
         reset = [k for k, s in self.sets.items() if s.reset and k in self.in_db]
         if reset:
-            await conn.execute(delete(m).where(m.c.ns == ns, m.c.key.in_(reset)))
+            stale = delete(m).where(m.c.ns == ns, m.c.key.in_(reset))
+            kept = [(r["key"], r["member"]) for r in added if r["key"] in set(reset)]
+            if kept:  # re-added at once: upserted below, not deleted here
+                stale = stale.where(tuple_(m.c.key, m.c.member).not_in(kept))
+            out.append(stale)
         gone = [
             (k, v)
             for k, s in self.sets.items()
@@ -238,12 +304,10 @@ class Batch:
             if not s.reset and v not in s.added
         ]
         if gone:
-            await conn.execute(delete(m).where(m.c.ns == ns, tuple_(m.c.key, m.c.member).in_(gone)))
+            out.append(delete(m).where(m.c.ns == ns, tuple_(m.c.key, m.c.member).in_(gone)))
         deleted = [k for k in self.dirty if self.rows.get(k) is None and k in self.in_db]
         if deleted:
-            await conn.execute(
-                delete(t.coord).where(t.coord.c.ns == ns, t.coord.c.key.in_(deleted))
-            )
+            out.append(delete(t.coord).where(t.coord.c.ns == ns, t.coord.c.key.in_(deleted)))
         written = [
             {
                 "ns": ns,
@@ -257,18 +321,31 @@ class Batch:
             if (row := self.rows.get(k)) is not None
         ]
         if written:
-            await conn.execute(
+            out.append(
                 upsert(self.db.family, t.coord, written, ["kind", "value", "size", "expires_at"])
             )
-        added = [
-            {"ns": ns, "key": k, "member": v}
-            for k, s in sorted(self.sets.items())
-            for v in sorted(s.added)
-        ]
         if added:
-            # Upsert, not insert: a stale member of an expired set may not be deleted yet
-            # when the database's statement order differs from ours (it was, just above).
-            await conn.execute(upsert(self.db.family, m, added, ["member"]))
+            # Upsert, not insert: a member of a reset set that is added again keeps its row.
+            out.append(upsert(self.db.family, m, added, ["member"]))
+        return out
+
+
+def shaped(
+    src: int, key: Any, *, value: Any = None, number: Any = None, text: Any = None
+) -> Select[Any]:
+    """A select in the form of :meth:`Batch.load`'s one statement, to add to it: ``src`` (the
+    position in ``also``), a key, and a number or a text (the columns its rows give back).
+    The other columns are untyped NULLs: a union takes each column's type from the branches
+    that have one, on every database."""
+    return select(
+        literal(src, Integer),
+        key,
+        null(),
+        null() if value is None else value,
+        literal(0, Integer),
+        null() if number is None else number,
+        null() if text is None else text,
+    )
 
 
 def validate(ops: Sequence[Op]) -> None:
@@ -302,13 +379,16 @@ class SQLCoordinationStore(BatchBacked):
 
     # -- operations ---------------------------------------------------------------------------
 
-    async def open_batch(self, conn: AsyncConnection, ops: Sequence[Op]) -> Batch:
+    async def open_batch(
+        self, conn: AsyncConnection, ops: Sequence[Op], also: Sequence[Select[Any]] = ()
+    ) -> Batch:
         """Lock and load what ``ops`` (any of which may then be applied, in any order) need,
-        inside ``conn``'s transaction: the fused run state's entry point."""
+        and the rows of ``also`` (see :meth:`Batch.load`), inside ``conn``'s transaction: the
+        fused run state's entry point."""
         if len(ops) > 1 or ops[0].name not in _READS:
             await self.db.lock(conn, (op.key for op in ops))
         batch = Batch(self.db, self.ns, self.clock())
-        await batch.load(conn, ops)
+        await batch.load(conn, ops, also)
         return batch
 
     async def apply_in(self, conn: AsyncConnection, ops: Sequence[Op]) -> list[Any]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowcraft_core.engine.keys import ACTIVE_RUNS, JOIN_ANY, RUN, RUNNING, RunKeys, run_keys
@@ -34,7 +34,7 @@ from flowcraft_core.engine.state import (
 from flowcraft_core.protocols import Job, Op
 from flowcraft_core.protocols.context import encode
 from flowcraft_sql.context import SQLContextStore
-from flowcraft_sql.coordination import Batch, SQLCoordinationStore
+from flowcraft_sql.coordination import Batch, SQLCoordinationStore, shaped
 
 
 def _load_ops(rk: RunKeys, job_key: str, join: bool, lease_ttl: float, token: str) -> list[Op]:
@@ -50,6 +50,10 @@ def _load_ops(rk: RunKeys, job_key: str, join: bool, lease_ttl: float, token: st
             Op.get(rk.first(job_key)),
         ]
     return ops
+
+
+def _decoded(rows: list[tuple[str, Any, Any]]) -> dict[str, Any]:
+    return {key: json.loads(text) for key, _, text in rows}
 
 
 def _loaded(results: list[Any], values: dict[str, Any], join: bool) -> Loaded:
@@ -84,8 +88,11 @@ class SQLRunState(ComposedRunState):
         wanted = list(dict.fromkeys(keys))
 
         async def body(conn: AsyncConnection) -> Loaded:
-            results = await self._co.apply_in(conn, ops)
-            values = await self._ctx.read(conn, job.run_id, wanted) if wanted else {}
+            also = [self._values(job.run_id, wanted, 0)] if wanted else []
+            batch = await self._co.open_batch(conn, ops, also)
+            results = [batch.apply(op) for op in ops]
+            await batch.flush(conn)
+            values = _decoded(batch.also[0]) if wanted else {}
             return _loaded(results, values, join)
 
         return await self.db.run(body)
@@ -149,13 +156,31 @@ class SQLRunState(ComposedRunState):
             *ahead,
         ]
 
+        ahead_keys = list(dict.fromkeys(prefetch.keys)) if prefetch is not None else []
+        also = []
+        if encoded is not None:
+            also.append(self._deadline(run_id, 0))
+        if ahead_keys:
+            also.append(self._values(run_id, ahead_keys, len(also)))
+
         async def body(conn: AsyncConnection) -> Completion:
+            # Everything this step reads, in one statement under the run's lock: the
+            # coordination rows, the run's retention deadline (for the commit) and the
+            # successor's values (for the prefetch), read before the commit and overlaid
+            # with it below.
+            batch = await self._co.open_batch(conn, needed, also)
             committed: bool | None = None
             if encoded is not None:
-                if not await self._ctx.commit_in(conn, run_id, guard, encoded):
+                deadline = batch.also[0][0][1] if batch.also[0] else None
+                if not await self._ctx.commit_in(
+                    conn,
+                    run_id,
+                    guard,
+                    encoded,
+                    expired=deadline is not None and deadline <= time.time(),
+                ):
                     return Completion(committed=False, ready=[])
                 committed = True
-            batch = await self._co.open_batch(conn, needed)
             for op in recording:  # with the commit that won, only
                 batch.apply(op)
             ready: list[tuple[str, bool]] = []
@@ -183,11 +208,11 @@ class SQLRunState(ComposedRunState):
             if census.awaiting and census.final is None:
                 await self._co.signal_in(conn, rk.signal_idle(census.generation), ttl)
             if not completion.done and prefetch is not None and (prefetch.target, True) in ready:
-                values = (
-                    await self._ctx.read(conn, run_id, list(dict.fromkeys(prefetch.keys)))
-                    if prefetch.keys
-                    else {}
-                )
+                values = _decoded(batch.also[-1]) if ahead_keys else {}
+                if encoded is not None:
+                    # What this step's commit wrote (the guard as commit_in writes it).
+                    written = {guard: encoded.get(guard, "null"), **encoded}
+                    values.update((k, json.loads(written[k])) for k in ahead_keys if k in written)
                 completion.prefetched = _loaded(
                     [batch.apply(op) for op in ahead], values, prefetch.join
                 )
@@ -209,6 +234,25 @@ class SQLRunState(ComposedRunState):
         elif completion.awaiting and completion.census.final is None:
             self._co.woken(rk.signal_idle(completion.census.generation))
         return completion
+
+    # -- reads folded into a batch's load --------------------------------------------------
+
+    def _values(self, run_id: str, keys: list[str], src: int) -> Select[Any]:
+        """The run's context values of ``keys`` (live ones), as rows of a batch's load."""
+        c = self.db.tables.context
+        return shaped(src, c.c.key, text=c.c.value).where(
+            c.c.ns == self._ctx.ns,
+            c.c.run_id == run_id,
+            c.c.key.in_(keys),
+            self._ctx.live(run_id, time.time()),
+        )
+
+    def _deadline(self, run_id: str, src: int) -> Select[Any]:
+        """The run's retention deadline, if it has one, as a row of a batch's load."""
+        e = self.db.tables.expiry
+        return shaped(src, e.c.run_id, number=e.c.deadline).where(
+            e.c.ns == self._ctx.ns, e.c.run_id == run_id
+        )
 
     # -- finalize -------------------------------------------------------------------------------
 
