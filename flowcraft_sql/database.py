@@ -99,6 +99,7 @@ class Database:
         self._starting: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._listeners: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._listen_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._pollers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._users = 0
@@ -130,6 +131,7 @@ class Database:
                 await listener.close()
         engine = self._engines.pop(loop, None)
         self._starting.pop(loop, None)
+        self._listen_locks.pop(loop, None)
         if engine is not None:
             await engine.dispose()
 
@@ -314,16 +316,24 @@ class Database:
             )
 
     async def listen(self) -> None:
-        """Start this loop's LISTEN connection (PostgreSQL), once; restarted after it dies."""
+        """Start this loop's LISTEN connection (PostgreSQL), once; restarted after it dies.
+        Returns only once it listens: a caller that went on while another was still starting
+        it would look for its signal, then miss the NOTIFY sent before LISTEN took effect
+        (woken only by the safety poll, a second later)."""
         if not self.push:
             return
         loop = asyncio.get_running_loop()
-        if loop in self._listeners:
+        if self._listeners.get(loop) is not None:
             return
-        self._listeners[loop] = None  # claimed: concurrent callers do not open a second one
+        starting = self._listen_locks.setdefault(loop, asyncio.Lock())
+        async with starting:
+            if self._listeners.get(loop) is None:
+                await self._start_listening(loop)
+
+    async def _start_listening(self, loop: asyncio.AbstractEventLoop) -> None:
+        engine = await self.engine()
+        conn = await engine.connect()
         try:
-            engine = await self.engine()
-            conn = await engine.connect()
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
 
@@ -345,10 +355,11 @@ class Database:
             await raw.add_listener(self.channel("signal"), on_signal)
             await raw.add_listener(self.channel("jobs"), on_jobs)
             raw.add_termination_listener(on_lost)
-            self._listeners[loop] = conn
         except BaseException:
-            self._listeners.pop(loop, None)
+            with contextlib.suppress(Exception):
+                await conn.close()
             raise
+        self._listeners[loop] = conn
 
     def ensure_poller(self, every: float) -> None:
         """Look for signals from other processes every ``every`` seconds, for every waiter of
