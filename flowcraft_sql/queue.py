@@ -100,6 +100,8 @@ class SQLQueue:
 
         async def body(conn: AsyncConnection) -> list[tuple[int, Job]]:
             now = time.time()
+            if self.db.family == "postgresql":
+                return await self._claim_in_one(conn, limit, owner, now)
             query = (
                 select(jobs.c.id, jobs.c.body)
                 .where(jobs.c.ns == self.ns, jobs.c.available_at <= now)
@@ -123,6 +125,33 @@ class SQLQueue:
             return [(int(i), Job.from_dict(json.loads(b))) for i, b in rows]
 
         return await self.db.run(body)
+
+    async def _claim_in_one(
+        self, conn: AsyncConnection, limit: int, owner: str, now: float
+    ) -> list[tuple[int, Job]]:
+        """PostgreSQL's claim in one statement (one round trip, not two): an UPDATE of the
+        rows its subquery locks, RETURNING them. MySQL cannot update a table it selects
+        from in a subquery, so it selects and then updates."""
+        jobs = self.db.tables.jobs
+        due = (
+            select(jobs.c.id)
+            .where(jobs.c.ns == self.ns, jobs.c.available_at <= now)
+            .order_by(jobs.c.available_at, jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = await conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(due.scalar_subquery()))
+            .values(
+                available_at=now + self.settings.lease,
+                owner=owner,
+                deliveries=jobs.c.deliveries + 1,
+            )
+            .returning(jobs.c.id, jobs.c.body)
+        )
+        # RETURNING has no order: by id, which is the order of enqueueing.
+        return [(int(i), Job.from_dict(json.loads(b))) for i, b in sorted(rows)]
 
     async def ack(self, ids: Sequence[int]) -> None:
         jobs = self.db.tables.jobs
