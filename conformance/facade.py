@@ -41,6 +41,10 @@ class LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            # Since Python 3.11 this is the builtin TimeoutError, which the awaitable itself may
+            # raise: only a future still running has run out of time here.
+            if future.done():
+                raise
             future.cancel()
             raise TimeoutError(f"conformance call did not finish within {timeout}s") from None
 

@@ -1954,6 +1954,13 @@ def verify(scenario: Scenario, fault: str, result: RunResult, calls: dict[str, i
     )
 
 
+# How long a scenario's run may take on a driver under test: generous, since a slow SQL step
+# under duplicated deliveries on a loaded machine is not a failure; a run that never ends is.
+# The call's own bound is a little longer, so the run's RunTimeout (not the call's) reports it.
+RESULT_TIMEOUT = 100.0
+CALL_TIMEOUT = RESULT_TIMEOUT + 20
+
+
 class WorkflowScenarios:
     """Every scenario under every fault, on the driver under test: exact outputs, joins that
     fire once, and no committed node run again (see the module docstring)."""
@@ -1965,7 +1972,8 @@ class WorkflowScenarios:
     def test_scenario(self, conformance: Harness, name: str, fault: str) -> None:
         scenario = SCENARIOS_BY_NAME[name]
         result, calls = conformance.run(
-            run_scenario(scenario, conformance.backends, fault=fault), timeout=120
+            run_scenario(scenario, conformance.backends, fault=fault, timeout=RESULT_TIMEOUT),
+            timeout=CALL_TIMEOUT,
         )
         verify(scenario, fault, result, calls)
 
@@ -1977,7 +1985,13 @@ class WorkflowScenarios:
         scenario = SCENARIOS_BY_NAME[name]
         settings = EngineSettings(fused_state=False)
         result, calls = conformance.run(
-            run_scenario(scenario, conformance.backends, fault=fault, settings=settings),
-            timeout=120,
+            run_scenario(
+                scenario,
+                conformance.backends,
+                fault=fault,
+                settings=settings,
+                timeout=RESULT_TIMEOUT,
+            ),
+            timeout=CALL_TIMEOUT,
         )
         verify(scenario, fault, result, calls)
