@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import LargeBinary, Select, Table, bindparam, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
+
+from flowcraft_sql.schema import Key
 
 _DUPLICATE_KEY = 1062  # MySQL's ER_DUP_ENTRY
 
@@ -25,7 +28,7 @@ def upsert(
         return result
     keys = [c.name for c in table.primary_key.columns]
     if family == "postgresql":
-        pg = postgresql.insert(table).values(list(rows))
+        pg = postgresql.insert(table).from_select(list(rows[0]), _unnest(table, rows))
         return pg.on_conflict_do_update(
             index_elements=keys, set_={c: pg.excluded[c] for c in update}
         )
@@ -33,6 +36,26 @@ def upsert(
     return lite.on_conflict_do_update(
         index_elements=keys, set_={c: lite.excluded[c] for c in update}
     )
+
+
+def _unnest(table: Table, rows: Sequence[dict[str, Any]]) -> Select[Any]:
+    """``rows`` as one array parameter per column, unnested: a statement of one shape
+    whatever the number of rows, so SQLAlchemy compiles it once (a multi-row VALUES has no
+    cache key and is compiled at every execution, which cost more than its round trip).
+    Its parameters are named by table, so the upserts of two tables can share a statement."""
+    names = list(rows[0])
+    params = []
+    for name in names:
+        column = table.c[name]
+        values = [row[name] for row in rows]
+        if isinstance(column.type, Key):  # bytea: encoded here, as Key does for one value
+            values = [None if v is None else v.encode("utf-8") for v in values]
+            kind: Any = ARRAY(LargeBinary)
+        else:
+            kind = ARRAY(column.type)
+        params.append(bindparam(f"{table.name}_{name}", values, type_=kind))
+    unnested = func.unnest(*params).table_valued(*names).render_derived()
+    return select(*(unnested.c[name] for name in names))
 
 
 async def insert_first(
