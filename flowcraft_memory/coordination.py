@@ -200,7 +200,10 @@ class MemoryCoordinationStore:
         for key in keys:
             self._waiters.setdefault(key, []).append(fut)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives as
+            # the signal does (CPython gh-86296), and the cancelled waiter would go on.
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError:
             return None
         finally:

@@ -88,28 +88,41 @@ def _hiredis_pack(args: tuple[Any, ...]) -> list[bytes]:
         raise redis.DataError(f"cannot send {exc}") from None
 
 
-class _Connection(aredis.Connection):
+class _Checked:
+    """What every asyncio connection of the driver adds to redis-py's: the idle health check,
+    hiredis packing, and a send that never drops a cancellation."""
+
     async def check_health(self) -> None:
-        await _check_health(self)
+        await _check_health(self)  # type: ignore[arg-type]
 
     def pack_command(self, *args: Any) -> list[bytes]:
         return _hiredis_pack(args)
 
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        # redis-py sends under asyncio.wait_for, which on Python 3.11 returns normally when a
+        # cancellation arrives just as the send completes, and drops it (CPython gh-86296).
+        # The caller would then wait for a reply it was told to stop waiting for: a cancelled
+        # BLMOVE wait went on forever. A cancellation requested during the send is honoured
+        # as redis-py honours one that interrupts it: the connection is given up, since its
+        # reply will never be read.
+        task = asyncio.current_task()
+        requested = task.cancelling() if task is not None else 0
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        if task is not None and task.cancelling() > requested:
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            raise asyncio.CancelledError
 
-class _SSLConnection(aredis.SSLConnection):
-    async def check_health(self) -> None:
-        await _check_health(self)
 
-    def pack_command(self, *args: Any) -> list[bytes]:
-        return _hiredis_pack(args)
+class _Connection(_Checked, aredis.Connection):
+    pass
 
 
-class _UnixConnection(aredis.UnixDomainSocketConnection):
-    async def check_health(self) -> None:
-        await _check_health(self)
+class _SSLConnection(_Checked, aredis.SSLConnection):
+    pass
 
-    def pack_command(self, *args: Any) -> list[bytes]:
-        return _hiredis_pack(args)
+
+class _UnixConnection(_Checked, aredis.UnixDomainSocketConnection):
+    pass
 
 
 def _sync_check_health(conn: redis.connection.AbstractConnection) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
@@ -307,3 +308,40 @@ async def test_cancelled_wait_leaves_the_store_usable(
     await coordination.signal("a")
     assert await coordination.wait_any(["a", "b"], 1) == "a"
     assert await coordination.wait_any(["a"], 1) == "a"
+
+
+async def test_a_wait_cancelled_at_any_moment_ends_cancelled(redis_url: str) -> None:
+    # Cancelled a few milliseconds in, a wait is often just sending its commands. redis-py
+    # sends under asyncio.wait_for, which on Python 3.11 dropped a cancellation arriving as
+    # a send completed: the wait then blocked forever on a BLMOVE that nobody would signal.
+    store = RedisCoordinationStore(redis_url)
+    rng = random.Random(7)
+    try:
+        for _ in range(200):
+            delay = rng.random() * 0.005
+            task = asyncio.create_task(store.wait_any(["a", "b"], None))
+            await asyncio.sleep(delay)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            if not done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            assert done, f"a wait cancelled {delay * 1000:.2f} ms in went on waiting"
+            assert task.cancelled()
+        await store.signal("a")
+        assert await store.wait_any(["a", "b"], 1) == "a"
+    finally:
+        await store.close()
+
+
+async def test_a_memory_wait_cancelled_as_it_is_signalled_ends_cancelled() -> None:
+    # The signal and the cancellation land in the same turn of the loop; asyncio.wait_for on
+    # Python 3.11 returned the signal and dropped the cancellation, so the waiter went on.
+    store = MemoryCoordinationStore()
+    task = asyncio.create_task(store.wait_any(["a"], 5))
+    await asyncio.sleep(0)
+    await store.signal("a")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.wait_any(["a"], 1) == "a"
