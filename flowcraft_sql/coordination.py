@@ -467,10 +467,13 @@ class SQLCoordinationStore(BatchBacked):
         if not wanted:
             await asyncio.sleep(timeout if timeout is not None else 1e9)
             return None
-        await self.db.listen()
-        # Register before looking, so a signal between the look and the wait is not missed.
+        # Register before listening and looking: a signal of this process while the LISTEN
+        # connection is still being opened, or between the look and the wait, is not missed.
         fut = self.db.signal_waiter(self.ns, wanted)
         try:
+            await self.db.listen()
+            if fut.done():
+                return fut.result()
             found = await self._signalled(wanted)
             if found is not None:
                 return found
