@@ -494,21 +494,20 @@ def rejoined(
 ) -> tuple[list[Op], bool]:
     """Job ``key``'s join state rebuilt (in the run of ``rk``) from its arrivals ``read``
     (:func:`join_reads`, of the run a retry or fork starts from) over ``rejoin.kept`` edges,
-    and whether those alone make it ready, to run or to skip (every arrival dead), as
-    :func:`decide` would: all its edges arrived, or a live one at an ``any`` join (the first
-    kept one, if the first was not kept). The writes expect the join state to be empty."""
+    and whether those alone make it ready, to run or to skip (every arrival dead): the join
+    rule (:data:`rules.JOIN_DECISION`) applied as if the kept arrivals had just been recorded,
+    a live one holding the ``any`` join's first slot (the first kept one, if the first was not
+    kept). The writes expect the join state to be empty."""
     arrived, live = set(read[0]) & rejoin.kept, set(read[1]) & rejoin.kept
     first = read[2] if read[2] in live else min(live, default=None)
     ops = [Op.add_member(rk.arrived(key), m, ttl) for m in sorted(arrived)]
     ops += [Op.add_member(rk.live(key), m, ttl) for m in sorted(live)]
     if rejoin.join == JOIN_ANY and first is not None:
         ops.append(Op.set(rk.first(key), first, ttl))
-    ready = (
-        rejoin.expected == 0
-        or (rejoin.join == JOIN_ANY and bool(live))
-        or len(arrived) >= rejoin.expected
+    verdict = rules.decide(
+        rejoin.join, bool(live), True, first is not None, len(arrived), rejoin.expected, len(live)
     )
-    return ops, ready
+    return ops, verdict is not None
 
 
 def undone_results(undone: Collection[str], fallbacks: Mapping[str, str]) -> list[str]:
