@@ -84,7 +84,7 @@ class MemoryRunState(ComposedRunState):
         prefetch: Prefetch | None = None,
         record: str | None = None,
     ) -> Completion:
-        co, rk, ttl = self._co, run_keys(job.run_id), self.ttl
+        co, rk, ttl, jk = self._co, run_keys(job.run_id), self.ttl, job.key
         now = co.now()
         add, live, job_key = co.add_member_now, co._live, rk.job
         committed: bool | None = None
@@ -93,7 +93,7 @@ class MemoryRunState(ComposedRunState):
             if not committed:
                 return Completion(committed=False, ready=[])
             if record is not None:
-                add(job_key(HISTORY, job.key), record, ttl, now)
+                add(job_key(HISTORY, jk), record, ttl, now)
         ready: list[tuple[str, bool]] = []
         for a in arrivals:
             target = a.target
@@ -108,16 +108,19 @@ class MemoryRunState(ComposedRunState):
             verdict = decide(a, added, total, taken, first)
             if verdict is not None:
                 ready.append((target, verdict))
+        # The census counts of the two sets just added to are the sizes the adds report (the
+        # step is atomic and at one instant): no second look at either.
+        activated = 0
         for target, _ in ready:
-            add(rk.activated, target, ttl, now)
-        add(rk.finished, job.key, ttl, now)
-        co.delete_now(job_key(LEASE, job.key))
+            activated = add(rk.activated, target, ttl, now)[1]
+        finished = add(rk.finished, jk, ttl, now)[1]
+        co.delete_now(job_key(LEASE, jk))
         co.set_now(rk.progress, repr(time.time()), ttl, now)
         final = live(rk.final, now)
         census = Census(
             json.loads(final) if isinstance(final, str) else None,
-            _size(live(rk.activated, now)),
-            _size(live(rk.finished, now)),
+            activated if ready else _size(live(rk.activated, now)),
+            finished,
             _size(live(rk.waiting, now)),
             _size(live(rk.resumed, now)),
         )

@@ -43,7 +43,7 @@ def attempt_record(
     error: Mapping[str, Any] | None = None,
 ) -> str:
     """The stored form of one attempt (a member of the job's history set)."""
-    return json.dumps(
+    return _RECORD(
         {
             "attempt": attempt,
             "status": status,
@@ -56,8 +56,12 @@ def attempt_record(
                 else None
             ),
         },
-        sort_keys=True,
     )
+
+
+# One encoder for every record: json.dumps with an option builds a new encoder per call, and
+# every attempt of every node makes a record.
+_RECORD = json.JSONEncoder(sort_keys=True).encode
 
 
 def failure_status(error: Mapping[str, Any], *, retried: bool) -> str:

@@ -164,20 +164,21 @@ def _compiled(source: str, name: str) -> Callable[..., Any]:
     return cast(Callable[..., Any], namespace[name])
 
 
-_decide = _compiled("\n".join(_decide_lines(lua=False)), "decide")
-_run_done = _compiled(
-    f"def run_done({', '.join(RUN_DONE_INPUTS)}):\n    return {check(RUN_DONE, RUN_DONE_INPUTS)}\n",
-    "run_done",
+# The compiled rules are the functions themselves, not wrapped: the engine decides once per
+# arrival and per step, and a wrapper was two more Python calls each time.
+decide = cast(
+    "Callable[[str, bool, bool, bool, int, int, int], bool | None]",
+    _compiled("\n".join(_decide_lines(lua=False)), "decide"),
 )
+""":data:`JOIN_DECISION` for one arrival: ``decide(join, is_live, added, first, total, expected,
+live)`` (ValueError for a join kind it has no rows for)."""
 
-
-def decide(
-    join: str, is_live: bool, added: bool, first: bool, total: int, expected: int, live: int
-) -> bool | None:
-    """:data:`JOIN_DECISION` for one arrival (ValueError for a join kind it has no rows for)."""
-    return cast("bool | None", _decide(join, is_live, added, first, total, expected, live))
-
-
-def run_done(activated: int, finished: int) -> bool:
-    """:data:`RUN_DONE`."""
-    return cast(bool, _run_done(activated, finished))
+run_done = cast(
+    "Callable[[int, int], bool]",
+    _compiled(
+        f"def run_done({', '.join(RUN_DONE_INPUTS)}):\n"
+        f"    return {check(RUN_DONE, RUN_DONE_INPUTS)}\n",
+        "run_done",
+    ),
+)
+""":data:`RUN_DONE`: ``run_done(activated, finished)``."""

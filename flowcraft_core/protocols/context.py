@@ -53,8 +53,12 @@ def encode(value: Any) -> str:
         text = _ENCODER.encode(value)
     except RecursionError:
         raise ValueError("the value is nested too deeply to encode as JSON") from None
-    _check_keys(value)
+    if not isinstance(value, _SCALARS):  # only a container can hold an object's keys
+        _check_keys(value)
     return text
+
+
+_SCALARS = (str, int, float, type(None))
 
 
 def _check_keys(value: Any) -> None:
