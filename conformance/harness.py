@@ -49,6 +49,7 @@ class Harness:
         self.loop = LoopThread()
         self._opened: list[DriverParts] = []
         self._extra: list[CoordinationStore] = []
+        self._namespaces: dict[str, None] = {}  # opened, in order, to discard at close
         self._backends: Backends | None = None
 
     # -- identity and capabilities ------------------------------------------------------------
@@ -114,8 +115,11 @@ class Harness:
         """Fresh components for ``namespace`` (a new one by default), closed after the test or
         by :meth:`release`. Opening one namespace twice gives two clients of the same state
         when the driver is shared (URL drivers); a factory decides for itself. ``components``
-        limits what a URL target builds."""
-        parts = self.run(self.target.open(namespace or self.new_id(), components))
+        limits what a URL target builds. The namespace's data is discarded at close when the
+        driver can (see :meth:`close`)."""
+        namespace = namespace or self.new_id()
+        self._namespaces[namespace] = None
+        parts = self.run(self.target.open(namespace, components))
         self._opened.append(parts)
         return parts
 
@@ -177,7 +181,11 @@ class Harness:
     # -- teardown -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every opened component, then stop the loop."""
+        """Close every opened component, discard every opened namespace (when the target can:
+        a suite run on a shared server would otherwise leave every test's keys or rows behind
+        until their TTLs end), then stop the loop. A failed discard is raised, after the
+        others were tried: it is the driver's bug, and its data would stay."""
+        failed: list[Exception] = []
         try:
             for parts in reversed(self._opened):
                 with contextlib.suppress(Exception):
@@ -185,8 +193,15 @@ class Harness:
             for store in self._extra:
                 with contextlib.suppress(Exception):
                     self.run(store.close(), timeout=10)
+            for namespace in self._namespaces:
+                try:
+                    self.run(self.target.discard_namespace(namespace), timeout=30)
+                except Exception as exc:
+                    failed.append(exc)
         finally:
             self.loop.stop()
+        if failed:
+            raise failed[0]
 
 
 class BoundMachine(RuleBasedStateMachine):

@@ -130,6 +130,13 @@ class DriverConformance(
         TTLs are checked in real time only."""
         return None
 
+    def discard_namespace(self, namespace: str) -> Awaitable[Any] | None:
+        """Override, for a driver built in code, to delete what ``namespace``'s components
+        stored (called when a test ends, after they are closed; may return an awaitable). A
+        URL driver is asked through its ``flowcraft_discard`` hook instead. Without either,
+        namespaces are left as they are."""
+        return None
+
     def make_harness(self) -> Harness:
         """The harness each test gets; override to change how it is built."""
         return Harness(self.conformance_target(), max_examples=self.max_examples)
@@ -147,6 +154,9 @@ class DriverConformance(
                 capabilities=self.capabilities,
                 provides=self.provides,
                 clocked_coordination=clocked,
+                discard=self.discard_namespace
+                if cls.discard_namespace is not DriverConformance.discard_namespace
+                else None,
             )
         if not self.backend_url:
             raise pytest.UsageError(

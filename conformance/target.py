@@ -61,6 +61,7 @@ Factory: TypeAlias = Callable[..., Built | Awaitable[Built]]
 Clock: TypeAlias = Callable[[], float]
 RunStateFactory: TypeAlias = Callable[[ContextStore, CoordinationStore, float], "RunState | None"]
 ClockedFactory: TypeAlias = Callable[[Clock], CoordinationStore | Awaitable[CoordinationStore]]
+Discard: TypeAlias = Callable[[str], object]
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ class Target:
     coordination, ttl)``, if given, returns the driver's fused run state over its stores (or
     None); without it the installed plugins' ``flowcraft_make_run_state`` hook is asked.
     ``url`` and ``info`` are set for URL targets: other processes can open the same driver, and
-    its declaration is checked.
+    its declaration is checked. ``discard(namespace)``, if given, deletes what a namespace's
+    components stored (sync or async); the harness calls it when a test ends, after closing
+    them, so runs on a shared server leave nothing behind.
     """
 
     name: str
@@ -85,6 +88,7 @@ class Target:
     info: DriverInfo | None = None
     selective: bool = False  # factory takes (namespace, components)
     run_state: RunStateFactory | None = None
+    discard: Discard | None = None
 
     @classmethod
     def from_url(
@@ -126,6 +130,10 @@ class Target:
             )
             return offered
 
+        def discard(namespace: str) -> object:
+            # A driver without the hook answers None: its namespaces stay until their TTLs.
+            return manager.hook.flowcraft_discard(url=isolated_url(url, namespace, declared))
+
         return cls(
             name=f"{info.name} ({mask(url)})",
             factory=factory,
@@ -136,6 +144,9 @@ class Target:
             info=info,
             selective=True,
             run_state=run_state,
+            # Without isolation every namespace is the URL itself, shared with whatever else
+            # uses it: discarding it would delete more than the test wrote.
+            discard=discard if value_of(declared, "isolation") else None,
         )
 
     @classmethod
@@ -148,6 +159,7 @@ class Target:
         provides: tuple[str, ...] | frozenset[str] = COMPONENTS,
         clocked_coordination: ClockedFactory | None = None,
         run_state: RunStateFactory | None = None,
+        discard: Discard | None = None,
     ) -> Target:
         """A target for a driver built in code. ``capabilities`` are declared here, since there
         is no ``DriverInfo`` to read them from."""
@@ -158,6 +170,7 @@ class Target:
             provides=frozenset(provides),
             clocked_coordination=clocked_coordination,
             run_state=run_state,
+            discard=discard,
         )
 
     def fused_state(
@@ -182,6 +195,15 @@ class Target:
         if inspect.isawaitable(built):
             built = await built
         return DriverParts.of(built)
+
+    async def discard_namespace(self, namespace: str) -> None:
+        """Delete what ``namespace``'s components stored, if the driver can (call on the
+        suite's event loop, after closing them)."""
+        if self.discard is None:
+            return
+        done = self.discard(namespace)
+        if inspect.isawaitable(done):
+            await done
 
     async def open_clocked(self, clock: Clock) -> CoordinationStore:
         if self.clocked_coordination is None:

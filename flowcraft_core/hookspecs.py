@@ -13,6 +13,7 @@ Two families:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,17 @@ def flowcraft_make_run_state(
     against the reference, :class:`~flowcraft_core.engine.state.ComposedRunState`. Return None
     to let the engine compose the steps from the two protocols (always correct, just more round
     trips)."""
+
+
+@hookspec(firstresult=True)
+def flowcraft_discard(url: str) -> bool | Awaitable[object] | None:
+    """Optional; never called by the engine. The conformance suite calls it when a test ends,
+    with the URL of each namespace the test opened (made private by the driver's ``isolation``
+    capability), after closing the components built from it: delete everything the driver
+    stored under that URL's namespace (its keys, rows or queues), so that test runs leave
+    nothing behind on a shared server. Return None if the scheme is not this driver's; else do
+    it and return True, or return an awaitable that does it (awaited on the suite's loop). A
+    driver without it keeps working: its namespaces stay until their TTLs end."""
 
 
 # -- lifecycle hooks ------------------------------------------------------------------------

@@ -75,6 +75,19 @@ def flowcraft_make_coordination(url: str) -> MemoryCoordinationStore | None:
 
 
 @hookimpl
+def flowcraft_discard(url: str) -> bool | None:
+    # Forgets the name's backends (already closed by the caller): a process that runs many
+    # tests on fresh names would otherwise keep every one's state until it exits.
+    name = _name(url)
+    if name is None:
+        return None
+    _queues.pop(name, None)
+    _contexts.pop(name, None)
+    _coordinations.pop(name, None)
+    return True
+
+
+@hookimpl
 def flowcraft_make_run_state(context: Any, coordination: Any, ttl: float) -> MemoryRunState | None:
     if isinstance(context, MemoryContextStore) and isinstance(
         coordination, MemoryCoordinationStore

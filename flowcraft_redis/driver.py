@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
+
 from flowcraft_core.hookspecs import DriverInfo, hookimpl
 from flowcraft_redis.connection import Connections
 from flowcraft_redis.context import RedisContextStore
@@ -83,6 +85,40 @@ def flowcraft_make_coordination(url: str) -> RedisCoordinationStore | None:
     if settings is None:
         return None
     return RedisCoordinationStore(settings, connections=_shared(settings))
+
+
+@hookimpl
+def flowcraft_discard(url: str) -> bool | None:
+    settings = _settings(url)
+    if settings is None:
+        return None
+    discard_prefix(settings)
+    return True
+
+
+#: Keys deleted per UNLINK while discarding a prefix.
+_DISCARD_BATCH = 500
+
+
+def discard_prefix(settings: RedisSettings) -> int:
+    """Delete every key under ``settings.prefix`` (all the driver wrote for that deployment,
+    Dramatiq's queues included); returns how many. SCAN, not KEYS, so the server is not held
+    on a large database; the prefix is escaped, as MATCH takes a glob."""
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in settings.prefix) + ":*"
+    client = redis.Redis.from_url(settings.url, **settings.connection_kwargs())
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= _DISCARD_BATCH:
+                deleted += client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += client.unlink(*batch)
+    finally:
+        client.close()
+    return deleted
 
 
 @hookimpl
