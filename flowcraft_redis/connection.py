@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -160,6 +161,86 @@ _CHECKED: dict[type[Any], type[Any]] = {
     redis.UnixDomainSocketConnection: _SyncUnixConnection,
 }
 
+
+class _Pool(aredis.ConnectionPool):
+    """redis-py's asyncio pool, bounded like its ``BlockingConnectionPool`` (a caller that finds
+    every connection busy waits up to ``timeout`` for one), but without what that costs on
+    every command: an ``asyncio.Condition``, an ``asyncio.timeout`` timer, a lock and four
+    observability records per get and release (5.3 s cumulative over 4,246 commands in a
+    fanout-20 worker profile). Here a get that finds a connection takes it with no await
+    but the connection check, and only a get that must wait makes a future and a timer.
+
+    One event loop uses a pool (see :class:`Connections`), so the pool's lists change only
+    between awaits and need no lock. Connection-release events are not dispatched: they serve
+    re-authentication with streaming credential providers, which this driver does not use.
+    """
+
+    def __init__(self, *, timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def _free(self) -> bool:
+        return bool(self._available_connections) or (
+            len(self._in_use_connections) < self.max_connections
+        )
+
+    def _wake(self) -> None:
+        """Hand a free slot to the first waiter still waiting."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _wait(self) -> None:
+        """Wait (up to ``timeout``) until a connection is free for this caller."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        taken = False
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    await waiter
+                    if self._free():
+                        taken = True
+                        return
+                    # A caller that did not wait took the slot first: wait again, at the front.
+                    waiter = loop.create_future()
+                    self._waiters.appendleft(waiter)
+        except TimeoutError as err:
+            raise redis.ConnectionError("No connection available.") from err
+        finally:
+            if not taken:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled or timed out: pass the slot on
+                else:
+                    waiter.cancel()  # left in the queue, where _wake skips it
+
+    async def get_connection(
+        self, command_name: Any = None, *keys: Any, **options: Any
+    ) -> aredis.connection.AbstractConnection:
+        if self._waiters or not self._free():  # first come, first served
+            await self._wait()
+        connection: aredis.connection.AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: aredis.connection.AbstractConnection) -> None:
+        self._in_use_connections.remove(connection)
+        try:
+            if connection.should_reconnect():  # type: ignore[no-untyped-call]
+                await connection.disconnect()
+        finally:
+            self._available_connections.append(connection)
+            self._wake()
+
+
 P = TypeVar("P", aredis.ConnectionPool, redis.ConnectionPool)
 
 
@@ -181,7 +262,7 @@ def _kwargs(settings: RedisSettings) -> dict[str, Any]:
 
 def async_client(settings: RedisSettings) -> aredis.Redis:
     """A pooled asyncio client returning ``str``."""
-    pool = aredis.BlockingConnectionPool.from_url(
+    pool = _Pool.from_url(
         settings.url,
         timeout=POOL_TIMEOUT,
         decode_responses=True,
