@@ -2,10 +2,10 @@
 ``python -m benchmarks.redis_worker URL CONCURRENCY STATS_FILE``, for any backend URL.
 
 Round trips to Redis are counted at redis-py's asyncio client (every command, script or
-pipeline is one); the queue's own traffic goes through Dramatiq's synchronous client and is
-not counted. On SQL, every statement and transaction of the worker (the queue's and the
-polls' included) is counted at SQLAlchemy's engine events. On SIGTERM it writes its counts
-and peak RSS to STATS_FILE as JSON.
+pipeline is one) and at the driver's own script calls; the queue's own traffic goes through
+Dramatiq's synchronous client and is not counted. On SQL, every statement and transaction of
+the worker (the queue's and the polls' included) is counted at SQLAlchemy's engine events. On
+SIGTERM it writes its counts and peak RSS to STATS_FILE as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import redis.asyncio.client as aclient
 from benchmarks.shapes import registry
 from flowcraft_core.drivers import open_backends
 from flowcraft_core.worker import Worker
+from flowcraft_redis.connection import Script
 
 COUNTS = {"round_trips": 0, "messages": 0, "statements": 0, "transactions": 0}
 
@@ -38,8 +39,17 @@ def _count_round_trips() -> None:
         COUNTS["round_trips"] += 1
         return await pipeline_execute(self, *args, **kwargs)
 
+    # The driver's scripts are sent straight on a pooled connection (connection.Script),
+    # not through execute_command: each call is one round trip.
+    script_call: Any = Script.__call__
+
+    async def counted_script(self: Any, *args: Any, **kwargs: Any) -> Any:
+        COUNTS["round_trips"] += 1
+        return await script_call(self, *args, **kwargs)
+
     aclient.Redis.execute_command = counted_command  # type: ignore[method-assign]
     aclient.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+    Script.__call__ = counted_script  # type: ignore[method-assign]
 
 
 def _count_statements() -> None:

@@ -19,20 +19,20 @@ can fail ambiguously.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import hiredis
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 from redis.retry import Retry
 
 from flowcraft_core.engine import keys, rules
@@ -384,13 +384,49 @@ def unreachable(settings: RedisSettings, exc: BaseException) -> BackendUnavailab
     )
 
 
+class Script:
+    """A Lua script run by ``EVALSHA`` on a connection of ``client``'s pool (and loaded on
+    first use), as redis-py's ``AsyncScript`` would, without going through
+    ``Redis.execute_command``: that adds, per call, a retry wrapper (which never retries
+    here, see the module's docstring), observability records and response-callback look-ups,
+    about as much Python as the rest of the call. What is left is what makes a command safe:
+    the pool's checked connection (idle health check, a send that honours cancellation), one
+    send, one read under the socket timeout. A connection error, a timeout or a cancellation
+    during the read disconnects the connection (redis-py's ``read_response`` does), so no
+    reply is ever left for the next user; an error reply (``ResponseError``) is read whole.
+    """
+
+    def __init__(self, client: aredis.Redis, text: str) -> None:
+        pool = client.connection_pool
+        assert isinstance(pool, _Pool), "a client of async_client()"
+        self._pool = pool
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        pool = self._pool
+        conn = await pool.get_connection()
+        try:
+            try:
+                return await self._run(conn, ("EVALSHA", self.sha, len(keys), *keys, *args))
+            except redis.exceptions.NoScriptError:
+                # Not loaded on this server yet (or it restarted, or SCRIPT FLUSH): load it.
+                self.sha = cast(str, await self._run(conn, ("SCRIPT", "LOAD", self.text)))
+                return await self._run(conn, ("EVALSHA", self.sha, len(keys), *keys, *args))
+        finally:
+            await pool.release(conn)
+
+    @staticmethod
+    async def _run(conn: aredis.connection.AbstractConnection, command: tuple[Any, ...]) -> Any:
+        await conn.send_packed_command(_hiredis_pack(command))
+        return await conn.read_response()
+
+
 @dataclass
 class _Clients:
     client: aredis.Redis
     blocking: aredis.Redis
-    scripts: dict[tuple[str, tuple[tuple[str, str], ...]], AsyncScript] = field(
-        default_factory=dict
-    )
+    scripts: dict[tuple[str, tuple[tuple[str, str], ...]], Script] = field(default_factory=dict)
 
 
 class Connections:
@@ -427,7 +463,7 @@ class Connections:
         """The client for blocking commands of the running loop."""
         return self._clients().blocking
 
-    def script(self, name: str, keyspace: tuple[tuple[str, str], ...] = ()) -> AsyncScript:
+    def script(self, name: str, keyspace: tuple[tuple[str, str], ...] = ()) -> Script:
         """The Lua script ``name`` (rendered with ``keyspace``'s prefixes, see
         :func:`load_script`) registered on the running loop's client (run by EVALSHA, loaded
         on first use)."""
@@ -435,7 +471,7 @@ class Connections:
         script = clients.scripts.get((name, keyspace))
         if script is None:
             text = load_script(name, dict(keyspace))
-            script = clients.scripts[(name, keyspace)] = clients.client.register_script(text)
+            script = clients.scripts[(name, keyspace)] = Script(clients.client, text)
         return script
 
     def acquire(self) -> Connections:

@@ -18,8 +18,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.commands.core import AsyncScript
-
 from flowcraft_core.engine.keys import (
     INDEX_BUCKET_SECONDS,
     INDEX_FLOW,
@@ -45,6 +43,7 @@ from flowcraft_core.engine.state import (
 from flowcraft_core.errors import RunExists
 from flowcraft_core.protocols import Job
 from flowcraft_core.protocols.context import encode
+from flowcraft_redis.connection import Script
 from flowcraft_redis.context import RedisContextStore
 from flowcraft_redis.coordination import RedisCoordinationStore, milliseconds
 
@@ -85,7 +84,7 @@ class RedisRunState(ComposedRunState):
             ms = self._ms[seconds] = milliseconds(seconds)
         return ms
 
-    def _script(self, name: str) -> AsyncScript:
+    def _script(self, name: str) -> Script:
         return self._connections.script(name, self._keyspace)
 
     async def start(

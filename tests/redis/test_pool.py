@@ -5,12 +5,13 @@ waiter that times out or is cancelled leaves the pool as usable as it found it."
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 import redis
 
 from flowcraft_redis import parse_url
-from flowcraft_redis.connection import _Pool, async_client
+from flowcraft_redis.connection import Script, _Pool, async_client
 
 
 def _client(redis_url: str, *, max_connections: int, timeout: float = 5.0) -> redis.asyncio.Redis:
@@ -90,5 +91,41 @@ async def test_a_woken_waiter_cancelled_before_it_runs_hands_the_slot_on(redis_u
         assert first.cancelled()
         await pool.release(connection)
         assert _opened(client) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_a_script_is_loaded_on_first_use_and_errors_leave_the_connection_clean(
+    redis_url: str,
+) -> None:
+    client = _client(redis_url, max_connections=1)
+    try:
+        # A text no server has seen, so the first EVALSHA is refused (NOSCRIPT) and loads it.
+        script = Script(client, f"-- {uuid.uuid4()}\nreturn {{ARGV[1], #ARGV}}")
+        assert await script(args=["a", 2, 3.5]) == ["a", 3]
+        assert await script(args=["b"]) == ["b", 1]
+        failing = Script(client, "return redis.error_reply('nope')")
+        with pytest.raises(redis.ResponseError, match="nope"):
+            await failing()
+        # The one connection read the error reply whole: the next call gets its own reply.
+        assert await script(args=["c"]) == ["c", 1]
+        assert _opened(client) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_a_script_cancelled_in_flight_leaves_no_reply_behind(redis_url: str) -> None:
+    client = _client(redis_url, max_connections=1)
+    try:
+        # Busy for some tens of milliseconds inside Redis, so the cancellation lands mid-call.
+        slow = Script(client, "local i = 0 while i < 5e6 do i = i + 1 end return 'slow'")
+        fast = Script(client, "return ARGV[1]")
+        task = asyncio.ensure_future(slow())
+        await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The cancelled call's reply ('slow') is never read as this one's.
+        assert await fast(args=["fast"]) == "fast"
     finally:
         await client.aclose()
