@@ -151,6 +151,8 @@ def bench_url(
         "concurrency": concurrency,
         **summary,
         "peak_rss_mb": max(s["rss_mb"] for s in stats),
+        # Every worker's CPU from ready to stop (warm-up runs included, as in `handled`).
+        "worker_cpu_us_per_node": round(sum(s["cpu_s"] for s in stats) / handled * 1e6),
         "messages_per_node": round(messages, 3),
         # Counted at redis-py's asyncio client: other backends report none.
         "round_trips_per_node": round(round_trips, 3) if url.startswith("redis") else "n/a",
