@@ -16,6 +16,7 @@ Contract every implementation keeps:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, Final, Literal, Protocol, runtime_checkable
@@ -49,16 +50,24 @@ def encode(value: Any) -> str:
     them); an object whose keys collide once made JSON strings (``{1: "a", "1": "b"}`` would
     silently lose one); nesting deeper than the encoder can recurse.
     """
+    # The scalars a node returns most (None above all) as the encoder writes them, without
+    # the C encoder it builds per call (test_encodings pins them to it).
+    kind = type(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
     try:
         text = _ENCODER.encode(value)
     except RecursionError:
         raise ValueError("the value is nested too deeply to encode as JSON") from None
-    if not isinstance(value, _SCALARS):  # only a container can hold an object's keys
+    if not isinstance(value, (str, int, float)):  # only a container can hold an object's keys
         _check_keys(value)
     return text
-
-
-_SCALARS = (str, int, float, type(None))
 
 
 def _check_keys(value: Any) -> None:
