@@ -137,8 +137,22 @@ async def test_batch_rejects_malformed_ops_before_sending(
     assert await coordination.get("n") is None  # nothing of the batch ran
 
 
+#: Connections per client in the races below. Four clients of at most 8 connections still keep
+#: 32 commands in flight from different connections at once, interleaved by the server as any
+#: load would be; without the cap each of the 300 racers got a connection of its own (401 open
+#: at the peak), which on a shared test server starves every other test for nothing.
+RACE_POOL = 8
+
+
+def race_clients(redis_url: str, count: int = 4) -> list[RedisCoordinationStore]:
+    """``count`` clients of one prefix, each with a pool of its own capped at RACE_POOL."""
+    return [
+        RedisCoordinationStore(f"{redis_url}&max_connections={RACE_POOL}") for _ in range(count)
+    ]
+
+
 async def test_batch_is_atomic_under_concurrency(redis_url: str) -> None:
-    stores = [RedisCoordinationStore(redis_url) for _ in range(4)]
+    stores = race_clients(redis_url)
     try:
         # Each batch increments two counters; an observer batch must always see them equal.
         async def bump(i: int) -> None:
@@ -161,7 +175,7 @@ async def test_batch_is_atomic_under_concurrency(redis_url: str) -> None:
 
 
 async def test_racing_increments_and_arrivals_count_exactly(redis_url: str) -> None:
-    stores = [RedisCoordinationStore(redis_url) for _ in range(4)]
+    stores = race_clients(redis_url)
     try:
         incrs = [stores[i % 4].incr("n", ttl=60) for i in range(300)]
         # 100 distinct members, each added three times by different stores: counted once.
