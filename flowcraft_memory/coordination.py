@@ -185,11 +185,18 @@ class MemoryCoordinationStore:
         if ttl is not None:
             self._values.setdefault(key, "1")
             self._expiry[key] = self._clock() + ttl
+        running = asyncio.get_running_loop()
         for fut in self._waiters.pop(key, []):
+            loop = fut.get_loop()
             # A waiter of an event loop that has since closed (an earlier asyncio.run) is
-            # gone with it: nothing to wake.
-            if not fut.done() and not fut.get_loop().is_closed():
-                fut.get_loop().call_soon_threadsafe(_resolve, fut, key)
+            # gone with it: nothing to wake. One of this loop is woken without the self-pipe
+            # write (a system call) that waking another thread's loop needs.
+            if fut.done() or loop.is_closed():
+                continue
+            if loop is running:
+                loop.call_soon(_resolve, fut, key)
+            else:
+                loop.call_soon_threadsafe(_resolve, fut, key)
 
     async def wait_any(self, keys: Sequence[str], timeout: float | None) -> str | None:
         for key in keys:
