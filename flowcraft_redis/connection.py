@@ -89,9 +89,60 @@ def _hiredis_pack(args: tuple[Any, ...]) -> list[bytes]:
         raise redis.DataError(f"cannot send {exc}") from None
 
 
+async def _send(
+    conn: aredis.connection.AbstractConnection, command: Any, check_health: bool
+) -> None:
+    """redis-py's ``send_packed_command``, without its ``asyncio.wait_for`` around every send.
+
+    That wait_for made a task, a timer and one more turn of the event loop per command, and on
+    Python 3.11 it returns normally when a cancellation arrives just as the send completes,
+    dropping it (CPython gh-86296): the caller then waited for a reply it was told to stop
+    waiting for (a cancelled BLMOVE wait went on forever). Here the bytes are written at once;
+    only when the transport's buffer is over its high-water mark (the socket is not taking
+    them) does the send wait, under ``asyncio.timeout`` (which keeps a cancellation). As in
+    redis-py, a send that fails or is interrupted gives the connection up, since the reply of
+    what it sent would never be read, and a failure is a ``ConnectionError`` or, past the
+    socket timeout, a ``TimeoutError``.
+    """
+    if not conn.is_connected:
+        await conn.connect_check_health(check_health=False)
+    if check_health:
+        await _check_health(conn)
+    task = asyncio.current_task()
+    requested = task.cancelling() if task is not None else 0
+    try:
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        writer = conn._writer
+        assert writer is not None, "connected"
+        writer.writelines(command)
+        transport = writer.transport
+        if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+            async with asyncio.timeout(conn.socket_timeout):
+                await writer.drain()
+        else:
+            await writer.drain()  # returns at once, raising what a lost connection raised
+    except TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise redis.TimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise redis.ConnectionError(f"Error while writing to socket: {exc}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    if task is not None and task.cancelling() > requested:
+        # Defensive: a cancellation requested during the send that no await delivered. The
+        # reply will not be read, so the connection is given up.
+        await conn.disconnect(nowait=True)
+        raise asyncio.CancelledError
+
+
 class _Checked:
     """What every asyncio connection of the driver adds to redis-py's: the idle health check,
-    hiredis packing, and a send that never drops a cancellation."""
+    hiredis packing, and a send without a task and a timer that never drops a cancellation."""
 
     async def check_health(self) -> None:
         await _check_health(self)  # type: ignore[arg-type]
@@ -100,18 +151,7 @@ class _Checked:
         return _hiredis_pack(args)
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        # redis-py sends under asyncio.wait_for, which on Python 3.11 returns normally when a
-        # cancellation arrives just as the send completes, and drops it (CPython gh-86296).
-        # The caller would then wait for a reply it was told to stop waiting for: a cancelled
-        # BLMOVE wait went on forever. A cancellation requested during the send is honoured
-        # as redis-py honours one that interrupts it: the connection is given up, since its
-        # reply will never be read.
-        task = asyncio.current_task()
-        requested = task.cancelling() if task is not None else 0
-        await super().send_packed_command(command, check_health)  # type: ignore[misc]
-        if task is not None and task.cancelling() > requested:
-            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
-            raise asyncio.CancelledError
+        await _send(self, command, check_health)  # type: ignore[arg-type]
 
 
 class _Connection(_Checked, aredis.Connection):
