@@ -701,10 +701,20 @@ class Engine:
                     # Flowcraft's loop-controller routing: edges with a condition that holds
                     # first, whatever their action; then as for any node.
                     taken = {e.index for e in outgoing if e.condition is not None and holds(e)}
+                # An edge without a condition holds: asked only of the others (a fan-out's
+                # start node has one unconditional edge per branch).
                 if action is not None and not taken:
-                    taken = {e.index for e in outgoing if e.action == action and holds(e)}
+                    taken = {
+                        e.index
+                        for e in outgoing
+                        if e.action == action and (e.condition is None or holds(e))
+                    }
                 if not taken:
-                    taken = {e.index for e in outgoing if e.action is None and holds(e)}
+                    taken = {
+                        e.index
+                        for e in outgoing
+                        if e.action is None and (e.condition is None or holds(e))
+                    }
             if route is not None:
                 route.update(taken)
         if loop is not None:
