@@ -27,6 +27,11 @@ typecheck: $(STAMP)
 
 # pytest-xdist workers: most of the suite waits (subprocesses, servers, TTLs, Redis round trips)
 # rather than computes, so more workers than cores overlap those waits (README: Tests).
+# Not more than 4 by default (2026-12-03, 2 cores, shared machine): 8 ran a conformance subset
+# (memory + redis + sqlite, 388 tests) in 0.75x the wall time of 4 (farm-bench, 2 interleaved
+# pairs, 0.71-0.79) for 1.22x the CPU, but made 4 CLI subprocess tests of tests/redis time out
+# (they pass at 2); at 6 they passed, one at 131 s of its 150 s bound. The CLI's start-up, not
+# the workers, is what those tests wait for.
 PYTEST_WORKERS ?= 4
 
 # The dashboard's browser test (tests/redis/test_ui_browser.py) drives Debian's chromium through
