@@ -5,6 +5,7 @@ plugin."""
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,10 @@ async def test_worker_processes_outlive_a_plugin_that_raises_everywhere(
             await run_both(client)
         finally:
             await backends.close()
+        # A run's result is visible once finalize commits, before the worker's hooks that follow
+        # it have run: a graceful stop drains the job, so every hook has logged by exit.
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.stderr()
         stderr = worker.stderr()
     for hook in WORKER_SIDE:
         assert f"flowcraft plugin 'boom' raised in {hook}" in stderr, stderr
