@@ -13,7 +13,13 @@ import pluggy
 
 from flowcraft_core.errors import DriverError
 from flowcraft_core.hookspecs import DriverInfo
-from flowcraft_core.plugins import DRIVER_GROUP, Unavailable, default_manager, unavailable
+from flowcraft_core.plugins import (
+    DRIVER_GROUP,
+    Unavailable,
+    default_manager,
+    driver_infos,
+    unavailable,
+)
 from flowcraft_core.protocols import ContextStore, CoordinationStore, Queue
 
 DEFAULT_BACKEND = "memory://"
@@ -99,8 +105,14 @@ def scheme_of(url: str) -> str:
 
 def driver_for(url: str, pm: pluggy.PluginManager | None = None) -> DriverInfo:
     """The driver that owns ``url``'s scheme, or a :class:`DriverError` that lists the installed
-    drivers and suggests the closest scheme."""
+    drivers and suggests the closest scheme. Only the driver whose entry point is named after
+    the scheme is imported (and those registered in code are asked), unless none of them owns
+    it: then every driver is, to list them."""
     scheme = scheme_of(url)
+    pm = pm or default_manager()
+    for info in driver_infos(pm, scheme):
+        if scheme in info.schemes:
+            return info
     infos = installed_drivers(pm)
     for info in infos:
         if scheme in info.schemes:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sys
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, entry_points
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pluggy
 
@@ -26,31 +30,184 @@ def new_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
     """A plugin manager with every hookspec; with ``load_entry_points``, every installed driver
     and lifecycle plugin registered. An entry point whose import fails is recorded, not fatal:
     for a driver, the error surfaces only if a URL asks for it (see :func:`unavailable`). One
-    module may serve several entry points (one per URL scheme); it is registered once."""
+    module may serve several entry points (one per URL scheme); it is registered once.
+
+    A driver is registered as a :class:`LazyDriver` standing in for its module: the module is
+    imported only when a URL of one of its entry points' names (its schemes) is used, or its
+    :class:`~flowcraft_core.hookspecs.DriverInfo` is asked for by every driver's
+    (:func:`~flowcraft_core.drivers.installed_drivers`). A ``memory://`` run so imports neither
+    SQLAlchemy nor redis-py nor Dramatiq. Lifecycle plugins are imported here."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     if load_entry_points:
-        for group in (DRIVER_GROUP, PLUGIN_GROUP):
-            for ep in entry_points(group=group):
-                if pm.get_plugin(ep.name) is not None:
-                    continue
-                try:
-                    plugin = ep.load()
-                except Exception as exc:  # a broken third-party plugin must not break the CLI
-                    # Several schemes' entry points to one module are one driver, named once.
-                    label = next(
-                        (u.label for u in _UNAVAILABLE.values() if u.value == ep.value),
-                        ep.name,
-                    )
-                    broken = Unavailable.of(ep, exc, label)
-                    _UNAVAILABLE[ep.name] = broken
-                    # A driver whose extra is not installed is a choice, not a fault.
-                    level = logging.DEBUG if broken.requirement else logging.WARNING
-                    log.log(level, "flowcraft plugin %r failed to load: %s", ep.name, exc)
-                    continue
-                if not pm.is_registered(plugin):
-                    pm.register(plugin, name=ep.name)
+        lazy: dict[str, LazyDriver] = {}
+        names: set[str] = set()  # every driver entry point's name, shared by the stand-ins
+        for ep in entry_points(group=DRIVER_GROUP):
+            if pm.get_plugin(ep.name) is not None:
+                continue
+            names.add(ep.name.lower())
+            if ep.value in lazy:
+                lazy[ep.value].entries.append(ep)
+                continue
+            lazy[ep.value] = LazyDriver(ep, names)
+            pm.register(lazy[ep.value], name=ep.name)
+        for ep in entry_points(group=PLUGIN_GROUP):
+            if pm.get_plugin(ep.name) is not None:
+                continue
+            plugin = _load(ep)
+            if plugin is not _FAILED and not pm.is_registered(plugin):
+                pm.register(plugin, name=ep.name)
     return pm
+
+
+_FAILED = object()
+
+
+def _load(ep: EntryPoint, label: str = "") -> Any:
+    """``ep``'s object, or ``_FAILED`` with the failure recorded (see :func:`unavailable`)."""
+    try:
+        return ep.load()
+    except Exception as exc:  # a broken third-party plugin must not break the CLI
+        # Several schemes' entry points to one module are one driver, named once.
+        label = label or next(
+            (u.label for u in _UNAVAILABLE.values() if u.value == ep.value), ep.name
+        )
+        broken = Unavailable.of(ep, exc, label)
+        _UNAVAILABLE[ep.name] = broken
+        # A driver whose extra is not installed is a choice, not a fault.
+        level = logging.DEBUG if broken.requirement else logging.WARNING
+        log.log(level, "flowcraft plugin %r failed to load: %s", ep.name, exc)
+        return _FAILED
+
+
+def _scheme(url: Any) -> str | None:
+    try:
+        scheme: str = urlsplit(url).scheme
+        return scheme.lower()
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+class LazyDriver:
+    """What :func:`new_manager` registers for a driver's entry points (all those naming one
+    module): it implements every driver hook, and imports the module (registering it on a
+    manager of its own) the first time a hook needs it. Until then a hook given a URL whose
+    scheme is another entry point's name returns None without importing: the module's own
+    hooks would have, as a driver owns only its schemes. A URL of a scheme no entry point is
+    named after, or one that does not parse, reaches the module as before;
+    ``flowcraft_make_run_state`` reaches it once it is imported or the stores are of its
+    package. A module whose import fails is recorded in :func:`unavailable` under every entry
+    point's name, the first one's as its label, and answers None to every hook."""
+
+    def __init__(self, ep: EntryPoint, names: set[str]) -> None:
+        self.entries = [ep]
+        self._names = names
+        self._hooks: pluggy.HookRelay | None = None
+        self._tried = False
+        self._lock = threading.Lock()
+        _LAZY.add(self)
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        """The names of its entry points, lower-cased: the URL schemes that import it."""
+        return frozenset(ep.name.lower() for ep in self.entries)
+
+    @property
+    def module(self) -> str:
+        return self.entries[0].value.partition(":")[0].strip()
+
+    @property
+    def loaded(self) -> bool:
+        return self._tried
+
+    def serves(self, scheme: str) -> bool:
+        """Whether a URL of ``scheme`` must be asked of the module itself."""
+        return self._tried or scheme in self.schemes or scheme not in self._names
+
+    def load(self) -> pluggy.HookRelay | None:
+        """The module's own hooks (imported on the first call), or None if it cannot be."""
+        with self._lock:
+            if not self._tried:
+                first = self.entries[0]
+                for ep in self.entries:
+                    plugin = _load(ep, first.name)
+                    if plugin is _FAILED:
+                        continue  # each entry point is recorded, as each was tried
+                    own = pluggy.PluginManager(hookspecs.PROJECT)
+                    own.add_hookspecs(hookspecs)
+                    own.register(plugin, name=first.name)
+                    self._hooks = own.hook
+                    break
+                self._tried = True
+            return self._hooks
+
+    def _for(self, url: Any) -> pluggy.HookRelay | None:
+        scheme = _scheme(url)
+        return self.load() if scheme is None or self.serves(scheme) else None
+
+    @hookspecs.hookimpl
+    def flowcraft_driver_info(self) -> hookspecs.DriverInfo | None:
+        hooks = self.load()
+        infos: list[hookspecs.DriverInfo] = [] if hooks is None else hooks.flowcraft_driver_info()
+        return infos[0] if infos else None
+
+    @hookspecs.hookimpl
+    def flowcraft_make_queue(self, url: str) -> Any:
+        hooks = self._for(url)
+        return None if hooks is None else hooks.flowcraft_make_queue(url=url)
+
+    @hookspecs.hookimpl
+    def flowcraft_make_context(self, url: str) -> Any:
+        hooks = self._for(url)
+        return None if hooks is None else hooks.flowcraft_make_context(url=url)
+
+    @hookspecs.hookimpl
+    def flowcraft_make_coordination(self, url: str) -> Any:
+        hooks = self._for(url)
+        return None if hooks is None else hooks.flowcraft_make_coordination(url=url)
+
+    @hookspecs.hookimpl
+    def flowcraft_discard(self, url: str) -> Any:
+        hooks = self._for(url)
+        return None if hooks is None else hooks.flowcraft_discard(url=url)
+
+    @hookspecs.hookimpl
+    def flowcraft_make_run_state(self, context: Any, coordination: Any, ttl: float) -> Any:
+        package = self.module.partition(".")[0]
+        ours = (
+            self._tried
+            or self.module in sys.modules
+            or any(
+                type(part).__module__.partition(".")[0] == package
+                for part in (context, coordination)
+            )
+        )
+        hooks = self.load() if ours else None
+        if hooks is None:
+            return None
+        return hooks.flowcraft_make_run_state(context=context, coordination=coordination, ttl=ttl)
+
+
+_LAZY: weakref.WeakSet[LazyDriver] = weakref.WeakSet()
+
+
+def driver_infos(pm: pluggy.PluginManager, scheme: str) -> list[hookspecs.DriverInfo]:
+    """The :class:`~flowcraft_core.hookspecs.DriverInfo` of each driver that may own
+    ``scheme``, importing no other: every plugin registered in code, and of the entry points,
+    the module of those named ``scheme`` (see :meth:`LazyDriver.serves`); sorted by name."""
+    caller: pluggy.HookCaller = pm.hook.flowcraft_driver_info
+    impls = caller.get_hookimpls()
+    if any(impl.wrapper or impl.hookwrapper for impl in impls):
+        infos: list[hookspecs.DriverInfo] = caller()
+    else:
+        infos = []
+        for impl in reversed(impls):  # pluggy's own order
+            if isinstance(impl.plugin, LazyDriver) and not impl.plugin.serves(scheme):
+                continue
+            info = cast("hookspecs.DriverInfo | None", impl.function())
+            if info is not None:
+                infos.append(info)
+    return sorted(infos, key=lambda i: i.name)
 
 
 @dataclass(frozen=True)
@@ -137,7 +294,11 @@ _UNAVAILABLE: dict[str, Unavailable] = {}
 
 
 def unavailable() -> dict[str, Unavailable]:
-    """Entry points that failed to import, by name, with the reason."""
+    """Entry points that failed to import, by name, with the reason. Every driver a manager
+    has not imported yet is tried first, so what is listed is what the managers made with
+    entry points could not import, as if they had imported every driver when made."""
+    for driver in list(_LAZY):
+        driver.load()
     return dict(_UNAVAILABLE)
 
 

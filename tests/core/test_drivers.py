@@ -82,12 +82,10 @@ def test_a_driver_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPa
         "redis",
     )  # fmt: skip
     monkeypatch.setattr(drivers_module, "unavailable", lambda: {"rediss": extra})
-    monkeypatch.setattr(
-        drivers_module, "installed_drivers", lambda pm=None: [i for i in installed_drivers()
-                                                              if i.name != "redis"]
-    )  # fmt: skip
+    pm = new_manager()
+    pm.unregister(name="redis")  # as if its import had failed: no plugin serves rediss://
     with pytest.raises(DriverError) as excinfo:
-        open_backends("rediss://:pw@host/0")
+        open_backends("rediss://:pw@host/0", pm=pm)
     assert str(excinfo.value) == (
         "the redis driver needs the 'redis' extra: pip install 'flowcraft[redis]'"
     )
