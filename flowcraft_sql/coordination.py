@@ -531,12 +531,18 @@ class SQLCoordinationStore(BatchBacked):
                         delete(t.coord).where(t.coord.c.ns == self.ns, t.coord.c.key.in_(expired))
                     )
                 keys = expired
+            return len(keys)
+
+        async def signals(conn: AsyncConnection) -> None:
             await conn.execute(
                 delete(t.signals).where(t.signals.c.ns == self.ns, t.signals.c.expires_at <= now)
             )
-            return len(keys)
 
-        return await self.db.run(body)
+        swept = await self.db.run(body)
+        # A transaction of its own: a writer of a signal may hold its row while it waits for a
+        # lock slot (a finishing run), so no transaction holding slots waits for signal rows.
+        await self.db.run(signals)
+        return swept
 
     async def close(self) -> None:
         if not self._closed:
