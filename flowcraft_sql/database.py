@@ -16,6 +16,32 @@ Transactions, per database:
 * **PostgreSQL, MariaDB/MySQL**: READ COMMITTED, with the coordination locks of
   :meth:`Database.lock` where a transaction reads before it writes. A deadlock or serialization
   failure is retried.
+
+Lock order. A coordination key is locked through its lock slot, a row of ``{prefix}_locks``
+(:func:`lock_slot`), held until the transaction ends. Two transactions that take slots in
+different orders can each hold what the other waits for: a deadlock, which the server breaks by
+aborting one, and the retry of the same steps meets the same cycle again (``make bench-peers``
+once saw ``Client.start`` fail after retrying for :data:`RETRY_FOR` seconds: a start locked the
+run index's "running" sets then ``runs:active`` in one sorted statement, while a finishing run
+held ``runs:active`` and waited, in its next statement, for those index sets). Sorting the slots
+of one statement is not enough when another transaction takes its slots in several. So slots
+are in levels, each a range of its own, and every transaction follows one rule, which
+:meth:`Database.lock` enforces (a breach raises :class:`LockOrderError`, on SQLite too, so any
+test of a path that breaks it fails whatever the keys hash to):
+
+1. **a run's keys** (``run:<id>:…``, one slot per run: slots ``0 … LOCK_SLOTS-1``), then
+2. **shared keys** (``runs:active``, the run index, blueprints, any other key: slots
+   ``LOCK_SLOTS … 2*LOCK_SLOTS-1``),
+
+each level in at most one statement (its slots sorted), never a level after a higher one. Then
+every transaction takes slots in ascending order (a run's finish locks its run, then
+``runs:active`` and every index set it moves between together), and a wait for a slot is only
+ever for a higher slot than any held, so no cycle can form. A statement may name slots the
+transaction holds already: only the new ones are locked. The rows no slot guards (context,
+expiry, signals) a slot holder writes are its run's, under its run's slot, which every other
+slot holder writing them takes first; a transaction holding no slot never waits for one, so it
+closes no cycle with them (which is why the sweep deletes expired signals in a transaction of
+its own).
 """
 
 from __future__ import annotations
@@ -26,18 +52,20 @@ import json
 import logging
 import random
 import time
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import event, or_, select, tuple_
+from sqlalchemy.engine import Transaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from flowcraft_core.errors import BackendUnavailable, DriverError
 from flowcraft_sql import schema
-from flowcraft_sql.schema import LOCK_SLOTS, Tables, advisory_lock_sql, migrate, tables
+from flowcraft_sql.schema import LOCK_LEVELS, LOCK_SLOTS, Tables, advisory_lock_sql, migrate, tables
 from flowcraft_sql.url import PACKAGES, SQLSettings
 
 log = logging.getLogger("flowcraft.sql")
@@ -72,8 +100,34 @@ def lock_group(key: str) -> str:
     return key
 
 
+#: The lock levels, in the order a transaction takes them (see "Lock order" above).
+RUN_LEVEL, SHARED_LEVEL = range(LOCK_LEVELS)
+
+
+def lock_level(key: str) -> int:
+    """A key's lock level: :data:`RUN_LEVEL` for a run's keys, else :data:`SHARED_LEVEL`."""
+    return RUN_LEVEL if lock_group(key) != key else SHARED_LEVEL
+
+
 def lock_slot(key: str) -> int:
-    return zlib.crc32(lock_group(key).encode("utf-8")) % LOCK_SLOTS
+    """A key's lock slot: ``crc32`` of its lock group, in its level's range of slots."""
+    crc = zlib.crc32(lock_group(key).encode("utf-8")) % LOCK_SLOTS
+    return lock_level(key) * LOCK_SLOTS + crc
+
+
+class LockOrderError(DriverError):
+    """A transaction asked for coordination locks against the lock order (a bug of the
+    driver: see "Lock order" in :mod:`flowcraft_sql.database`)."""
+
+
+class _Held:
+    """The lock slots one transaction holds, and the highest level it has locked."""
+
+    __slots__ = ("level", "slots")
+
+    def __init__(self) -> None:
+        self.slots: set[int] = set()
+        self.level = -1
 
 
 def transient(exc: BaseException) -> bool:
@@ -280,20 +334,47 @@ class Database:
 
     async def lock(self, conn: AsyncConnection, keys: Iterable[str]) -> None:
         """Serialise this transaction with every other touching the same coordination keys
-        (their lock groups), until it ends. SQLite needs none: its writers are serial."""
+        (their lock groups), until it ends, in one statement. Raises :class:`LockOrderError`
+        if the keys' slots not held yet include one of a level this transaction has locked
+        already, or of a lower one (the lock order of the module docstring: checked on every
+        database, though SQLite needs no locks, its writers being serial)."""
+        by_slot: dict[int, str] = {}
+        for key in keys:
+            by_slot.setdefault(lock_slot(key), key)
+        held = self._held(conn)
+        new = sorted(by_slot.keys() - held.slots)
+        if not new:
+            return
+        if new[0] // LOCK_SLOTS <= held.level:
+            late = [by_slot[s] for s in new if s // LOCK_SLOTS <= held.level]
+            raise LockOrderError(
+                f"coordination keys {late[:3]!r} locked after keys of their lock level or a "
+                "higher one in the same transaction: a deadlock with a transaction taking "
+                "them the other way round (lock order: flowcraft_sql.database)"
+            )
+        held.slots.update(new)
+        held.level = new[-1] // LOCK_SLOTS
         if self.family == "sqlite":
             return
-        slots = sorted({lock_slot(k) for k in keys})
-        if not slots:
-            return
         locks = self.tables.locks
-        # Ascending order on every path, so two transactions never wait on each other.
+        # Ascending: PostgreSQL sorts before it locks (ORDER BY, then FOR UPDATE), InnoDB
+        # locks as it walks the primary key.
         await conn.execute(
             select(locks.c.slot)
-            .where(locks.c.slot.in_(slots))
+            .where(locks.c.slot.in_(new))
             .order_by(locks.c.slot)
             .with_for_update()
         )
+
+    def _held(self, conn: AsyncConnection) -> _Held:
+        """What ``conn``'s transaction has locked (nothing yet for a new transaction)."""
+        transaction = conn.sync_connection.get_transaction() if conn.sync_connection else None
+        if transaction is None:
+            return _Held()  # no transaction: the locks end with the statement
+        held = _held_by.get(transaction)
+        if held is None:
+            held = _held_by[transaction] = _Held()
+        return held
 
     # -- wake-ups -----------------------------------------------------------------------------
 
@@ -452,6 +533,8 @@ def _resolve(fut: asyncio.Future[str], key: str) -> None:
         fut.set_result(key)
 
 
+#: The locks of each open transaction (:meth:`Database.lock`), gone with it.
+_held_by: weakref.WeakKeyDictionary[Transaction, _Held] = weakref.WeakKeyDictionary()
 _databases: dict[tuple[str, str], Database] = {}
 #: (URL, prefix, schema version) whose schema this process has brought up to date. SQLite's
 #: in-memory databases are new with every engine, so they are never in it.

@@ -3,7 +3,9 @@
 With the context and coordination of one database, :meth:`SQLRunState.complete` commits a
 node's result, records its arrivals, activates the targets that became ready, finishes the job,
 finalizes the run if that was its last job, and loads the successor the worker continues with,
-all in one transaction under one lock (the run's lock slot). The semantics are those of
+all in one transaction under one lock (the run's lock slot; a finishing step then also locks
+the shared keys it moves the run between, after its run's, as the lock order of
+:mod:`flowcraft_sql.database` wants). The semantics are those of
 :class:`flowcraft_core.engine.state.ComposedRunState`, whose rarer steps it inherits; the
 conformance suite drives both with the same steps and compares them.
 """
@@ -34,7 +36,7 @@ from flowcraft_core.engine.state import (
 from flowcraft_core.protocols import Job, Op
 from flowcraft_core.protocols.context import encode
 from flowcraft_sql.context import SQLContextStore
-from flowcraft_sql.coordination import Batch, SQLCoordinationStore, shaped
+from flowcraft_sql.coordination import SQLCoordinationStore, shaped
 
 
 def _load_ops(rk: RunKeys, job_key: str, join: bool, lease_ttl: float, token: str) -> list[Op]:
@@ -218,14 +220,9 @@ class SQLRunState(ComposedRunState):
                 )
             await batch.flush(conn)
             if completion.done:
-                # A second batch, so only a finishing step takes the lock of the run index
-                # (every run's finish touches it).
-                closing = await self._co.open_batch(conn, final_ops)
-                completion.finalized = await self._finalize_in(
-                    conn, closing, rk, retention, final_ops
-                )
-                await closing.flush(conn)
-                await self._after_finalize_in(conn, rk, retention)
+                # A second batch, so only a finishing step takes the locks of the shared keys
+                # (every run's finish touches them): after its run's, as the lock order wants.
+                completion.finalized = await self._finalize_in(conn, rk, retention, final_ops)
             return completion
 
         completion = await self.db.run(body)
@@ -266,23 +263,32 @@ class SQLRunState(ComposedRunState):
         ]
 
     async def _finalize_in(
-        self, conn: AsyncConnection, batch: Batch, rk: RunKeys, retention: float, ops: list[Op]
+        self, conn: AsyncConnection, rk: RunKeys, retention: float, ops: list[Op]
     ) -> bool:
+        """Finalize the run with ``ops`` (:meth:`_final_ops`) in ``conn``'s transaction, and
+        move it in the run index if this call won. The index sets it moves between are locked
+        with ``ops``' keys in one statement, before anything is known of who wins: locked only
+        once won, they would be locked after ``runs:active``, both shared keys, in a second
+        statement, against the lock order (flowcraft_sql.database), and deadlock with a start
+        locking them together. The run's metadata (which names them) is written once, by its
+        start, so it is read before the locks."""
+        meta = (await self._ctx.read(conn, rk.run_id, [RUN])).get(RUN)
+        moves: list[Op] = []
+        if isinstance(meta, dict):
+            status = json.loads(ops[0].value or "{}")["status"]
+            moves = [
+                *index_ops(meta, rk.run_id, RUNNING, 0, leaving=True),
+                *index_ops(meta, rk.run_id, status, retention),
+            ]
+        batch = await self._co.open_batch(conn, [*ops, *moves])
         results = [batch.apply(op) for op in ops]
         won = bool(results[0])
         if won:
             # The run index's move, in this transaction: by the run's metadata.
-            meta = (await self._ctx.read(conn, rk.run_id, [RUN])).get(RUN)
-            if isinstance(meta, dict):
-                status = json.loads(ops[0].value or "{}")["status"]
-                moves = [
-                    *index_ops(meta, rk.run_id, RUNNING, 0, leaving=True),
-                    *index_ops(meta, rk.run_id, status, retention),
-                ]
-                moving = await self._co.open_batch(conn, moves)
-                for op in moves:
-                    moving.apply(op)
-                await moving.flush(conn)
+            for op in moves:
+                batch.apply(op)
+        await batch.flush(conn)
+        await self._after_finalize_in(conn, rk, retention)
         # Signalled even when another writer won: it may have died before its signal.
         await self._co.signal_in(conn, rk.signal_done, retention)
         await self._ctx.expire_in(conn, rk.run_id, retention)
@@ -311,11 +317,7 @@ class SQLRunState(ComposedRunState):
         )
 
         async def body(conn: AsyncConnection) -> bool:
-            batch = await self._co.open_batch(conn, ops)
-            won = await self._finalize_in(conn, batch, rk, retention, ops)
-            await batch.flush(conn)
-            await self._after_finalize_in(conn, rk, retention)
-            return won
+            return await self._finalize_in(conn, rk, retention, ops)
 
         won = await self.db.run(body)
         self._co.woken(rk.signal_done)

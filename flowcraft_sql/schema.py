@@ -39,9 +39,12 @@ from sqlalchemy.types import TypeEngine
 from flowcraft_core.errors import DriverError
 
 #: Schema version this release writes. Bump it with a new entry in :data:`MIGRATIONS`.
-VERSION = 2
-#: Rows of the lock table: a key's lock is slot ``crc32(group) % LOCK_SLOTS``.
+VERSION = 3
+#: Slots of each lock level: a key's lock is slot ``level * LOCK_SLOTS + crc32(group) %
+#: LOCK_SLOTS`` (flowcraft_sql.database: "Lock order").
 LOCK_SLOTS = 1024
+#: Lock levels (a run's keys, shared keys): the lock table has ``LOCK_LEVELS * LOCK_SLOTS`` rows.
+LOCK_LEVELS = 2
 
 _MYSQL = ("mysql", "mariadb")
 
@@ -192,8 +195,17 @@ def _v2(conn: Connection, t: Tables) -> None:
     Index(f"{t.signals.name}_expiry", t.signals.c.expires_at).create(conn, checkfirst=True)
 
 
+def _v3(conn: Connection, t: Tables) -> None:
+    """The lock slots of the second lock level (shared keys), which until then shared the
+    run keys' slots (a cause of deadlocks: flowcraft_sql.database, "Lock order")."""
+    have = {slot for (slot,) in conn.execute(select(t.locks.c.slot))}
+    missing = [{"slot": i} for i in range(LOCK_LEVELS * LOCK_SLOTS) if i not in have]
+    if missing:
+        conn.execute(insert(t.locks), missing)
+
+
 #: Migration to each version from the one before it.
-MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {1: _v1, 2: _v2}
+MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {1: _v1, 2: _v2, 3: _v3}
 NAME = "flowcraft"
 
 
