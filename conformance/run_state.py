@@ -20,7 +20,9 @@ state (then the engine uses the reference itself, and the workflow scenarios cov
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from flowcraft_core.engine.history import COMPLETED, attempt_record
-from flowcraft_core.engine.keys import INPUT, output_key, subflow_member
+from flowcraft_core.engine.keys import INPUT, output_key, run_keys, subflow_member
 from flowcraft_core.engine.state import (
     Arrival,
     Completion,
@@ -40,13 +42,16 @@ from flowcraft_core.engine.state import (
     RunState,
 )
 from flowcraft_core.errors import RunExists
-from flowcraft_core.protocols import Job
+from flowcraft_core.protocols import Job, Op
 
 from .capabilities import requires
 from .harness import BoundMachine, Harness, run_machine
 
 TTL = 600.0
 RETENTION = 300.0
+SHORT_RETENTION = 0.3  # seconds: the retention of the real-time expiry check
+GONE_AFTER = SHORT_RETENTION + 0.5  # by when a finished run's keys must be gone
+COMPLETIONS = ("completed", "failed")  # a run finished by its last job, one by a finalize
 LEASE_TTL = 60.0
 DIGEST = "conformance-run-state"
 BLUEPRINT = json.dumps({"id": "run-state", "nodes": [], "edges": []})
@@ -152,7 +157,7 @@ class Side:
             return "refused: RunExists"
         return "started"
 
-    async def complete(self, d: Delivery) -> Any:
+    async def complete(self, d: Delivery, retention: float = RETENTION) -> Any:
         job = self.job(d.job, d.attempt)
         prefetch = None
         if d.prefetch is not None:
@@ -163,7 +168,7 @@ class Side:
             guard=guard_of(d.job),
             commit=d.commit,
             arrivals=list(d.arrivals),
-            retention=RETENTION,
+            retention=retention,
             prefetch=prefetch if self.state.prefetches else None,
             # Without times, so that both sides store the same record.
             record=attempt_record(
@@ -174,7 +179,7 @@ class Side:
         if completion.done and finalized is None and completion.committed is not False:
             # As the engine does after a completion that leaves the run done.
             finalized = await self.state.finalize(
-                self.run_id, "completed", None, retention=RETENTION
+                self.run_id, "completed", None, retention=retention
             )
         prefetched = completion.prefetched
         if (
@@ -476,3 +481,84 @@ class RunStateContract:
             },
         )
         run_machine(machine, conformance)
+
+    @requires("ttl")
+    def test_a_finished_runs_job_keys_last_its_retention(self, conformance: Harness) -> None:
+        """Finalization keeps every activated job's own keys (history, failed attempts, join
+        arrivals) for the run's retention, not for the ``ttl`` they were written with: on the
+        reference and on the driver's fused state, for a run finished by its last completion
+        and for one failed by an explicit finalize. Real time, with a short retention."""
+        backends = conformance.open()
+        context, coordination = backends.context, backends.coordination
+        assert context is not None and coordination is not None
+        states: list[tuple[str, RunState]] = [
+            ("reference", ComposedRunState(context, coordination, ttl=TTL))
+        ]
+        fused = conformance.target.fused_state(context, coordination, TTL)
+        if fused is not None and type(fused) is not ComposedRunState:
+            states.append(("fused", fused))
+        problems: list[str] = []
+
+        async def finished(side: Side, how: str) -> float:
+            """Run ``s#0`` (one failed attempt, then committed, arriving at ``one#0``), then
+            finish the run ``how``; when it finished."""
+            await side.start({"n": 1}, ["s#0"])
+            await side.state.fail_attempt(side.job("s#0", 1))
+            arrival = Arrival("one#0", "0", True, "all", 1)
+            await side.complete(
+                Delivery("s#0", 2, {guard_of("s#0"): 1}, (arrival,), None), SHORT_RETENTION
+            )
+            if how == "failed":
+                await side.state.finalize(
+                    side.run_id, "failed", {"message": "x"}, retention=SHORT_RETENTION
+                )
+            else:
+                await side.complete(
+                    Delivery("one#0", 1, {guard_of("one#0"): 2}, (), None), SHORT_RETENTION
+                )
+            return time.monotonic()
+
+        async def kept(side: Side) -> dict[str, bool]:
+            rk = run_keys(side.run_id)
+            history, failed, arrived = await coordination.batch(
+                [
+                    Op.count(rk.history("s#0")),
+                    Op.count(rk.failures("s#0")),
+                    Op.count(rk.arrived("one#0")),
+                ]
+            )
+            return {
+                "history of s#0": history > 0,
+                "failed attempts of s#0": failed > 0,
+                "arrivals at one#0": arrived > 0,
+            }
+
+        async def case(name: str, state: RunState, how: str) -> None:
+            side = Side(name, state, conformance.new_id(f"rs-keep-{how}"))
+            end = await finished(side, how)
+            before = await kept(side)
+            if time.monotonic() - end < SHORT_RETENTION * 0.6:  # else too slow to tell
+                problems.extend(
+                    f"{name}, {how}: {what} gone before the run's retention"
+                    for what, there in before.items()
+                    if not there
+                )
+            status = (await state.census(side.run_id)).status
+            if status != how:
+                problems.append(f"{name}, {how}: the run ended {status}, not {how}")
+            await asyncio.sleep(max(0.0, end + GONE_AFTER - time.monotonic()))
+            after = await kept(side)
+            problems.extend(
+                f"{name}, {how}: {what} still there {GONE_AFTER}s after the run finished "
+                f"with retention={SHORT_RETENTION}s (kept for ttl={TTL}s?)"
+                for what, there in after.items()
+                if there
+            )
+
+        async def body() -> None:
+            await asyncio.gather(
+                *(case(name, state, how) for name, state in states for how in COMPLETIONS)
+            )
+
+        conformance.run(body(), timeout=60)
+        assert not problems, "\n".join(problems)

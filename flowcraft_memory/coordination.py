@@ -95,6 +95,13 @@ class MemoryCoordinationStore:
         current.add(member)
         return True, len(current)
 
+    def extend_many_now(self, keys: Sequence[str], ttl: float, now: float) -> None:
+        """``extend`` each of ``keys`` that exists (at ``now``) to ``ttl`` from ``now``."""
+        values, expiry, deadline = self._values, self._expiry, now + ttl
+        for key in keys:
+            if key in values and expiry.get(key, deadline) > now:
+                expiry[key] = deadline
+
     def count_now(self, key: str, now: float | None = None) -> int:
         current = self._live(key, now)
         return len(current) if isinstance(current, set) else 0

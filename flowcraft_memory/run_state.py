@@ -21,9 +21,11 @@ from flowcraft_core.engine.keys import (
     FAILURES,
     FIRST,
     HISTORY,
+    JOB_KEY_KINDS,
     JOIN_ANY,
     LEASE,
     LIVE,
+    RunKeys,
     run_keys,
 )
 from flowcraft_core.engine.state import (
@@ -127,6 +129,14 @@ class MemoryRunState(ComposedRunState):
         if census.final is None and census.waiting:  # else it cannot be awaiting
             await self._announce_idle(rk, census)
         return Completion(committed, ready, census)
+
+    async def _keep_jobs(self, rk: RunKeys, jobs: Sequence[str], retention: float) -> None:
+        # The reference's batch of extends, without an Op per key (8 per job, at every
+        # finalize): the same keys, the same rule (only those that exist are extended).
+        base = rk.base
+        self._co.extend_many_now(
+            [f"{base}{kind}:{k}" for k in jobs for kind in JOB_KEY_KINDS], retention, self._co.now()
+        )
 
 
 def _size(value: str | set[str] | None) -> int:

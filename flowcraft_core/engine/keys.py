@@ -45,8 +45,8 @@ FINAL = "final"
 ENDED = "ended"
 SIGNAL_DONE = "sig:done"
 #: The run-wide bookkeeping keys that finalization keeps for the run's retention, with its
-#: context (FINAL and ENDED are written with it; per-job keys keep run_ttl). Every run state
-#: expires exactly these.
+#: context (FINAL and ENDED are written with it; so are the per-job keys below). Every run
+#: state expires exactly these.
 RUN_WIDE = (ACTIVATED, FINISHED, WAITING, RESUMED, PROGRESS, CHILDREN, EVENTS)
 # The kinds of per-job keys, each at RUN_BASE + kind + ":" + job key. A run's are expired
 # with it, found through its activated set: every kind must be listed in JOB_KEY_KINDS.

@@ -337,7 +337,9 @@ class RunState(Protocol):
         """Write the run's final status once (True for the call that wrote it), with its
         ``ended`` record and its move in the run index from running to that status, then —
         every time — wake its waiters, drop it from the active runs and keep its context and
-        bookkeeping for ``retention`` seconds."""
+        bookkeeping for ``retention`` seconds: the run-wide keys and every activated job's
+        own keys (its history among them), whether ``retention`` is shorter or longer than
+        the ``ttl`` they were written with."""
         ...
 
     async def census(self, run_id: str) -> Census:
@@ -813,17 +815,24 @@ class ComposedRunState:
             [
                 Op.set_if_absent(rk.final, final_record(status, error), retention),
                 Op.set_if_absent(rk.ended, ended_record(status, time.time()), retention),
-                # The run's bookkeeping goes with its context (per-node keys keep run_ttl).
+                # The run's bookkeeping goes with its context.
                 *(Op.extend(key, retention) for key in rk.run_wide),
                 Op.get(rk.final),
+                Op.members(rk.activated),
             ]
         )
         won = bool(results[0])
+        # Every job's own keys too, found through the activated set (a finished run activates
+        # no more): left at run_ttl, a job's history would outlive its run by weeks, or, with
+        # a retention longer than run_ttl, vanish while the run is still kept.
+        jobs = sorted(results[-1])
+        if jobs:
+            await self._keep_jobs(rk, jobs, retention)
         if isinstance(meta, dict):
             # Moved to the status stored (the winner's), by every call: one that finds the
             # winner died before this batch repairs it. Until then a listing, which checks
             # each run's final status, shows the run as it is, just under "running".
-            stored = json.loads(results[-1])["status"]
+            stored = json.loads(results[-2])["status"]
             await self.coordination.batch(
                 [
                     *index_ops(meta, run_id, RUNNING, 0, leaving=True),
@@ -836,6 +845,13 @@ class ComposedRunState:
         await self.coordination.remove_member(ACTIVE_RUNS, run_id)
         await self.context.expire(run_id, retention)
         return won
+
+    async def _keep_jobs(self, rk: RunKeys, jobs: Sequence[str], retention: float) -> None:
+        """Give every existing per-job key of ``jobs`` (all of :data:`JOB_KEY_KINDS`) a TTL of
+        ``retention`` (part of :meth:`finalize`)."""
+        await self.coordination.batch(
+            [Op.extend(rk.job(kind, k), retention) for k in jobs for kind in JOB_KEY_KINDS]
+        )
 
     async def census(self, run_id: str) -> Census:
         rk = run_keys(run_id)
