@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-peers chaos chaos-sql clean setup browser parity-goldens mermaid-check
+.PHONY: run test lint typecheck pytest bench bench-peers chaos chaos-sql clean setup bytecode browser parity-goldens mermaid-check
 
 setup: $(STAMP)
 
@@ -14,7 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,all]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The project's own modules, byte-compiled before anything runs: an editable install leaves no
+# .pyc files, and where PYTHONDONTWRITEBYTECODE is set (as on this machine) Python reads them
+# but never writes them, so every process the suite starts (CLI runs, workers) would compile
+# the modules it imports again. Measured 2026-12-04, interleaved: `flowcraft --help` 0.74x the
+# wall time; tests/redis/test_cli_redis.py with the conformance CLI tests 0.74x the CPU. Only
+# sources changed since are compiled again.
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 -x '/\.(venv|bench|git)/' .
+
+run: $(STAMP) bytecode
 	$(BIN)/flowcraft run examples/order_fulfilment.json --registry examples.orders:registry \
 		--input "$$(cat examples/order.json)"
 
@@ -42,7 +51,7 @@ browser:
 	test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends chromium; }
 
-pytest: $(STAMP) browser
+pytest: $(STAMP) bytecode browser
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint typecheck pytest
