@@ -391,69 +391,60 @@ async def test_sync_node_runs_in_a_thread_and_inline_ones_on_the_loop() -> None:
 
 
 async def test_sync_nodes_do_not_block_the_loop_and_run_in_parallel() -> None:
-    # Both sync nodes must be in flight at once to pass the barrier (a timed-out barrier
-    # raises, failing the run); the async node must run while a sync node blocks its thread,
-    # or `waiter` returns False. The gates prove the claim, not the clock: a passing run never
-    # waits for their timeouts (generous, yet under h.run's 10 s so a broken engine fails on
-    # them, with the reason), where a bound on the run's wall time failed under load.
+    # Gates, not the clock (a bound on the run's wall time failed under load). Each sync node
+    # first waits for two beats of a heartbeat task on the engine's event loop: they come only
+    # if the loop runs while the node's thread is blocked. Then both meet at a barrier, which
+    # only two nodes in flight at once can pass. A passing run never waits for a timeout; a
+    # broken engine waits 8 s (under h.run's 10 s) and fails the run with the reason.
     barrier = threading.Barrier(2, timeout=8)
-    flag = threading.Event()
+    beat = threading.Condition()
+    beats = 0
+
+    async def heartbeat() -> None:
+        nonlocal beats
+        while True:
+            await asyncio.sleep(0.01)
+            with beat:
+                beats += 1
+                beat.notify_all()
+
+    def meet(ctx: NodeContext) -> int:
+        with beat:
+            seen = beats
+            if not beat.wait_for(lambda: beats >= seen + 2, timeout=8):
+                raise AssertionError("the event loop did not tick while a sync node ran")
+        return barrier.wait()
+
+    async def first(ctx: NodeContext) -> None:
+        return None
+
+    flow = bp(
+        [{"id": "a", "uses": "first"}, {"id": "m1", "uses": "meet"}, {"id": "m2", "uses": "meet"}],
+        [{"source": "a", "target": "m1"}, {"source": "a", "target": "m2"}],
+    )
+    ticking = asyncio.create_task(heartbeat())
+    try:
+        async with harness({"meet": meet, "first": first}) as h:
+            result = await h.run(flow)
+    finally:
+        ticking.cancel()
+    assert result.status == "completed", result.error
+    assert sorted([result.outputs["m1"], result.outputs["m2"]]) == [0, 1]
+    assert not barrier.broken
+
+
+async def test_two_sync_start_nodes_run_at_once() -> None:
+    # Start nodes (no predecessor) in flight together: only both at once pass the barrier.
+    barrier = threading.Barrier(2, timeout=8)
 
     def meet(ctx: NodeContext) -> int:
         return barrier.wait()
 
-    def waiter(ctx: NodeContext) -> bool:
-        return flag.wait(timeout=8)
-
-    async def setter(ctx: NodeContext) -> str:
-        flag.set()
-        return "set"
-
-    flow = bp(
-        [
-            {"id": "a", "uses": "setter_first"},
-            {"id": "m1", "uses": "meet"},
-            {"id": "m2", "uses": "meet"},
-            {"id": "w", "uses": "waiter"},
-            {"id": "s", "uses": "setter"},
-        ],
-        [
-            {"source": "a", "target": "m1"},
-            {"source": "a", "target": "m2"},
-            {"source": "a", "target": "w"},
-            {"source": "a", "target": "s"},
-        ],
-    )
-
-    async def setter_first(ctx: NodeContext) -> None:
-        return None
-
-    registry = {"meet": meet, "waiter": waiter, "setter": setter, "setter_first": setter_first}
-    async with harness(registry) as h:
+    flow = bp([{"id": "s1", "uses": "meet"}, {"id": "s2", "uses": "meet"}])
+    async with harness({"meet": meet}) as h:
         result = await h.run(flow)
     assert result.status == "completed", result.error
-    assert sorted([result.outputs["m1"], result.outputs["m2"]]) == [0, 1]
-    assert result.outputs["w"] is True
-    assert not barrier.broken
-
-
-async def test_two_sleeping_sync_nodes_overlap_in_time() -> None:
-    spans: dict[str, tuple[float, float]] = {}
-
-    def nap(ctx: NodeContext) -> str:
-        start = time.monotonic()
-        time.sleep(0.15)
-        spans[ctx.node_id] = (start, time.monotonic())
-        return ctx.node_id
-
-    flow = bp(
-        [{"id": "s1", "uses": "nap"}, {"id": "s2", "uses": "nap"}],
-    )
-    async with harness({"nap": nap}) as h:
-        result = await h.run(flow)
-    assert result.status == "completed", result.error
-    (start1, end1), (start2, end2) = spans["s1"], spans["s2"]
-    assert max(start1, start2) < min(end1, end2), spans
+    assert sorted([result.outputs["s1"], result.outputs["s2"]]) == [0, 1]
 
 
 class AsyncRun:
