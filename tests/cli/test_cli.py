@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -444,24 +445,32 @@ import threading
 import time
 
 
-def started():  # when a node began (wall clock, read by the test process)
-    with open(pathlib.Path(__file__).with_name("started"), "a") as out:
+def mark(what):  # when a node began or was cancelled (wall clock, read by the test process)
+    with open(pathlib.Path(__file__).with_name(what), "a") as out:
         out.write(f"{time.time()}\\n")
 
 
 async def slow(ctx):
-    started()
-    await asyncio.sleep(30)
+    mark("started")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        mark("cancelled")
+        raise
     return "late"
 
 
 async def forever(ctx):
-    started()
-    await asyncio.Event().wait()
+    mark("started")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        mark("cancelled")
+        raise
 
 
 def forever_sync(ctx):  # a thread Python cannot stop
-    started()
+    mark("started")
     threading.Event().wait()
 
 
@@ -506,26 +515,63 @@ def test_run_without_timeout_leaves_nothing(tmp_path: Path) -> None:
     assert "leaving" not in quick.stderr
 
 
+def stored_run(url: str, run_id: str) -> tuple[str, dict[str, str], int]:
+    """What a durable backend holds of a run once its process has gone: the run's status,
+    each node's status, and the jobs left in the queue."""
+    from flowcraft_core import Client, open_backends
+
+    async def look() -> tuple[str, dict[str, str], int]:
+        client = Client(open_backends(url))
+        try:
+            history = await client.history(run_id)
+            jobs = await client.backends.queue.size()
+            return history.status, {n.node: n.status for n in history.nodes}, jobs
+        finally:
+            await client.close()
+
+    return asyncio.run(look())
+
+
 @pytest.mark.parametrize(
-    ("uses", "timeout"), [("slow", "0.5"), ("forever", "0.5"), ("forever_sync", "1.5")]
+    ("uses", "timeout", "backend"),
+    [
+        ("slow", "1.0", "memory"),
+        ("forever", "1.0", "memory"),
+        ("forever_sync", "1.5", "memory"),
+        ("forever", "1.0", "sqlite"),
+        ("forever_sync", "1.5", "sqlite"),
+    ],
 )
-def test_run_timeout_returns_on_time(tmp_path: Path, uses: str, timeout: str) -> None:
-    # Timed from the first node's start (the nodes write it down), not from the launch: the
-    # interpreter's start-up and imports are no part of the timeout, and under load they vary
-    # by seconds (the test once subtracted a separate quick run's time, a second noisy run).
-    _, proc = run_timed(tmp_path, uses, "--timeout", timeout)
+def test_run_timeout_returns_on_time(tmp_path: Path, uses: str, timeout: str, backend: str) -> None:
+    # The contract: a run that outlives --timeout returns about then, its nodes cancelled and
+    # nothing of theirs committed. The nodes would take 30 s or forever; the bound (timeout +
+    # TIMEOUT_SLACK) is timed from the first node's start (the nodes write it down), not from
+    # the launch: the interpreter's start-up and imports are no part of the timeout, and under
+    # load they vary by seconds.
+    url = f"sqlite:///{tmp_path / 'runs.db'}" if backend == "sqlite" else "memory://"
+    _, proc = run_timed(tmp_path, uses, "--timeout", timeout, "--backend", url)
     exited = time.time()
     stamps = [float(t) for t in (tmp_path / "started").read_text().split()]
     assert len(stamps) == 2, stamps  # both nodes were running when the timeout struck
     elapsed = exited - min(stamps)
     assert elapsed < float(timeout) + TIMEOUT_SLACK, (elapsed, proc.stderr)
-    assert proc.returncode == 1
+    assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"did not finish within {timeout} s; nodes still running were cancelled" in (proc.stderr)
     result = last_json(proc)
     assert result["status"] == "running"
     assert result["outputs"] == {}
     assert result["error"]["type"] == "Timeout"
-    # Only the sync nodes' threads can be left behind (Python cannot stop them): both, named.
+    # Async nodes see their cancellation; only sync nodes' threads can be left behind (Python
+    # cannot stop them): both, named.
+    cancelled = tmp_path / "cancelled"
+    if uses == "forever_sync":
+        assert not cancelled.exists()
+    else:
+        assert len(cancelled.read_text().split()) == 2, "a node was not cancelled"
     left = "leaving 2 thread(s) of sync node code still running (abandoned)"
     assert (left in proc.stderr) == (uses == "forever_sync"), proc.stderr
+    if backend == "sqlite":
+        # What the file holds once the process has gone: nothing committed, nothing finished,
+        # both jobs handed back to the queue for a worker to take up.
+        assert stored_run(url, result["run_id"]) == ("running", {"a": "pending", "b": "pending"}, 2)
