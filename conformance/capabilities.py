@@ -76,8 +76,8 @@ CAPABILITIES: Final[dict[str, Capability]] = {
         Capability(
             "signal_poll_s",
             "wait_any learns of signals from other processes by looking every this many seconds "
-            "rather than by a push (signals within one process still wake at once); waiters "
-            "must still wake within the signal contract's bound",
+            "rather than by a push (signals within one process still wake at once); at most "
+            "0.5, and waiters must still wake within the signal contract's bound",
             kind=(int, float),
         ),
         Capability(

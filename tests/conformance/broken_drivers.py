@@ -124,6 +124,26 @@ class LatchConsumedByFirstWaiter(MemoryCoordinationStore):
         return got
 
 
+class SlowPollingCoordination(MemoryCoordinationStore):
+    """``wait_any`` is woken by no signal: it looks for a latched key every 2 s (a driver that
+    only polls, slowly, and declares no poll). Latches and timeouts are kept."""
+
+    POLL = 2.0
+
+    async def wait_any(self, keys: Sequence[str], timeout: float | None) -> str | None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            for key in keys:
+                self._live(key)
+                if key in self._signals:
+                    return key
+            remaining = self.POLL if deadline is None else deadline - loop.time()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(self.POLL, remaining))
+
+
 class TTLIgnoringCoordination(MemoryCoordinationStore):
     """Accepts every ttl and ignores it: nothing ever expires."""
 
@@ -221,6 +241,8 @@ class Broken:
     run_state: Callable[..., Any] | None = None
     #: Builds every component for a namespace instead (drivers other than memory).
     parts: Callable[[str], DriverParts] | None = None
+    #: Declared on top of the memory driver's capabilities.
+    capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def target(self) -> Target:
         def factory(namespace: str) -> DriverParts:
@@ -231,7 +253,7 @@ class Broken:
         return Target.from_factory(
             factory,
             name=f"broken: {self.name}",
-            capabilities=flowcraft_driver_info().capabilities,
+            capabilities={**flowcraft_driver_info().capabilities, **self.capabilities},
             clocked_coordination=lambda clock: self.coordination(clock),
             run_state=(
                 None
@@ -255,6 +277,8 @@ BROKEN = [
     Broken(
         "latch consumed by the first waiter", "signals", coordination=LatchConsumedByFirstWaiter
     ),
+    Broken("wakes only by a slow poll", "signals", coordination=SlowPollingCoordination),
+    Broken("declares a slow signal poll", "signals", capabilities={"signal_poll_s": 5.0}),
     Broken("no redelivery after a crash", "queue redelivery", queue=NoRedeliveryQueue),
     Broken("jobs delayed over a second dropped", "queue delays", queue=DropsLongDelays),
     Broken(
