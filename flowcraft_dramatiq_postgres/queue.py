@@ -24,6 +24,7 @@ from flowcraft_core.drivers import mask
 from flowcraft_core.errors import DriverError
 from flowcraft_core.protocols.queue import Handler
 from flowcraft_dramatiq import DramatiqConsumer, DramatiqQueue
+from flowcraft_dramatiq_postgres.consumer import PostgresConsumer
 
 T = TypeVar("T")
 
@@ -76,6 +77,7 @@ class PostgresDramatiqQueue(DramatiqQueue):
     the connection is a :class:`DriverError` naming it, on first use."""
 
     driver = "postgresql"
+    consumer_class = PostgresConsumer
 
     def __init__(self, settings: PostgresQueueSettings, *, threads: int = 4) -> None:
         try:

@@ -11,10 +11,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -116,6 +118,57 @@ async def test_a_delay_past_the_bound_arrives_once_on_time_as_json(
     await second.stop()
     assert len(arrivals) == 1, f"the delayed job arrived {len(arrivals)} times"
     assert delay <= arrivals[0] - start <= delay + 1.0, arrivals[0] - start
+
+
+async def test_a_stop_hands_back_claimed_jobs_it_never_started_at_once(
+    queue: PostgresDramatiqQueue, postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dramatiq-postgres claims rows into a buffer Dramatiq's stop does not know of. A stop
+    that comes between a claim and the buffer's last pop (here forced: the claim returns only
+    once the stop has begun) must put those rows back at once, not leave them claimed until
+    the stopped worker's heartbeat is heartbeat_ttl old."""
+    from dramatiq_postgres.broker import PostgresConsumer as Claiming
+
+    claim = Claiming.claim
+    claimed = threading.Event()
+
+    def claim_then_wait_for_the_stop(self: Any, limit: int) -> None:
+        claim(self, limit)
+        if self.buffer and not claimed.is_set():
+            claimed.set()
+            thread = threading.current_thread()
+            deadline = time.monotonic() + 10
+            while getattr(thread, "running", False) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    monkeypatch.setattr(Claiming, "claim", claim_then_wait_for_the_stop)
+    jobs = [Job(f"claimed-{i}", "n", "f") for i in range(6)]
+    got: list[Job] = []
+
+    async def handle(job: Job) -> None:
+        got.append(job)
+
+    await queue.enqueue_many(jobs)
+    first = await queue.consume(handle, concurrency=1)
+    assert await asyncio.to_thread(claimed.wait, 10), "the consumer never claimed"
+    await first.stop(drain=True)
+    with psycopg.connect(postgres) as conn:
+        (held,) = conn.execute(
+            "SELECT count(*) FROM flowcraft_dramatiq.queue "
+            "WHERE queue_name = %s AND state = 'consumed'",
+            (queue.queue_name,),
+        ).fetchone() or (0,)
+    assert held == 0, f"{held} job(s) still claimed by a consumer that stopped cleanly"
+    monkeypatch.undo()
+    second = await queue.consume(handle, concurrency=2)
+    try:
+        # Well within heartbeat_ttl: only a hand-back brings them this soon.
+        deadline = time.monotonic() + queue.settings.heartbeat_ttl / 2
+        while set(got) != set(jobs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        await second.stop()
+    assert set(got) == set(jobs), f"never delivered: {sorted(set(jobs) - set(got), key=repr)}"
 
 
 async def test_a_refused_connection_is_a_one_line_error_naming_the_server() -> None:
