@@ -22,7 +22,7 @@ import redis.asyncio.client as aclient
 from benchmarks.shapes import registry
 from flowcraft_core.drivers import open_backends
 from flowcraft_core.worker import Worker
-from flowcraft_redis.connection import Script
+from flowcraft_redis.connection import _Batches
 
 COUNTS = {"round_trips": 0, "messages": 0, "statements": 0, "transactions": 0}
 
@@ -39,17 +39,17 @@ def _count_round_trips() -> None:
         COUNTS["round_trips"] += 1
         return await pipeline_execute(self, *args, **kwargs)
 
-    # The driver's scripts are sent straight on a pooled connection (connection.Script),
-    # not through execute_command: each call is one round trip.
-    script_call: Any = Script.__call__
+    # The driver's scripts go out in batches on a pooled connection (connection._Batches), not
+    # through execute_command: each batch's write and reads are one round trip.
+    exchange: Any = _Batches._exchange
 
-    async def counted_script(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def counted_exchange(*args: Any, **kwargs: Any) -> Any:
         COUNTS["round_trips"] += 1
-        return await script_call(self, *args, **kwargs)
+        return await exchange(*args, **kwargs)
 
     aclient.Redis.execute_command = counted_command  # type: ignore[method-assign]
     aclient.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
-    Script.__call__ = counted_script  # type: ignore[method-assign]
+    _Batches._exchange = staticmethod(counted_exchange)  # type: ignore[method-assign]
 
 
 def _count_statements() -> None:
