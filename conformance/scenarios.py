@@ -349,6 +349,24 @@ SCENARIOS: list[Scenario] = [
         outputs={"a": 10, **{f"b{i}": 10 + i for i in range(5)}, "j": 60},
         calls={"a:add": 1, **{f"b{i}:add": 1 for i in range(5)}, "j:total": 1},
     ),
+    # Wide enough that the branches travel as siblings, several to a message (23 queued:
+    # three messages at the default of 8), so every fault lands on a message of several jobs:
+    # a crash of one member redelivers the whole message to members that committed already.
+    Scenario(
+        "fanout_wide",
+        _bp(
+            "fanwide",
+            [{"id": "a", "uses": "add", "params": {"n": 0}}]
+            + [{"id": f"b{i}", "uses": "add", "params": {"n": i}} for i in range(24)]
+            + [{"id": "j", "uses": "total"}],
+            [{"source": "a", "target": f"b{i}"} for i in range(24)]
+            + [{"source": f"b{i}", "target": "j"} for i in range(24)],
+        ),
+        input=10,
+        status="completed",
+        outputs={"a": 10, **{f"b{i}": 10 + i for i in range(24)}, "j": 516},
+        calls={"a:add": 1, **{f"b{i}:add": 1 for i in range(24)}, "j:total": 1},
+    ),
     Scenario(
         "any_join",
         _bp(

@@ -118,6 +118,8 @@ class Engine:
         self.subflows = Subflows(self, dict(blueprints or {}))
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
+        self._slots = threads
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.executing: dict[int, str] = {}
         """Node code running now, by lease id: ``node 'id' of run R`` (for stall warnings)."""
         self.started: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
@@ -143,7 +145,24 @@ class Engine:
     # -- the handler --------------------------------------------------------------------------
 
     async def handle(self, job: Job) -> None:
-        """Handle one delivery of ``job``; the queue acknowledges when this returns."""
+        """Handle one delivery of ``job``; the queue acknowledges when this returns.
+
+        A message carrying siblings (``job.siblings``) is handled as one delivery of each of
+        its members, concurrently, so that their loads and commits meet (one round trip on a
+        driver that batches them). Each member keeps every guarantee of a job on its own; if
+        any raises, this raises once all are done, and the redelivery of the message finds
+        the members that committed already committed."""
+        if job.siblings:
+            outcomes = await asyncio.gather(
+                *(self._handle_one(member) for member in job.members()), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return
+        await self._handle_one(job)
+
+    async def _handle_one(self, job: Job) -> None:
         stack: list[Job | Delivery] = [job]
         deadline = time.monotonic() + self.settings.continue_seconds
         try:
@@ -165,7 +184,7 @@ class Engine:
             if self._continue(stepped, may_continue, stack):
                 steps += 1
                 if stepped.enqueue:
-                    await self._enqueue(stepped.enqueue)
+                    await self._enqueue(self._together(stepped.enqueue))
                 self._at("enqueued", job)
 
     def _continue(self, stepped: Stepped, may_continue: bool, stack: list[Job | Delivery]) -> bool:
@@ -191,6 +210,38 @@ class Engine:
         stepped.enqueue = live
         return True
 
+    def _together(self, ready: list[Job]) -> list[Job]:
+        """``ready`` (targets of one completion) as messages: jobs that share run, digest,
+        instance and attempt travel as siblings, at most ``siblings_per_message`` to a
+        message, split evenly over as few messages as that allows."""
+        most = self.settings.siblings_per_message
+        if len(ready) < 2 or most < 2:
+            return ready
+        groups: dict[tuple[str, str, str, int], list[Job]] = {}
+        for job in ready:
+            groups.setdefault((job.run_id, job.digest, job.instance, job.attempt), []).append(job)
+        messages: list[Job] = []
+        for jobs in groups.values():
+            count = -(-len(jobs) // most)
+            for i in range(count):
+                part = jobs[i::count]
+                first = part[0]
+                if len(part) == 1:
+                    messages.append(first)
+                    continue
+                messages.append(
+                    Job(
+                        first.run_id,
+                        first.node_id,
+                        first.digest,
+                        first.instance,
+                        first.attempt,
+                        first.headers,
+                        siblings=tuple(job.node_id for job in part[1:]),
+                    )
+                )
+        return messages
+
     def _at(self, step: str, job: Job) -> None:
         if self.checkpoint is not None:
             self.checkpoint(step, job)
@@ -202,7 +253,8 @@ class Engine:
         else:
             await self.queue.enqueue_many(jobs, delay=delay)
         for job in jobs:
-            self.guests.flowcraft_job_enqueued(job=job, delay=delay)
+            for member in job.members() if job.siblings else (job,):
+                self.guests.flowcraft_job_enqueued(job=member, delay=delay)
 
     async def _step(self, pending: Job | Delivery, may_continue: bool) -> Stepped:
         """Handle one job (loaded already when ``pending`` is a prefetched delivery): what it
@@ -500,22 +552,33 @@ class Engine:
         self.started.append((time.monotonic(), name))
         threads = CURRENT.set(self.threads)
         try:
-            if timeout_ms is None:
-                return await call(ctx)
-            try:
-                # Not wait_for: on Python 3.11 it runs node code in a task of its own, and a
-                # KeyboardInterrupt or SystemExit escaping a task stops the event loop.
-                async with asyncio.timeout(timeout_ms / 1000):
+            async with self._slot():
+                if timeout_ms is None:
                     return await call(ctx)
-            except TimeoutError:
-                raise NodeTimeout(
-                    f"node {node.id!r} attempt {job.attempt} exceeded its timeout of "
-                    f"{timeout_ms:g} ms"
-                ) from None
+                try:
+                    # Not wait_for: on Python 3.11 it runs node code in a task of its own, and
+                    # a KeyboardInterrupt or SystemExit escaping a task stops the event loop.
+                    async with asyncio.timeout(timeout_ms / 1000):
+                        return await call(ctx)
+                except TimeoutError:
+                    raise NodeTimeout(
+                        f"node {node.id!r} attempt {job.attempt} exceeded its timeout of "
+                        f"{timeout_ms:g} ms"
+                    ) from None
         finally:
             CURRENT.reset(threads)
             self._leases.drop(renewing)
             del self.executing[renewing]
+
+    def _slot(self) -> asyncio.Semaphore:
+        """What bounds node code running at once to the worker's concurrency: a queue bounds
+        its handlers, but a message of siblings runs several nodes in one. One per event loop
+        (an engine may serve one loop after another, and asyncio's primitives are bound to
+        one); waiting for it holds the lease, which the lease keeper renews."""
+        loop = asyncio.get_running_loop()
+        if self._running is None or self._running[0] is not loop:
+            self._running = (loop, asyncio.Semaphore(self._slots))
+        return self._running[1]
 
     async def _missing(self, d: Delivery) -> None:
         job, node = d.job, d.node

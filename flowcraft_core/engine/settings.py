@@ -27,6 +27,13 @@ class EngineSettings:
     """Nodes a job may continue with inline before handing successors to the queue."""
     continue_seconds: float = 1.0
     """Time a job may spend continuing inline before handing successors to the queue."""
+    siblings_per_message: int = 8
+    """Most jobs one queue message carries when a completion makes several targets ready at
+    once (a fan-out): they are loaded, run and committed together, each still its own job
+    with its own commit, so a wide fan-out costs a message per this many nodes, while still
+    leaving one message per this many for other workers to take. 1 sends each on its own
+    (what a deployment sets while workers that predate sibling messages still run: they
+    would handle only a message's first job)."""
     missing_retries: int = 8
     """Times a job whose ``uses`` this worker lacks is retried before the run fails."""
     missing_delay: float = 0.5

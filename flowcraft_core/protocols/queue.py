@@ -40,9 +40,16 @@ class Job:
     not part of the identity: two jobs that differ only in headers are equal. Every job the
     engine derives from a job (its retry, its successors) carries the same headers.
 
+    ``siblings`` makes one message carry several jobs: the node ids of more jobs of the same
+    run, digest, instance and attempt, ready at the same time (targets of one completion, see
+    ``EngineSettings.siblings_per_message``). A handler that gets such a job handles each of
+    :meth:`members` as it would a job of its own; a queue need not know, since the siblings
+    travel inside the message. A job with siblings is not equal to its first member.
+
     The wire form (:meth:`to_dict`) keeps its short field names, ``"f"`` for the digest
     included, so jobs queued by an earlier version are read unchanged; headers travel as
-    ``"h"``, only when there are any, and the due time as ``"t"`` (milliseconds kept).
+    ``"h"``, only when there are any, the due time as ``"t"`` (milliseconds kept) and the
+    siblings as ``"s"``, only when there are any.
     """
 
     run_id: str
@@ -56,6 +63,8 @@ class Job:
     whoever enqueued it (:meth:`stamped`); None for a job continued inline, which never
     waited in a queue. Its start minus this is the job's queue lag (clocks of two machines
     permitting). Not part of the identity."""
+    siblings: tuple[str, ...] = ()
+    """Node ids of more jobs this message carries (see above): empty for a job on its own."""
 
     def stamped(self, delay: float = 0.0) -> Job:
         """This job, due ``delay`` seconds from now: what every enqueue sends."""
@@ -69,7 +78,33 @@ class Job:
             attempt=self.attempt,
             headers=self.headers,
             due=time.time() + delay,
+            siblings=self.siblings,
         )
+
+    def members(self) -> list[Job]:
+        """The jobs this message carries: this one on its own, then one per sibling, each with
+        this one's run, digest, instance, attempt, headers and due time."""
+        first = Job(
+            self.run_id,
+            self.node_id,
+            self.digest,
+            self.instance,
+            self.attempt,
+            self.headers,
+            self.due,
+        )
+        return [first] + [
+            Job(
+                self.run_id,
+                node_id,
+                self.digest,
+                self.instance,
+                self.attempt,
+                self.headers,
+                self.due,
+            )
+            for node_id in self.siblings
+        ]
 
     @property
     def key(self) -> str:
@@ -88,11 +123,14 @@ class Job:
             wire["h"] = dict(self.headers)
         if self.due is not None:
             wire["t"] = round(self.due, 3)
+        if self.siblings:
+            wire["s"] = list(self.siblings)
         return wire
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
         headers = data.get("h")
+        siblings = data.get("s")
         return cls(
             run_id=str(data["r"]),
             node_id=str(data["n"]),
@@ -102,7 +140,14 @@ class Job:
             attempt=int(data.get("a", 1)),
             headers=check_headers(headers, "a job's headers") if headers else {},
             due=float(data["t"]) if data.get("t") is not None else None,
+            siblings=_siblings(siblings) if siblings else (),
         )
+
+
+def _siblings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+        raise ValueError(f"a job's siblings must be a list of node ids, got {value!r}")
+    return tuple(value)
 
 
 def check_headers(headers: Any, where: str) -> dict[str, str]:

@@ -865,16 +865,19 @@ async def test_continuation_is_bounded_by_continue_steps() -> None:
     assert calls.counter == {f"n{i}": 1 for i in range(20)}
 
 
-async def test_fan_out_enqueues_the_other_branches() -> None:
+@pytest.mark.parametrize(("per_message", "messages"), [(1, 4), (8, 1)])
+async def test_fan_out_enqueues_the_other_branches(per_message: int, messages: int) -> None:
     calls = Calls()
     nodes = [{"id": "a", "uses": "add"}] + [{"id": f"b{i}", "uses": "add"} for i in range(5)]
     edges = [{"source": "a", "target": f"b{i}"} for i in range(5)]
-    async with harness({"add": calls.add()}) as h:
+    settings = EngineSettings(siblings_per_message=per_message)
+    async with harness({"add": calls.add()}, settings=settings) as h:
         result = await h.run(bp(nodes, edges), 0)
         enqueued = memory_queue(h.backends).enqueued
     assert result.status == "completed", result.error
     assert result.outputs == {"a": 1, **{f"b{i}": 2 for i in range(5)}}
-    assert enqueued - 1 >= 4  # besides the start job, at least 4 branches went to the queue
+    # Besides the start job: 4 branches went to the queue, one to a message or all in one.
+    assert enqueued - 1 == messages
 
 
 # -- lifecycle hooks ------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Ready siblings travel together: the targets a completion makes ready share queue messages
+(``EngineSettings.siblings_per_message``), each still its own job with its own commit, and a
+worker still runs no more node code at once than its concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from flowcraft_core.drivers import Backends
+from flowcraft_core.engine import EngineSettings
+from flowcraft_core.node import NodeContext
+from flowcraft_core.protocols import Job
+from flowcraft_memory import MemoryQueue
+
+from .helpers import bp, harness, unique_url
+
+
+def fanout(width: int) -> Any:
+    nodes = [{"id": "a", "uses": "work"}] + [{"id": f"b{i}", "uses": "work"} for i in range(width)]
+    nodes.append({"id": "j", "uses": "work"})
+    edges = [{"source": "a", "target": f"b{i}"} for i in range(width)]
+    edges += [{"source": f"b{i}", "target": "j"} for i in range(width)]
+    return bp(nodes, edges)
+
+
+class Recording(MemoryQueue):
+    """The memory queue, keeping every message it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[Job] = []
+
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
+        self.messages.append(job)
+        await super().enqueue(job, delay=delay)
+
+    async def enqueue_many(self, jobs: Sequence[Job], *, delay: float = 0.0) -> None:
+        self.messages.extend(jobs)
+        for job in jobs:
+            await super().enqueue(job, delay=delay)
+
+
+def recording_backends() -> tuple[Backends, Recording]:
+    from flowcraft_core.drivers import open_backends
+
+    plain = open_backends(unique_url())
+    queue = Recording()
+    return Backends(queue, plain.context, plain.coordination, plain.urls), queue
+
+
+def test_a_message_of_siblings_round_trips_and_names_its_members() -> None:
+    job = Job("r", "b0", "d", "0", 2, {"k": "v"}, due=5.0, siblings=("b1", "b2"))
+    again = Job.from_dict(job.to_dict())
+    assert again == job and again.siblings == ("b1", "b2")
+    assert [(m.node_id, m.attempt, m.headers, m.due, m.siblings) for m in again.members()] == [
+        ("b0", 2, {"k": "v"}, 5.0, ()),
+        ("b1", 2, {"k": "v"}, 5.0, ()),
+        ("b2", 2, {"k": "v"}, 5.0, ()),
+    ]
+    assert job != Job("r", "b0", "d", "0", 2)  # a message of three is not its first job
+    assert "s" not in Job("r", "b0", "d").to_dict()  # a job on its own: the old wire form
+    with pytest.raises(ValueError, match="siblings must be a list of node ids"):
+        Job.from_dict({**job.to_dict(), "s": "b1"})
+
+
+@pytest.mark.parametrize(
+    ("per_message", "sizes"),
+    [(8, [7, 6, 6]), (1, [1] * 19), (19, [19]), (4, [4, 4, 4, 4, 3])],
+)
+async def test_a_fan_outs_branches_share_messages_split_evenly(
+    per_message: int, sizes: list[int]
+) -> None:
+    ran: Counter[str] = Counter()
+
+    async def work(ctx: NodeContext) -> Any:
+        ran[ctx.node_id] += 1
+        return 1
+
+    backends, queue = recording_backends()
+    settings = EngineSettings(siblings_per_message=per_message)
+    async with harness({"work": work}, settings=settings, backends=backends) as h:
+        result = await h.run(fanout(20), None)
+    assert result.status == "completed", result.error
+    assert ran == Counter({"a": 1, "j": 1, **{f"b{i}": 1 for i in range(20)}})
+    branches = [m for m in queue.messages if m.node_id.startswith("b")]
+    # One branch continued inline with the start node's delivery; 19 went to the queue.
+    assert sorted((1 + len(m.siblings) for m in branches), reverse=True) == sizes
+    carried = [member.node_id for m in branches for member in m.members()]
+    assert len(carried) == len(set(carried)) == 19
+
+
+async def test_siblings_in_one_message_run_no_more_node_code_at_once_than_the_concurrency() -> None:
+    running = peak = 0
+
+    async def work(ctx: NodeContext) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return 1
+
+    backends, queue = recording_backends()
+    async with harness({"work": work}, concurrency=2, backends=backends) as h:
+        result = await h.run(fanout(24), None)
+    assert result.status == "completed", result.error
+    assert max(len(m.siblings) for m in queue.messages) >= 2  # messages did carry several
+    assert peak == 2  # reached, never passed
+
+
+async def test_a_member_that_crashes_redelivers_the_message_and_only_it_runs_again() -> None:
+    ran: Counter[str] = Counter()
+
+    async def work(ctx: NodeContext) -> Any:
+        ran[ctx.node_id] += 1
+        return 1
+
+    crashed: list[str] = []
+
+    def checkpoint(step: str, job: Job) -> None:
+        # Branch b3 (queued with others) dies between running and committing, once.
+        if step == "executed" and job.node_id == "b3" and not crashed:
+            crashed.append(job.node_id)
+            raise RuntimeError("simulated crash")
+
+    backends, queue = recording_backends()
+    async with harness({"work": work}, checkpoint=checkpoint, backends=backends) as h:
+        result = await h.run(fanout(20), None)
+    assert result.status == "completed", result.error
+    assert crashed == ["b3"]
+    (carrier,) = [m for m in queue.messages if "b3" in {x.node_id for x in m.members()}]
+    assert len(carrier.siblings) >= 2  # b3 was one of several in its message
+    # Its message came again: the members that had committed routed again without running,
+    # b3 ran a second time, and the join ran once.
+    assert ran == Counter({"a": 1, "j": 1, "b3": 2, **{f"b{i}": 1 for i in range(20) if i != 3}})
+    assert result.outputs == {"a": 1, "j": 1, **{f"b{i}": 1 for i in range(20)}}
