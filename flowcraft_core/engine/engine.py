@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import itertools
 import logging
 import os
@@ -77,6 +78,10 @@ Checkpoint = Callable[[str, Job], None]
 ``enqueued``). Tests raise from it to simulate a crash at that point."""
 
 
+#: True in the task of a job that came in a message of several (:meth:`Engine.handle`).
+SIBLING: contextvars.ContextVar[bool] = contextvars.ContextVar("flowcraft_sibling", default=False)
+
+
 class Engine:
     """Handles jobs for any run whose blueprint it can load and whose nodes its registry has."""
 
@@ -118,7 +123,7 @@ class Engine:
         self.subflows = Subflows(self, dict(blueprints or {}))
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
-        self._slots = threads
+        self._concurrency = threads
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.executing: dict[int, str] = {}
         """Node code running now, by lease id: ``node 'id' of run R`` (for stall warnings)."""
@@ -154,12 +159,17 @@ class Engine:
         the members that committed already committed."""
         if job.siblings:
             outcomes = await asyncio.gather(
-                *(self._handle_one(member) for member in job.members()), return_exceptions=True
+                *(self._handle_sibling(member) for member in job.members()),
+                return_exceptions=True,
             )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
             return
+        await self._handle_one(job)
+
+    async def _handle_sibling(self, job: Job) -> None:
+        SIBLING.set(True)  # in this member's own task (gather made one), see _take_slot
         await self._handle_one(job)
 
     async def _handle_one(self, job: Job) -> None:
@@ -388,9 +398,9 @@ class Engine:
     async def _execute(
         self, d: Delivery, node_input: Any
     ) -> tuple[Result, Mapping[str, Any], bool] | None:
-        """Run one attempt (and the fallback after the last). Returns (result, context
-        writes, whether the fallback gave the result), or None when the run failed or a retry
-        was scheduled."""
+        """Run one attempt (and the fallback after the last) once a slot is free. Returns
+        (result, context writes, whether the fallback gave the result), or None when the run
+        failed, a retry was scheduled or the job went back to the queue (:meth:`_take_slot`)."""
         job, node = d.job, d.node
         definition = node.definition
         impl = self.registry.get(definition.uses)
@@ -409,6 +419,17 @@ class Engine:
             instance=job.instance,
             attempts=cfg.max_retries,
         )
+        if not await self._take_slot(d):
+            return None
+        try:
+            return await self._attempt(d, impl, ctx, node_input)
+        finally:
+            self._slots().release()
+
+    async def _attempt(
+        self, d: Delivery, impl: Any, ctx: NodeContext, node_input: Any
+    ) -> tuple[Result, Mapping[str, Any], bool] | None:
+        job, cfg = d.job, d.node.definition.config
         self.guests.flowcraft_node_started(job=job)
         d.started = time.time()
         try:
@@ -417,12 +438,12 @@ class Engine:
             _reraise_if_ours(exc)
             final = isinstance(exc, NotRetried)
             cause = exc.error if isinstance(exc, NotRetried) else exc
-            error = describe(cause, node_id=node.id, attempt=job.attempt)
+            error = describe(cause, node_id=d.node.id, attempt=job.attempt)
             outcome = await self._attempt_failed(d, node_input, error, final=final)
             if outcome is None:
                 return None
             return outcome[0], outcome[1], True
-        return self._as_result(value), run_context.pending, False
+        return self._as_result(value), ctx.context.pending, False
 
     async def _attempt_failed(
         self, d: Delivery, node_input: Any, error: dict[str, Any], *, final: bool = False
@@ -552,33 +573,56 @@ class Engine:
         self.started.append((time.monotonic(), name))
         threads = CURRENT.set(self.threads)
         try:
-            async with self._slot():
-                if timeout_ms is None:
+            if timeout_ms is None:
+                return await call(ctx)
+            try:
+                # Not wait_for: on Python 3.11 it runs node code in a task of its own, and a
+                # KeyboardInterrupt or SystemExit escaping a task stops the event loop.
+                async with asyncio.timeout(timeout_ms / 1000):
                     return await call(ctx)
-                try:
-                    # Not wait_for: on Python 3.11 it runs node code in a task of its own, and
-                    # a KeyboardInterrupt or SystemExit escaping a task stops the event loop.
-                    async with asyncio.timeout(timeout_ms / 1000):
-                        return await call(ctx)
-                except TimeoutError:
-                    raise NodeTimeout(
-                        f"node {node.id!r} attempt {job.attempt} exceeded its timeout of "
-                        f"{timeout_ms:g} ms"
-                    ) from None
+            except TimeoutError:
+                raise NodeTimeout(
+                    f"node {node.id!r} attempt {job.attempt} exceeded its timeout of "
+                    f"{timeout_ms:g} ms"
+                ) from None
         finally:
             CURRENT.reset(threads)
             self._leases.drop(renewing)
             del self.executing[renewing]
 
-    def _slot(self) -> asyncio.Semaphore:
+    def _slots(self) -> asyncio.Semaphore:
         """What bounds node code running at once to the worker's concurrency: a queue bounds
-        its handlers, but a message of siblings runs several nodes in one. One per event loop
+        its handlers, but a message of siblings runs several jobs in one. One per event loop
         (an engine may serve one loop after another, and asyncio's primitives are bound to
-        one); waiting for it holds the lease, which the lease keeper renews."""
+        one)."""
         loop = asyncio.get_running_loop()
         if self._running is None or self._running[0] is not loop:
-            self._running = (loop, asyncio.Semaphore(self._slots))
+            self._running = (loop, asyncio.Semaphore(self._concurrency))
         return self._running[1]
+
+    async def _take_slot(self, d: Delivery) -> bool:
+        """Wait for a slot to run ``d``'s node code in; False if ``d`` was handed back instead.
+
+        A sibling (a job that came in a message of several) waits at most
+        ``sibling_wait`` seconds: then its worker is busy with other work, and the job goes
+        back to the queue on its own, lease released first, for a worker that is free, as it
+        would have if it had travelled alone. Any other job waits as long as it takes."""
+        slots = self._slots()
+        if not slots.locked():
+            await slots.acquire()  # returns at once
+            return True
+        if not SIBLING.get():
+            await slots.acquire()
+            return True
+        try:
+            async with asyncio.timeout(self.settings.sibling_wait):
+                await slots.acquire()
+            return True
+        except TimeoutError:
+            pass
+        await d.give_back(self.state)
+        await self._enqueue([d.job])
+        return False
 
     async def _missing(self, d: Delivery) -> None:
         job, node = d.job, d.node

@@ -15,6 +15,8 @@ from flowcraft_core.drivers import Backends
 from flowcraft_core.engine import EngineSettings
 from flowcraft_core.node import NodeContext
 from flowcraft_core.protocols import Job
+from flowcraft_core.registry import Registry
+from flowcraft_core.worker import Worker
 from flowcraft_memory import MemoryQueue
 
 from .helpers import bp, harness, unique_url
@@ -139,3 +141,38 @@ async def test_a_member_that_crashes_redelivers_the_message_and_only_it_runs_aga
     # b3 ran a second time, and the join ran once.
     assert ran == Counter({"a": 1, "j": 1, "b3": 2, **{f"b{i}": 1 for i in range(20) if i != 3}})
     assert result.outputs == {"a": 1, "j": 1, **{f"b{i}": 1 for i in range(20)}}
+
+
+async def test_a_sibling_its_busy_worker_cannot_start_goes_to_a_free_worker() -> None:
+    # Gates pass two at a time, so a fan-out of four completes only if two workers of
+    # concurrency 1 share it. The start node's worker continues with one gate; the other three
+    # travel in one message to the other worker, which can run one of them at a time: the
+    # rest must go back to the queue for the first worker, or the run never finishes.
+    barrier = asyncio.Barrier(2)
+    ran: Counter[str] = Counter()
+
+    async def gate(ctx: NodeContext) -> Any:
+        ran[ctx.node_id] += 1
+        await asyncio.wait_for(barrier.wait(), 5)
+        return 1
+
+    async def plain(ctx: NodeContext) -> Any:
+        ran[ctx.node_id] += 1
+        return 1
+
+    flow = bp(
+        [{"id": "a", "uses": "plain"}, {"id": "j", "uses": "plain"}]
+        + [{"id": f"g{i}", "uses": "gate"} for i in range(4)],
+        [{"source": "a", "target": f"g{i}"} for i in range(4)]
+        + [{"source": f"g{i}", "target": "j"} for i in range(4)],
+    )
+    nodes = {"gate": gate, "plain": plain}
+    backends, queue = recording_backends()
+    other = Worker(Registry.of(nodes), backends, concurrency=1)
+    async with harness(nodes, concurrency=1, backends=backends) as h, other:
+        result = await h.run(flow, None, timeout=10)
+    assert result.status == "completed", result.error
+    assert ran == Counter({"a": 1, "j": 1, **{f"g{i}": 1 for i in range(4)}})
+    assert any(len(m.siblings) == 2 for m in queue.messages)  # the three did travel together
+    handed_back = [m.node_id for m in queue.messages if m.node_id.startswith("g")][1:]
+    assert handed_back, "no gate went back to the queue on its own"
