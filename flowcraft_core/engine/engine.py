@@ -47,6 +47,7 @@ from flowcraft_core.engine.delivery import NOTHING, Delivery, Stepped
 from flowcraft_core.engine.errors import describe, problem
 from flowcraft_core.engine.history import AWAITING, COMPLETED, attempt_record, failure_status
 from flowcraft_core.engine.settings import EngineSettings
+from flowcraft_core.engine.slots import Slots
 from flowcraft_core.engine.state import (
     Arrival,
     Completion,
@@ -123,8 +124,9 @@ class Engine:
         self.subflows = Subflows(self, dict(blueprints or {}))
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
-        self._concurrency = threads
-        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self.slots = Slots(threads)
+        """What bounds node code running at once to the worker's concurrency (see
+        :meth:`_take_slot`)."""
         self.executing: dict[int, str] = {}
         """Node code running now, by lease id: ``node 'id' of run R`` (for stall warnings)."""
         self.started: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
@@ -225,7 +227,7 @@ class Engine:
         instance and attempt travel as siblings, at most ``siblings_per_message`` to a
         message, split evenly over as few messages as that allows."""
         most = self.settings.siblings_per_message
-        if len(ready) < 2 or most < 2:
+        if len(ready) < 2 or most < 2 or not getattr(self.queue, "sibling_messages", True):
             return ready
         groups: dict[tuple[str, str, str, int], list[Job]] = {}
         for job in ready:
@@ -419,12 +421,13 @@ class Engine:
             instance=job.instance,
             attempts=cfg.max_retries,
         )
-        if not await self._take_slot(d):
+        slots = self.slots
+        if not slots.take() and not await self._take_slot(d):
             return None
         try:
             return await self._attempt(d, impl, ctx, node_input)
         finally:
-            self._slots().release()
+            slots.give()
 
     async def _attempt(
         self, d: Delivery, impl: Any, ctx: NodeContext, node_input: Any
@@ -590,36 +593,18 @@ class Engine:
             self._leases.drop(renewing)
             del self.executing[renewing]
 
-    def _slots(self) -> asyncio.Semaphore:
-        """What bounds node code running at once to the worker's concurrency: a queue bounds
-        its handlers, but a message of siblings runs several jobs in one. One per event loop
-        (an engine may serve one loop after another, and asyncio's primitives are bound to
-        one)."""
-        loop = asyncio.get_running_loop()
-        if self._running is None or self._running[0] is not loop:
-            self._running = (loop, asyncio.Semaphore(self._concurrency))
-        return self._running[1]
-
     async def _take_slot(self, d: Delivery) -> bool:
-        """Wait for a slot to run ``d``'s node code in; False if ``d`` was handed back instead.
+        """Wait for a slot to run ``d``'s node code in (none was free); False if ``d`` was
+        handed back instead.
 
-        A sibling (a job that came in a message of several) waits at most
-        ``sibling_wait`` seconds: then its worker is busy with other work, and the job goes
-        back to the queue on its own, lease released first, for a worker that is free, as it
-        would have if it had travelled alone. Any other job waits as long as it takes."""
-        slots = self._slots()
-        if not slots.locked():
-            await slots.acquire()  # returns at once
-            return True
+        A sibling (a job that came in a message of several) waits at most ``sibling_wait``
+        seconds: then its worker is busy with other work, and the job goes back to the queue
+        on its own, lease released first, for a worker that is free, as it would have if it
+        had travelled alone. Any other job waits as long as it takes."""
         if not SIBLING.get():
-            await slots.acquire()
+            return await self.slots.wait()
+        if await self.slots.wait(self.settings.sibling_wait):
             return True
-        try:
-            async with asyncio.timeout(self.settings.sibling_wait):
-                await slots.acquire()
-            return True
-        except TimeoutError:
-            pass
         await d.give_back(self.state)
         await self._enqueue([d.job])
         return False

@@ -10,6 +10,10 @@ Contract every implementation keeps:
 * **Delays.** A job enqueued with ``delay`` seconds is not delivered before that delay has passed.
 * **Concurrency.** A consumer never runs more than ``concurrency`` handlers at once.
 * **JSON only.** Jobs travel as JSON; nothing is pickled.
+
+A queue may declare ``sibling_messages = False`` (a class attribute; True when absent): its
+messages cost less than running siblings together would save (an in-process queue), so the
+engine sends every job on its own there (``EngineSettings.siblings_per_message``).
 """
 
 from __future__ import annotations

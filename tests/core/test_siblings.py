@@ -31,7 +31,10 @@ def fanout(width: int) -> Any:
 
 
 class Recording(MemoryQueue):
-    """The memory queue, keeping every message it was given."""
+    """The memory queue, keeping every message it was given, and taking siblings together as
+    a queue between processes does (the memory queue itself sends each job alone)."""
+
+    sibling_messages = True
 
     def __init__(self) -> None:
         super().__init__()
