@@ -600,11 +600,14 @@ class Engine:
         A sibling (a job that came in a message of several) waits at most ``sibling_wait``
         seconds: then its worker is busy with other work, and the job goes back to the queue
         on its own, lease released first, for a worker that is free, as it would have if it
-        had travelled alone. Any other job waits as long as it takes."""
-        if not SIBLING.get():
-            return await self.slots.wait()
-        if await self.slots.wait(self.settings.sibling_wait):
-            return True
+        had travelled alone. Any other job waits as long as it takes, its lease renewed
+        meanwhile, so no duplicate delivery starts the node while it waits."""
+        renewing = self._leases.hold(d.job, self._lease_ttl(d.node))
+        try:
+            if await self.slots.wait(self.settings.sibling_wait if SIBLING.get() else None):
+                return True
+        finally:
+            self._leases.drop(renewing)
         await d.give_back(self.state)
         await self._enqueue([d.job])
         return False

@@ -179,3 +179,32 @@ async def test_a_sibling_its_busy_worker_cannot_start_goes_to_a_free_worker() ->
     assert any(len(m.siblings) == 2 for m in queue.messages)  # the three did travel together
     handed_back = [m.node_id for m in queue.messages if m.node_id.startswith("g")][1:]
     assert handed_back, "no gate went back to the queue on its own"
+
+
+async def test_a_job_waiting_for_a_slot_keeps_its_lease() -> None:
+    # A job that must wait for a slot (siblings elsewhere hold them all) waits with its lease
+    # renewed: a duplicate delivery meanwhile finds the node taken, however long the wait.
+    ran: Counter[str] = Counter()
+
+    async def work(ctx: NodeContext) -> Any:
+        ran[ctx.node_id] += 1
+        return 1
+
+    flow = bp([{"id": "n", "uses": "work"}], [])
+    # The lease keeper looks every 0.5 s and renews at a third of the TTL: 1.5 s is its least.
+    settings = EngineSettings(lease_ttl=1.5)
+    async with harness({"work": work}, concurrency=1, settings=settings) as h:
+        engine = h.worker.engine
+        assert engine.slots.take()  # the only slot, as a sibling running elsewhere would
+        try:
+            run_id = await h.client.start(flow)
+            digest = h.client.compile(flow).digest
+            await asyncio.sleep(2.5)  # well over the lease's TTL
+            duplicate = await engine._load(Job(run_id, "n", digest))
+            assert duplicate is not None
+            assert not duplicate.held, "the lease of the waiting job lapsed"
+        finally:
+            engine.slots.give()
+        result = await h.client.result(run_id, timeout=5)
+    assert result.status == "completed", result.error
+    assert ran == Counter({"n": 1})
