@@ -21,6 +21,7 @@ import redis.asyncio.client as aclient
 
 from benchmarks.shapes import registry
 from flowcraft_core.drivers import open_backends
+from flowcraft_core.engine import EngineSettings
 from flowcraft_core.worker import Worker
 from flowcraft_redis.connection import _Batches
 
@@ -95,7 +96,9 @@ async def serve(url: str, concurrency: int, stats_file: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with Worker(registry, backends, concurrency=concurrency):
+    # Tuned as a CLI worker is, by FLOWCRAFT_<SETTING> variables (none: the defaults).
+    settings = EngineSettings.from_env()
+    async with Worker(registry, backends, concurrency=concurrency, settings=settings):
         ready = resource.getrusage(resource.RUSAGE_SELF)
         print("ready", flush=True)
         await stop.wait()
