@@ -186,6 +186,29 @@ class SignalContract:
         bound = wake_bound(conformance, across=False)
         assert elapsed < bound, f"wait_any after signal took {elapsed:.3f}s, not at once"
 
+    def test_a_latched_signal_is_seen_whichever_key_it_is(self, conformance: Harness) -> None:
+        """The latch holds for every key of a ``wait_any``, not only the first (the state
+        machine finds this too, but not in every run: here it is checked every time)."""
+        store = conformance.coordination()
+        bound = wake_bound(conformance, across=False)
+
+        async def body(keys: list[str], latched: str) -> tuple[str | None, float]:
+            await store.signal(latched)
+            start = time.monotonic()
+            got = await store.wait_any(keys, 2 * bound)
+            return got, time.monotonic() - start
+
+        for position in (2, 1):  # the last key, then the middle one, of fresh keys each time
+            base = conformance.new_id("sig")
+            keys = [f"{base}:a", f"{base}:b", f"{base}:c"]
+            latched = keys[position]
+            got, elapsed = conformance.run(body(keys, latched))
+            assert got == latched, (
+                f"wait_any on {len(keys)} keys, the one at position {keys.index(latched)} "
+                f"latched, returned {got!r}"
+            )
+            assert elapsed < bound, f"wait_any on a latched key took {elapsed:.3f}s, not at once"
+
     def test_every_waiter_wakes_promptly(self, conformance: Harness) -> None:
         store = conformance.coordination()
         key = conformance.new_id("sig")
