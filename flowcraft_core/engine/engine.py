@@ -79,6 +79,9 @@ Checkpoint = Callable[[str, Job], None]
 ``enqueued``). Tests raise from it to simulate a crash at that point."""
 
 
+#: Seconds between the lease keeper's looks at the leases it holds (at most).
+RENEW_CHECK = 0.5
+
 #: True in the task of a job that came in a message of several (:meth:`Engine.handle`).
 SIBLING: contextvars.ContextVar[bool] = contextvars.ContextVar("flowcraft_sibling", default=False)
 
@@ -1098,7 +1101,9 @@ class LeaseKeeper:
     """Keeps the leases of executing nodes alive, so no duplicate starts a long node.
 
     One timer per engine renews every lease held longer than a third of its TTL; holding and
-    dropping a lease is a dict write, so short nodes cost nothing extra."""
+    dropping a lease is a dict write, so short nodes cost nothing extra. It looks every
+    :data:`RENEW_CHECK` seconds, or every sixth of the shortest TTL held when that is less, so
+    a renewal is never later than half the TTL, however short the TTL."""
 
     def __init__(self, state: RunState) -> None:
         self._state = state
@@ -1127,4 +1132,5 @@ class LeaseKeeper:
                     log.warning("could not renew the lease of %s", job, exc_info=True)
                 if lease_id in self._held:
                     self._held[lease_id] = (job, ttl, time.monotonic() + ttl / 3)
-            await asyncio.sleep(0.5)
+            shortest = min((ttl for _, ttl, _ in self._held.values()), default=RENEW_CHECK * 6)
+            await asyncio.sleep(min(RENEW_CHECK, shortest / 6))

@@ -88,16 +88,7 @@ class Job:
     def members(self) -> list[Job]:
         """The jobs this message carries: this one on its own, then one per sibling, each with
         this one's run, digest, instance, attempt, headers and due time."""
-        first = Job(
-            self.run_id,
-            self.node_id,
-            self.digest,
-            self.instance,
-            self.attempt,
-            self.headers,
-            self.due,
-        )
-        return [first] + [
+        return [
             Job(
                 self.run_id,
                 node_id,
@@ -107,7 +98,7 @@ class Job:
                 self.headers,
                 self.due,
             )
-            for node_id in self.siblings
+            for node_id in (self.node_id, *self.siblings)
         ]
 
     @property

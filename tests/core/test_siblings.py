@@ -191,15 +191,14 @@ async def test_a_job_waiting_for_a_slot_keeps_its_lease() -> None:
         return 1
 
     flow = bp([{"id": "n", "uses": "work"}], [])
-    # The lease keeper looks every 0.5 s and renews at a third of the TTL: 1.5 s is its least.
-    settings = EngineSettings(lease_ttl=1.5)
+    settings = EngineSettings(lease_ttl=0.3)
     async with harness({"work": work}, concurrency=1, settings=settings) as h:
         engine = h.worker.engine
         assert engine.slots.take()  # the only slot, as a sibling running elsewhere would
         try:
             run_id = await h.client.start(flow)
             digest = h.client.compile(flow).digest
-            await asyncio.sleep(2.5)  # well over the lease's TTL
+            await asyncio.sleep(1.0)  # over three times the lease's TTL
             duplicate = await engine._load(Job(run_id, "n", digest))
             assert duplicate is not None
             assert not duplicate.held, "the lease of the waiting job lapsed"
