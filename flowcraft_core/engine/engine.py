@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import itertools
 import logging
 import os
@@ -82,9 +81,6 @@ Checkpoint = Callable[[str, Job], None]
 #: Seconds between the lease keeper's looks at the leases it holds (at most).
 RENEW_CHECK = 0.5
 
-#: True in the task of a job that came in a message of several (:meth:`Engine.handle`).
-SIBLING: contextvars.ContextVar[bool] = contextvars.ContextVar("flowcraft_sibling", default=False)
-
 
 class Engine:
     """Handles jobs for any run whose blueprint it can load and whose nodes its registry has."""
@@ -128,8 +124,10 @@ class Engine:
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
         self.slots = Slots(threads)
-        """What bounds node code running at once to the worker's concurrency (see
-        :meth:`_take_slot`)."""
+        """What bounds the jobs this engine handles at once to the worker's concurrency, from
+        load to commit: the queue bounds its handlers, but a message of siblings carries
+        several jobs (:meth:`handle`). So node code at once, and a SQL backend's connections
+        in use, stay within the concurrency too."""
         self.executing: dict[int, str] = {}
         """Node code running now, by lease id: ``node 'id' of run R`` (for stall warnings)."""
         self.started: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
@@ -171,11 +169,27 @@ class Engine:
                 if isinstance(outcome, BaseException):
                     raise outcome
             return
-        await self._handle_one(job)
+        slots = self.slots
+        if not slots.take():
+            await slots.wait()
+        try:
+            await self._handle_one(job)
+        finally:
+            slots.give()
 
     async def _handle_sibling(self, job: Job) -> None:
-        SIBLING.set(True)  # in this member's own task (gather made one), see _take_slot
-        await self._handle_one(job)
+        """Handle one member of a message of siblings once a slot is free. A member that
+        finds none within ``sibling_wait`` seconds goes back to the queue on its own, for a
+        worker that is free, as it would have travelled alone: its worker is busy with other
+        work. It has loaded nothing yet, so it holds no lease to give back."""
+        slots = self.slots
+        if not slots.take() and not await slots.wait(self.settings.sibling_wait):
+            await self._enqueue([job])
+            return
+        try:
+            await self._handle_one(job)
+        finally:
+            slots.give()
 
     async def _handle_one(self, job: Job) -> None:
         stack: list[Job | Delivery] = [job]
@@ -403,9 +417,9 @@ class Engine:
     async def _execute(
         self, d: Delivery, node_input: Any
     ) -> tuple[Result, Mapping[str, Any], bool] | None:
-        """Run one attempt (and the fallback after the last) once a slot is free. Returns
-        (result, context writes, whether the fallback gave the result), or None when the run
-        failed, a retry was scheduled or the job went back to the queue (:meth:`_take_slot`)."""
+        """Run one attempt (and the fallback after the last). Returns (result, context
+        writes, whether the fallback gave the result), or None when the run failed or a retry
+        was scheduled."""
         job, node = d.job, d.node
         definition = node.definition
         impl = self.registry.get(definition.uses)
@@ -424,18 +438,6 @@ class Engine:
             instance=job.instance,
             attempts=cfg.max_retries,
         )
-        slots = self.slots
-        if not slots.take() and not await self._take_slot(d):
-            return None
-        try:
-            return await self._attempt(d, impl, ctx, node_input)
-        finally:
-            slots.give()
-
-    async def _attempt(
-        self, d: Delivery, impl: Any, ctx: NodeContext, node_input: Any
-    ) -> tuple[Result, Mapping[str, Any], bool] | None:
-        job, cfg = d.job, d.node.definition.config
         self.guests.flowcraft_node_started(job=job)
         d.started = time.time()
         try:
@@ -444,12 +446,12 @@ class Engine:
             _reraise_if_ours(exc)
             final = isinstance(exc, NotRetried)
             cause = exc.error if isinstance(exc, NotRetried) else exc
-            error = describe(cause, node_id=d.node.id, attempt=job.attempt)
+            error = describe(cause, node_id=node.id, attempt=job.attempt)
             outcome = await self._attempt_failed(d, node_input, error, final=final)
             if outcome is None:
                 return None
             return outcome[0], outcome[1], True
-        return self._as_result(value), ctx.context.pending, False
+        return self._as_result(value), run_context.pending, False
 
     async def _attempt_failed(
         self, d: Delivery, node_input: Any, error: dict[str, Any], *, final: bool = False
@@ -595,25 +597,6 @@ class Engine:
             CURRENT.reset(threads)
             self._leases.drop(renewing)
             del self.executing[renewing]
-
-    async def _take_slot(self, d: Delivery) -> bool:
-        """Wait for a slot to run ``d``'s node code in (none was free); False if ``d`` was
-        handed back instead.
-
-        A sibling (a job that came in a message of several) waits at most ``sibling_wait``
-        seconds: then its worker is busy with other work, and the job goes back to the queue
-        on its own, lease released first, for a worker that is free, as it would have if it
-        had travelled alone. Any other job waits as long as it takes, its lease renewed
-        meanwhile, so no duplicate delivery starts the node while it waits."""
-        renewing = self._leases.hold(d.job, self._lease_ttl(d.node))
-        try:
-            if await self.slots.wait(self.settings.sibling_wait if SIBLING.get() else None):
-                return True
-        finally:
-            self._leases.drop(renewing)
-        await d.give_back(self.state)
-        await self._enqueue([d.job])
-        return False
 
     async def _missing(self, d: Delivery) -> None:
         job, node = d.job, d.node

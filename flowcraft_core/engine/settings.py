@@ -35,8 +35,8 @@ class EngineSettings:
     (what a deployment sets while workers that predate sibling messages still run: they
     would handle only a message's first job)."""
     sibling_wait: float = 0.1
-    """Seconds a job that came with siblings waits for a free slot (its worker runs no more
-    node code at once than its concurrency) before it goes back to the queue on its own, for
+    """Seconds a job that came with siblings waits for a free slot (its worker handles no
+    more jobs at once than its concurrency) before it goes back to the queue on its own, for
     a worker that is free."""
     missing_retries: int = 8
     """Times a job whose ``uses`` this worker lacks is retried before the run fails."""

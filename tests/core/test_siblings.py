@@ -99,7 +99,7 @@ async def test_a_fan_outs_branches_share_messages_split_evenly(
     assert len(carried) == len(set(carried)) == 19
 
 
-async def test_siblings_in_one_message_run_no_more_node_code_at_once_than_the_concurrency() -> None:
+async def test_siblings_in_one_message_run_no_more_jobs_at_once_than_the_concurrency() -> None:
     running = peak = 0
 
     async def work(ctx: NodeContext) -> Any:
@@ -181,9 +181,10 @@ async def test_a_sibling_its_busy_worker_cannot_start_goes_to_a_free_worker() ->
     assert handed_back, "no gate went back to the queue on its own"
 
 
-async def test_a_job_waiting_for_a_slot_keeps_its_lease() -> None:
-    # A job that must wait for a slot (siblings elsewhere hold them all) waits with its lease
-    # renewed: a duplicate delivery meanwhile finds the node taken, however long the wait.
+async def test_a_job_waits_for_a_slot_before_it_loads_anything() -> None:
+    # A job that must wait for a slot (siblings elsewhere hold them all) has not loaded yet:
+    # it holds no lease and no backend connection while it waits, and whatever happened to
+    # its node meanwhile (here: another delivery takes the lease) it finds when it loads.
     ran: Counter[str] = Counter()
 
     async def work(ctx: NodeContext) -> Any:
@@ -191,17 +192,17 @@ async def test_a_job_waiting_for_a_slot_keeps_its_lease() -> None:
         return 1
 
     flow = bp([{"id": "n", "uses": "work"}], [])
-    settings = EngineSettings(lease_ttl=0.3)
-    async with harness({"work": work}, concurrency=1, settings=settings) as h:
+    async with harness({"work": work}, concurrency=1) as h:
         engine = h.worker.engine
         assert engine.slots.take()  # the only slot, as a sibling running elsewhere would
         try:
             run_id = await h.client.start(flow)
-            digest = h.client.compile(flow).digest
-            await asyncio.sleep(1.0)  # over three times the lease's TTL
-            duplicate = await engine._load(Job(run_id, "n", digest))
-            assert duplicate is not None
-            assert not duplicate.held, "the lease of the waiting job lapsed"
+            await asyncio.sleep(0.3)
+            other = await engine._load(Job(run_id, "n", h.client.compile(flow).digest))
+            assert other is not None
+            assert other.held, "the waiting job took the lease before it had a slot"
+            await other.give_back(engine.state)
+            assert ran == Counter()  # nothing ran while the slot was taken
         finally:
             engine.slots.give()
         result = await h.client.result(run_id, timeout=5)
