@@ -169,27 +169,27 @@ class Engine:
                 if isinstance(outcome, BaseException):
                     raise outcome
             return
-        slots = self.slots
-        if not slots.take():
-            await slots.wait()
-        try:
-            await self._handle_one(job)
-        finally:
-            slots.give()
+        await self._handle_in_slot(job, None)
 
     async def _handle_sibling(self, job: Job) -> None:
-        """Handle one member of a message of siblings once a slot is free. A member that
-        finds none within ``sibling_wait`` seconds goes back to the queue on its own, for a
-        worker that is free, as it would have travelled alone: its worker is busy with other
-        work. It has loaded nothing yet, so it holds no lease to give back."""
-        slots = self.slots
-        if not slots.take() and not await slots.wait(self.settings.sibling_wait):
+        """Handle one member of a message of siblings. A member that finds no slot within
+        ``sibling_wait`` seconds goes back to the queue on its own, for a worker that is
+        free, as it would have travelled alone: its worker is busy with other work. It has
+        loaded nothing yet, so it holds no lease to give back."""
+        if not await self._handle_in_slot(job, self.settings.sibling_wait):
             await self._enqueue([job])
-            return
+
+    async def _handle_in_slot(self, job: Job, wait: float | None) -> bool:
+        """Handle ``job`` once a slot is free (waiting at most ``wait`` seconds); False if
+        none was, and nothing was done."""
+        slots = self.slots
+        if not slots.take() and not await slots.wait(wait):
+            return False
         try:
             await self._handle_one(job)
         finally:
             slots.give()
+        return True
 
     async def _handle_one(self, job: Job) -> None:
         stack: list[Job | Delivery] = [job]

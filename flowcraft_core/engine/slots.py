@@ -1,10 +1,10 @@
 """Slots: at most so many holders at once, first come, first served.
 
-What bounds the node code a worker runs at once to its concurrency (the queue bounds only its
-handlers, and a message of siblings runs several jobs in one handler). ``asyncio.Semaphore``
-would do, but costs several calls and a coroutine per take even when a slot is free, on a path
-every node takes; here a free slot is taken by one plain call. One event loop at a time uses
-it (waiters are futures of the loop that waits).
+What bounds the jobs a worker handles at once, from load to commit, to its concurrency (the
+queue bounds only its handlers, and a message of siblings runs several jobs in one handler).
+``asyncio.Semaphore`` would do, but costs several calls and a coroutine per take even when a
+slot is free, on a path every delivery takes; here a free slot is taken by one plain call.
+One event loop at a time uses it (waiters are futures of the loop that waits).
 """
 
 from __future__ import annotations
