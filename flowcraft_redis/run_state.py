@@ -58,6 +58,7 @@ class RedisRunState(ComposedRunState):
     """
 
     prefetches = True
+    pipelined = True  # every script call of one loop turn shares one write (connection._Batches)
 
     def __init__(
         self, context: RedisContextStore, coordination: RedisCoordinationStore, *, ttl: float

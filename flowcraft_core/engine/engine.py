@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import itertools
 import logging
 import os
@@ -81,6 +82,9 @@ Checkpoint = Callable[[str, Job], None]
 #: Seconds between the lease keeper's looks at the leases it holds (at most).
 RENEW_CHECK = 0.5
 
+#: True in the task of a job that came in a message of several (:meth:`Engine.handle`).
+SIBLING: contextvars.ContextVar[bool] = contextvars.ContextVar("flowcraft_sibling", default=False)
+
 
 class Engine:
     """Handles jobs for any run whose blueprint it can load and whose nodes its registry has."""
@@ -123,15 +127,29 @@ class Engine:
         self.subflows = Subflows(self, dict(blueprints or {}))
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
-        self.slots = Slots(threads)
-        """What bounds the jobs this engine handles at once to the worker's concurrency, from
-        load to commit: the queue bounds its handlers, but a message of siblings carries
-        several jobs (:meth:`handle`). So node code at once, and a SQL backend's connections
-        in use, stay within the concurrency too."""
+        width = self._width()
+        self.slots = Slots(threads * width)
+        """What bounds the jobs this engine handles at once, from load to commit: the queue
+        bounds its handlers, but a message of siblings carries several jobs (:meth:`handle`).
+        The bound is the worker's concurrency, so a SQL backend's connections in use stay
+        within it, times the jobs a message carries when the run state's steps in flight
+        share one connection (``RunState.pipelined``: a message's members then load and
+        commit in one write)."""
+        self.node_slots = Slots(threads) if width > 1 else None
+        """What bounds node code running at once to the worker's concurrency when
+        :attr:`slots` allows more jobs than that (:meth:`_take_node_slot`); else None, the
+        bound already holds."""
         self.executing: dict[int, str] = {}
         """Node code running now, by lease id: ``node 'id' of run R`` (for stall warnings)."""
         self.started: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
         """The latest node code started, with when (for stall warnings)."""
+
+    def _width(self) -> int:
+        """Jobs per unit of concurrency that may be between load and commit at once."""
+        most = self.settings.siblings_per_message
+        if most > 1 and self.state.pipelined and getattr(self.queue, "sibling_messages", True):
+            return most
+        return 1
 
     # -- blueprints ---------------------------------------------------------------------------
 
@@ -176,6 +194,7 @@ class Engine:
         ``sibling_wait`` seconds goes back to the queue on its own, for a worker that is
         free, as it would have travelled alone: its worker is busy with other work. It has
         loaded nothing yet, so it holds no lease to give back."""
+        SIBLING.set(True)  # in this member's own task (gather made one): _take_node_slot
         if not await self._handle_in_slot(job, self.settings.sibling_wait):
             await self._enqueue([job])
 
@@ -438,20 +457,49 @@ class Engine:
             instance=job.instance,
             attempts=cfg.max_retries,
         )
-        self.guests.flowcraft_node_started(job=job)
-        d.started = time.time()
+        node_slots = self.node_slots
+        if (
+            node_slots is not None
+            and not node_slots.take()
+            and not await self._take_node_slot(d, node_slots)
+        ):
+            return None
         try:
-            value = await self._call(d, impl.call, ctx, cfg.timeout)
-        except BaseException as exc:
-            _reraise_if_ours(exc)
-            final = isinstance(exc, NotRetried)
-            cause = exc.error if isinstance(exc, NotRetried) else exc
-            error = describe(cause, node_id=node.id, attempt=job.attempt)
-            outcome = await self._attempt_failed(d, node_input, error, final=final)
-            if outcome is None:
-                return None
-            return outcome[0], outcome[1], True
-        return self._as_result(value), run_context.pending, False
+            self.guests.flowcraft_node_started(job=job)
+            d.started = time.time()
+            try:
+                value = await self._call(d, impl.call, ctx, cfg.timeout)
+            except BaseException as exc:
+                _reraise_if_ours(exc)
+                final = isinstance(exc, NotRetried)
+                cause = exc.error if isinstance(exc, NotRetried) else exc
+                error = describe(cause, node_id=node.id, attempt=job.attempt)
+                outcome = await self._attempt_failed(d, node_input, error, final=final)
+                if outcome is None:
+                    return None
+                return outcome[0], outcome[1], True
+            return self._as_result(value), run_context.pending, False
+        finally:
+            if node_slots is not None:
+                node_slots.give()
+
+    async def _take_node_slot(self, d: Delivery, node_slots: Slots) -> bool:
+        """Wait for a slot to run ``d``'s node code in (none was free); False if ``d`` went
+        back to the queue instead, its lease given back.
+
+        A sibling waits at most ``sibling_wait`` seconds: then its worker is busy with other
+        work, and the job travels on its own to a worker that is free, as it would have if it
+        had come alone. Any other job waits as long as it takes, its lease renewed meanwhile,
+        so no duplicate delivery starts the node while it waits."""
+        renewing = self._leases.hold(d.job, self._lease_ttl(d.node))
+        try:
+            if await node_slots.wait(self.settings.sibling_wait if SIBLING.get() else None):
+                return True
+        finally:
+            self._leases.drop(renewing)
+        await d.give_back(self.state)
+        await self._enqueue([d.job])
+        return False
 
     async def _attempt_failed(
         self, d: Delivery, node_input: Any, error: dict[str, Any], *, final: bool = False

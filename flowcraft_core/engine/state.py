@@ -203,6 +203,12 @@ class RunState(Protocol):
 
     prefetches: bool
     """Whether :meth:`complete` honours a :class:`Prefetch` (else the engine never asks)."""
+    pipelined: bool
+    """Whether many steps in flight at once share the backend's connection (their calls go
+    out together), so a worker may have several jobs per unit of its concurrency between load
+    and commit (a message of siblings loads together). False where each step in flight holds
+    a connection of a pool, or costs as much as running it: then the jobs between load and
+    commit are bounded by the concurrency itself."""
 
     async def start(
         self,
@@ -565,6 +571,7 @@ class ComposedRunState:
     recoverable."""
 
     prefetches = False
+    pipelined = False
 
     def __init__(
         self, context: ContextStore, coordination: CoordinationStore, *, ttl: float

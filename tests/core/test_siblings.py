@@ -18,6 +18,7 @@ from flowcraft_core.protocols import Job
 from flowcraft_core.registry import Registry
 from flowcraft_core.worker import Worker
 from flowcraft_memory import MemoryQueue
+from flowcraft_memory.run_state import MemoryRunState
 
 from .helpers import bp, harness, unique_url
 
@@ -48,6 +49,16 @@ class Recording(MemoryQueue):
         self.messages.extend(jobs)
         for job in jobs:
             await super().enqueue(job, delay=delay)
+
+
+@pytest.fixture(params=[False, True], ids=["bounded-from-load", "pipelined"])
+def pipelined(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways a worker bounds its jobs: from load to commit by its concurrency (a run state
+    whose steps in flight hold connections, as SQL's), or, for a pipelined run state (Redis's:
+    a message's members load and commit in one write), its node code by its concurrency and
+    its jobs between load and commit by that times the siblings a message carries."""
+    monkeypatch.setattr(MemoryRunState, "pipelined", request.param)
+    return bool(request.param)
 
 
 def recording_backends() -> tuple[Backends, Recording]:
@@ -99,7 +110,9 @@ async def test_a_fan_outs_branches_share_messages_split_evenly(
     assert len(carried) == len(set(carried)) == 19
 
 
-async def test_siblings_in_one_message_run_no_more_jobs_at_once_than_the_concurrency() -> None:
+async def test_siblings_in_one_message_run_no_more_node_code_at_once_than_the_concurrency(
+    pipelined: bool,
+) -> None:
     running = peak = 0
 
     async def work(ctx: NodeContext) -> Any:
@@ -118,7 +131,9 @@ async def test_siblings_in_one_message_run_no_more_jobs_at_once_than_the_concurr
     assert peak == 2  # reached, never passed
 
 
-async def test_a_member_that_crashes_redelivers_the_message_and_only_it_runs_again() -> None:
+async def test_a_member_that_crashes_redelivers_the_message_and_only_it_runs_again(
+    pipelined: bool,
+) -> None:
     ran: Counter[str] = Counter()
 
     async def work(ctx: NodeContext) -> Any:
@@ -146,7 +161,9 @@ async def test_a_member_that_crashes_redelivers_the_message_and_only_it_runs_aga
     assert result.outputs == {"a": 1, "j": 1, **{f"b{i}": 1 for i in range(20)}}
 
 
-async def test_a_sibling_its_busy_worker_cannot_start_goes_to_a_free_worker() -> None:
+async def test_a_sibling_its_busy_worker_cannot_start_goes_to_a_free_worker(
+    pipelined: bool,
+) -> None:
     # Gates pass two at a time, so a fan-out of four completes only if two workers of
     # concurrency 1 share it. The start node's worker continues with one gate; the other three
     # travel in one message to the other worker, which can run one of them at a time: the
@@ -205,6 +222,77 @@ async def test_a_job_waits_for_a_slot_before_it_loads_anything() -> None:
             assert ran == Counter()  # nothing ran while the slot was taken
         finally:
             engine.slots.give()
+        result = await h.client.result(run_id, timeout=5)
+    assert result.status == "completed", result.error
+    assert ran == Counter({"n": 1})
+
+
+async def test_a_pipelined_state_loads_a_messages_members_together(pipelined: bool) -> None:
+    # One worker of concurrency 1, a fan-out of 8 in one message. While the first branch's node
+    # code is held, the other seven have loaded too (pipelined: their loads meet in one write)
+    # or have not (bounded from load: one job at a time), and no second node code started.
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def work(ctx: NodeContext) -> Any:
+        started.append(ctx.node_id)
+        if ctx.node_id.startswith("b"):
+            await asyncio.wait_for(release.wait(), 5)
+        return 1
+
+    backends, queue = recording_backends()
+    settings = EngineSettings(sibling_wait=5.0, continue_steps=1)
+    async with harness({"work": work}, concurrency=1, settings=settings, backends=backends) as h:
+        engine = h.worker.engine
+        loads = 0
+        load = engine.state.load
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal loads
+            loads += 1
+            return await load(*args, **kwargs)
+
+        engine.state.load = counting  # type: ignore[method-assign]
+        run_id = await h.client.start(fanout(8))
+        for _ in range(200):
+            if len(started) >= 2 and loads >= (9 if pipelined else 2):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert [n for n in started if n.startswith("b")] == [started[1]]  # one at a time
+        assert loads == (9 if pipelined else 2)  # a, then all eight (or one) of the message
+        release.set()
+        result = await h.client.result(run_id, timeout=5)
+    assert result.status == "completed", result.error
+    assert max(len(m.siblings) for m in queue.messages) == 7  # the eight travelled together
+
+
+async def test_a_job_waiting_for_node_code_keeps_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a pipelined state a job loads before it has a slot for its node code. Waiting longer
+    # than its lease lasts, it keeps the lease (renewed), so a duplicate delivery meanwhile
+    # finds it taken and the node runs once.
+    monkeypatch.setattr(MemoryRunState, "pipelined", True)
+    ran: Counter[str] = Counter()
+
+    async def work(ctx: NodeContext) -> Any:
+        ran[ctx.node_id] += 1
+        return 1
+
+    flow = bp([{"id": "n", "uses": "work"}], [])
+    settings = EngineSettings(lease_ttl=0.3)
+    backends, _ = recording_backends()
+    async with harness({"work": work}, concurrency=1, settings=settings, backends=backends) as h:
+        engine = h.worker.engine
+        assert engine.node_slots is not None and engine.node_slots.take()
+        try:
+            run_id = await h.client.start(flow)
+            await asyncio.sleep(1.0)  # over three lease lifetimes
+            other = await engine._load(Job(run_id, "n", h.client.compile(flow).digest))
+            assert other is not None
+            assert not other.held, "a duplicate delivery took the lease of a waiting job"
+            assert ran == Counter()
+        finally:
+            engine.node_slots.give()
         result = await h.client.result(run_id, timeout=5)
     assert result.status == "completed", result.error
     assert ran == Counter({"n": 1})
