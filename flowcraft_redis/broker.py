@@ -1,5 +1,5 @@
-"""Dramatiq's Redis broker, configured from :class:`RedisSettings`, able to enqueue a batch of
-messages in one transaction."""
+"""Dramatiq's Redis broker, configured from :class:`RedisSettings`, able to hand over the
+script calls that enqueue messages instead of running them."""
 
 from __future__ import annotations
 
@@ -23,17 +23,20 @@ def namespace(settings: RedisSettings) -> str:
     return f"{settings.prefix}:dramatiq"
 
 
-class _Batchable:
-    """Dramatiq's dispatch script, sent into the calling thread's pipeline while that thread
-    is enqueueing a batch, and run at once otherwise."""
+class _Dispatch:
+    """Dramatiq's dispatch script as its broker calls it; while the calling thread collects
+    (:meth:`FlowcraftBroker.dispatches`), a call is recorded instead of run."""
 
     def __init__(self, script: Any, local: threading.local) -> None:
         self._script = script
         self._local = local
 
     def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
-        pipe = getattr(self._local, "pipe", None)
-        return self._script(keys=keys, args=args, client=client or pipe)
+        calls = getattr(self._local, "calls", None)
+        if calls is None:
+            return self._script(keys=keys, args=args, client=client)
+        calls.append((tuple(keys or ()), tuple(args or ())))
+        return None
 
 
 class FlowcraftBroker(RedisBroker):
@@ -41,7 +44,8 @@ class FlowcraftBroker(RedisBroker):
 
     Its tunables come from the settings: ``heartbeat_timeout`` (a worker silent that long is
     dead), ``maintenance_chance`` (how many calls look for dead workers and requeue their
-    unacknowledged messages). :meth:`enqueue_batch` sends many messages in one MULTI/EXEC.
+    unacknowledged messages). :meth:`dispatches` gives the script calls that enqueue messages
+    without running them, so they can travel on the event loop's connection.
     """
 
     def __init__(
@@ -58,23 +62,31 @@ class FlowcraftBroker(RedisBroker):
             maintenance_chance=max(1, round(settings.maintenance * MAINTENANCE_SCALE)),
         )
         self.settings = settings
-        # Dramatiq enqueues through self.scripts["dispatch"]; routing that one script through a
-        # thread's pipeline batches enqueues without re-implementing Dramatiq's message layout.
-        self._batch = threading.local()
-        self.scripts["dispatch"] = _Batchable(self.scripts["dispatch"], self._batch)
+        # Dramatiq enqueues through self.scripts["dispatch"]; collecting that one script's calls
+        # lets them be sent elsewhere without re-implementing Dramatiq's message layout.
+        self._collecting = threading.local()
+        text = self.scripts["dispatch"].script
+        self.dispatch_text = bytes(text).decode() if not isinstance(text, str) else text
+        """The text of Dramatiq's dispatch script (what :meth:`dispatches`' calls run)."""
+        self.scripts["dispatch"] = _Dispatch(self.scripts["dispatch"], self._collecting)
 
-    def enqueue_batch(self, messages: Sequence[tuple[Message[Any], int | None]]) -> None:
-        """Enqueue ``(message, delay_ms)`` pairs in one MULTI/EXEC: all or none (and two round
-        trips, the first checking that the script is loaded)."""
-        if len(messages) == 1:
-            message, delay = messages[0]
-            self.enqueue(message, delay=delay)
-            return
-        with self.client.pipeline(transaction=True) as pipe:
-            self._batch.pipe = pipe
-            try:
-                for message, delay in messages:
-                    self.enqueue(message, delay=delay)
-            finally:
-                self._batch.pipe = None
-            pipe.execute()
+    def prepare(self) -> None:
+        """Make the one blocking call Dramatiq's dispatch makes on its first use (reading the
+        server's Lua stack size), so :meth:`dispatches` makes none."""
+        self._max_unpack_size()  # type: ignore[no-untyped-call]
+
+    def dispatches(
+        self, messages: Sequence[Message[Any]], delay: int | None
+    ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+        """The ``(keys, args)`` of the dispatch script calls that enqueue ``messages`` with
+        ``delay`` ms, exactly as Dramatiq's own ``enqueue`` makes them (a Redis message id
+        each, the delay queue and due time, the maintenance draw), none of them run. Call
+        :meth:`prepare` once first (on a thread that may block)."""
+        calls: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+        self._collecting.calls = calls
+        try:
+            for message in messages:
+                self.enqueue(message, delay=delay)
+        finally:
+            self._collecting.calls = None
+        return calls

@@ -444,8 +444,12 @@ class Script:
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
 
+    def submit(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> asyncio.Future[Any]:
+        """Send this call with the rest of this loop turn's; the future is its reply."""
+        return self._pool.batches.submit(self, ("EVALSHA", self.sha, len(keys), *keys, *args))
+
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
-        return await self._pool.batches.submit(self, ("EVALSHA", self.sha, len(keys), *keys, *args))
+        return await self.submit(keys, args)
 
 
 @dataclass(slots=True)
@@ -613,14 +617,18 @@ class Connections:
         """The client for blocking commands of the running loop."""
         return self._clients().blocking
 
-    def script(self, name: str, keyspace: tuple[tuple[str, str], ...] = ()) -> Script:
+    def script(
+        self, name: str, keyspace: tuple[tuple[str, str], ...] = (), *, text: str | None = None
+    ) -> Script:
         """The Lua script ``name`` (rendered with ``keyspace``'s prefixes, see
-        :func:`load_script`) registered on the running loop's client (run by EVALSHA, loaded
+        :func:`load_script`; or ``text``, a script not shipped beside this module, such as
+        Dramatiq's dispatch) registered on the running loop's client (run by EVALSHA, loaded
         on first use)."""
         clients = self._clients()
         script = clients.scripts.get((name, keyspace))
         if script is None:
-            text = load_script(name, dict(keyspace))
+            if text is None:
+                text = load_script(name, dict(keyspace))
             script = clients.scripts[(name, keyspace)] = Script(clients.client, text)
         return script
 

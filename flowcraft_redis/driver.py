@@ -68,7 +68,7 @@ def flowcraft_driver_info() -> DriverInfo:
 @hookimpl
 def flowcraft_make_queue(url: str) -> RedisQueue | None:
     settings = _settings(url)
-    return None if settings is None else RedisQueue(settings)
+    return None if settings is None else RedisQueue(settings, connections=_shared(settings))
 
 
 @hookimpl

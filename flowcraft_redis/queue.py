@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import redis
-from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
+from flowcraft_core.protocols.queue import Job
 from flowcraft_dramatiq import DramatiqQueue
 from flowcraft_redis.broker import QUEUE_NAME, FlowcraftBroker
-from flowcraft_redis.connection import sync_client, unreachable
+from flowcraft_redis.connection import Connections, sync_client, unreachable
 from flowcraft_redis.consumer import RedisConsumer
 from flowcraft_redis.url import RedisSettings, settings_of
 
@@ -34,18 +34,41 @@ class RedisQueue(DramatiqQueue):
         url: str | RedisSettings,
         *,
         client: redis.Redis | None = None,
+        connections: Connections | None = None,
         threads: int = 4,
     ) -> None:
         self.settings = settings_of(url)
         self.client = client or sync_client(self.settings)
+        self.connections = (connections or Connections(self.settings)).acquire()
+        self._prepared = False
         super().__init__(queue_name=QUEUE_NAME, poll=self.settings.poll, threads=threads)
 
     def new_broker(self, middleware: list[Middleware]) -> FlowcraftBroker:
         return FlowcraftBroker(self.settings, self.client, middleware=middleware)
 
-    def send_batch(self, messages: Sequence[Message[Any]], delay: int | None) -> None:
-        """Enqueue ``messages`` in one MULTI/EXEC transaction: all of them or, on error, none."""
-        self.broker.enqueue_batch([(message, delay) for message in messages])
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> None:
+        await self.enqueue_many([job], delay=delay)
+
+    async def enqueue_many(self, jobs: Sequence[Job], *, delay: float = 0.0) -> None:
+        """Enqueue ``jobs`` as Dramatiq's broker would, one dispatch script call each, sent on
+        the event loop's connection with the loop turn's other script calls (a worker's
+        commits among them): no thread hop and no round trip of their own. Each job is
+        enqueued on its own, not in a transaction: if this raises, some may be enqueued, and
+        the caller's retry enqueues them again, which at-least-once delivery allows."""
+        if not jobs:
+            return
+        if not self._prepared:
+            await self._call(self.broker.prepare)
+            self._prepared = True
+        ms, options = self._leg(delay)
+        calls = self.broker.dispatches([self.message(job, **options) for job in jobs], ms)
+        script = self.connections.script("dramatiq:dispatch", text=self.broker.dispatch_text)
+        replies = await asyncio.gather(
+            *(script.submit(keys, args) for keys, args in calls), return_exceptions=True
+        )
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
 
     async def size(self) -> int:
         """Jobs enqueued and not yet acknowledged: waiting, delayed or in flight."""
@@ -66,3 +89,4 @@ class RedisQueue(DramatiqQueue):
         """Stop any consumer still running (draining), then release the connections."""
         await super().close()
         self.client.close()
+        await self.connections.release()

@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import dramatiq
 import pytest
@@ -17,6 +18,8 @@ from flowcraft_core.errors import DriverError
 from flowcraft_core.protocols import Consumer, Job, Queue
 from flowcraft_redis import RedisQueue
 from flowcraft_redis.broker import QUEUE_NAME, namespace
+from flowcraft_redis.connection import Connections, _Batches
+from flowcraft_redis.url import parse_url
 
 
 def jobs(n: int, run: str = "r") -> list[Job]:
@@ -70,6 +73,56 @@ async def test_jobs_travel_as_json(queue: RedisQueue, raw: redis.Redis) -> None:
     message = json.loads(stored[0])
     assert message["actor_name"] == "flowcraft_job"
     assert message["args"] == [job.to_dict()]
+
+
+async def test_enqueues_of_one_loop_turn_share_one_write_and_no_thread(
+    queue: RedisQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's enqueues travel with its commits: the dispatch calls of one loop turn go out
+    # in one write on the loop's connection, none through the queue's thread pool, and each
+    # is Dramatiq's own message (delayed ones on its delay queue, with their due time).
+    await queue.enqueue(jobs(1, "warm")[0])  # the one blocking call, Dramatiq's first use
+    writes = 0
+    exchange = _Batches._exchange
+
+    async def counted(conn: Any, batch: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        return await exchange(conn, batch)
+
+    monkeypatch.setattr(_Batches, "_exchange", staticmethod(counted))
+
+    def no_thread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an enqueue went through the thread pool")
+
+    monkeypatch.setattr(queue, "_call", no_thread)
+    now, later = jobs(5, "now"), jobs(3, "later")
+    await asyncio.gather(
+        queue.enqueue_many(now),
+        queue.enqueue_many(later, delay=30),
+        queue.enqueue(jobs(1, "one")[0]),
+    )
+    assert writes == 1
+    monkeypatch.undo()
+    assert await queue.size() == 10
+    raw = redis.Redis.from_url(queue.settings.url)
+    ns = namespace(queue.settings)
+    delayed = [json.loads(m) for m in raw.hvals(f"{ns}:{QUEUE_NAME}.DQ.msgs")]
+    raw.close()
+    assert sorted(m["args"][0]["n"] for m in delayed) == sorted(j.node_id for j in later)
+    assert all(m["options"]["eta"] > time.time() * 1000 + 25_000 for m in delayed)
+
+
+async def test_an_enqueue_to_a_redis_that_is_away_raises(make_url: Callable[..., str]) -> None:
+    queue = RedisQueue(make_url())
+    await queue.enqueue(jobs(1)[0])  # prepared while Redis answers
+    # The loop's connection now goes nowhere (the broker's own still works).
+    queue.connections = Connections(parse_url("redis://127.0.0.1:1/0")).acquire()
+    try:
+        with pytest.raises((redis.ConnectionError, OSError, DriverError)):
+            await asyncio.wait_for(queue.enqueue_many(jobs(3, "lost")), 10)
+    finally:
+        await queue.close()
 
 
 async def test_concurrency_is_a_bound(queue: RedisQueue) -> None:
