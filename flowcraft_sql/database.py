@@ -261,31 +261,36 @@ class Database:
         done = (self.settings.url, self.settings.prefix, schema.VERSION)
         if done in _prepared and not self.settings.memory:
             return
-        statements = advisory_lock_sql(self.family, self.settings.prefix)
-        where = self.settings.display
         try:
-            async with engine.connect() as conn:
-                if self.family == "mysql" and statements is not None:
-                    # MySQL's DDL commits by itself: a named lock spans the whole migration.
-                    await conn.execute(statements[0])
-                    try:
-                        await conn.commit()
-                        await conn.run_sync(lambda c: migrate(c, self.tables, where=where))
-                        await conn.commit()
-                    finally:
-                        await conn.execute(statements[1])
-                        await conn.commit()
-                    _prepared.add(done)
-                    return
-                async with conn.begin():
-                    if statements is not None:
-                        await conn.execute(statements[0])
-                    await conn.run_sync(lambda c: migrate(c, self.tables, where=where))
-            _prepared.add(done)
+            # Retried like any transaction: two processes opening a new SQLite file at once
+            # can meet "database is locked" here that SQLite's busy timeout does not absorb
+            # (switching the file to WAL), and a worker must not exit on it.
+            await self._retrying(lambda: self._migrate(engine))
         except DriverError:
             raise
         except (DBAPIError, OSError) as exc:
             raise self.unreachable(exc) from None
+        _prepared.add(done)
+
+    async def _migrate(self, engine: AsyncEngine) -> None:
+        statements = advisory_lock_sql(self.family, self.settings.prefix)
+        where = self.settings.display
+        async with engine.connect() as conn:
+            if self.family == "mysql" and statements is not None:
+                # MySQL's DDL commits by itself: a named lock spans the whole migration.
+                await conn.execute(statements[0])
+                try:
+                    await conn.commit()
+                    await conn.run_sync(lambda c: migrate(c, self.tables, where=where))
+                    await conn.commit()
+                finally:
+                    await conn.execute(statements[1])
+                    await conn.commit()
+                return
+            async with conn.begin():
+                if statements is not None:
+                    await conn.execute(statements[0])
+                await conn.run_sync(lambda c: migrate(c, self.tables, where=where))
 
     def unreachable(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(f"cannot use {self.settings.display}: {one_line(exc)}")
@@ -304,15 +309,25 @@ class Database:
         raises. Lock conflicts are retried with backoff for up to :data:`RETRY_FOR` seconds;
         ``fn`` must therefore have no effect outside the transaction."""
         engine = await self.engine()
+
+        async def once() -> T:
+            if self.family == "sqlite" and (write or self.settings.memory):
+                async with self._write_lock():
+                    return await self._once(engine, fn, write)
+            return await self._once(engine, fn, write)
+
+        return await self._retrying(once)
+
+    async def _retrying(self, once: Callable[[], Awaitable[T]]) -> T:
+        """``once()``, again with backoff while it fails transiently (a lock, a deadlock) for
+        up to :data:`RETRY_FOR` seconds; a lost connection or server raises
+        :class:`BackendUnavailable` naming the URL."""
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                if self.family == "sqlite" and (write or self.settings.memory):
-                    async with self._write_lock():
-                        return await self._once(engine, fn, write)
-                return await self._once(engine, fn, write)
+                return await once()
             except DBAPIError as exc:
                 if transient(exc) and time.monotonic() - started < RETRY_FOR:
                     await asyncio.sleep(min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5))

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,55 @@ def test_the_cli_shows_an_unreachable_database_in_one_line() -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "cannot use postgresql://postgres@127.0.0.1" in lines[0], lines
+
+
+async def test_a_schema_creation_that_meets_a_lock_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two workers opening a new SQLite file at once: one can meet "database is locked" while
+    # the schema is created, which SQLite's busy timeout does not always absorb (CI saw a
+    # worker exit on it). It is retried like any transaction, not shown.
+    from sqlalchemy.exc import OperationalError
+
+    from flowcraft_sql import schema
+
+    calls = 0
+    real = schema.migrate
+
+    def locked_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OperationalError("PRAGMA journal_mode", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("flowcraft_sql.database.migrate", locked_once)
+    store = SQLContextStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        await store.set("run", "k", 1)
+        assert await store.get("run", "k") == 1
+    finally:
+        await store.close()
+    assert calls == 2
+
+
+async def test_a_schema_creation_locked_for_good_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from flowcraft_sql import database
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("CREATE TABLE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr("flowcraft_sql.database.migrate", locked)
+    monkeypatch.setattr(database, "RETRY_FOR", 0.2)
+    store = SQLContextStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        with pytest.raises(DriverError) as caught:
+            await store.get("run", "k")
+    finally:
+        await store.close()
+    message = str(caught.value)
+    assert "\n" not in message and "runs.db" in message and "database is locked" in message
