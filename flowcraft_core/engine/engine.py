@@ -127,6 +127,10 @@ class Engine:
         self.subflows = Subflows(self, dict(blueprints or {}))
         self.threads = NodeThreads(threads)
         """Where sync node code runs: ``threads`` at a time (the worker's concurrency)."""
+        self._sibling_messages = self.settings.siblings_per_message > 1 and getattr(
+            self.queue, "sibling_messages", True
+        )
+        """Whether ready siblings share messages (the queue may opt out: its protocol)."""
         width = self._width()
         self.slots = Slots(threads * width)
         """What bounds the jobs this engine handles at once, from load to commit: the queue
@@ -146,9 +150,8 @@ class Engine:
 
     def _width(self) -> int:
         """Jobs per unit of concurrency that may be between load and commit at once."""
-        most = self.settings.siblings_per_message
-        if most > 1 and self.state.pipelined and getattr(self.queue, "sibling_messages", True):
-            return most
+        if self._sibling_messages and self.state.pipelined:
+            return self.settings.siblings_per_message
         return 1
 
     # -- blueprints ---------------------------------------------------------------------------
@@ -187,22 +190,27 @@ class Engine:
                 if isinstance(outcome, BaseException):
                     raise outcome
             return
-        await self._handle_in_slot(job, None)
+        await self._handle_in_slot(job)
 
     async def _handle_sibling(self, job: Job) -> None:
         """Handle one member of a message of siblings. A member that finds no slot within
         ``sibling_wait`` seconds goes back to the queue on its own, for a worker that is
         free, as it would have travelled alone: its worker is busy with other work. It has
         loaded nothing yet, so it holds no lease to give back."""
-        SIBLING.set(True)  # in this member's own task (gather made one): _take_node_slot
-        if not await self._handle_in_slot(job, self.settings.sibling_wait):
+        SIBLING.set(True)  # in this member's own task (gather made one)
+        if not await self._handle_in_slot(job):
             await self._enqueue([job])
 
-    async def _handle_in_slot(self, job: Job, wait: float | None) -> bool:
-        """Handle ``job`` once a slot is free (waiting at most ``wait`` seconds); False if
+    def _slot_wait(self) -> float | None:
+        """How long this task's job waits for a slot: a sibling ``sibling_wait`` seconds (then
+        it travels alone, to a worker that is free), any other job as long as it takes."""
+        return self.settings.sibling_wait if SIBLING.get() else None
+
+    async def _handle_in_slot(self, job: Job) -> bool:
+        """Handle ``job`` once a slot is free (waiting at most :meth:`_slot_wait`); False if
         none was, and nothing was done."""
         slots = self.slots
-        if not slots.take() and not await slots.wait(wait):
+        if not slots.take() and not await slots.wait(self._slot_wait()):
             return False
         try:
             await self._handle_one(job)
@@ -262,9 +270,9 @@ class Engine:
         """``ready`` (targets of one completion) as messages: jobs that share run, digest,
         instance and attempt travel as siblings, at most ``siblings_per_message`` to a
         message, split evenly over as few messages as that allows."""
-        most = self.settings.siblings_per_message
-        if len(ready) < 2 or most < 2 or not getattr(self.queue, "sibling_messages", True):
+        if len(ready) < 2 or not self._sibling_messages:
             return ready
+        most = self.settings.siblings_per_message
         groups: dict[tuple[str, str, str, int], list[Job]] = {}
         for job in ready:
             groups.setdefault((job.run_id, job.digest, job.instance, job.attempt), []).append(job)
@@ -493,7 +501,7 @@ class Engine:
         so no duplicate delivery starts the node while it waits."""
         renewing = self._leases.hold(d.job, self._lease_ttl(d.node))
         try:
-            if await node_slots.wait(self.settings.sibling_wait if SIBLING.get() else None):
+            if await node_slots.wait(self._slot_wait()):
                 return True
         finally:
             self._leases.drop(renewing)
